@@ -1,0 +1,159 @@
+"""The ``avworld`` command: one subcommand per job, each a Hydra app over ``avworld.configs``.
+
+    avworld demo [overrides...]          the main job
+    avworld eval [overrides...]          evaluate an agent (agent=oracle|random, eval.episodes=N)
+    avworld bench TARGET [--json] [...]  speed figures (TARGET: sim)
+
+Overrides are Hydra's (``sim=avw4k``, ``sim.render.width=128``, ``--cfg job``, ``-m``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from avworld.sim.simulator import SimConfig
+
+CONFIGS = "pkg://avworld.configs"
+BENCH_TARGETS = ("sim",)
+
+
+def sim_config(cfg: DictConfig) -> SimConfig:
+    """The typed :class:`SimConfig` of a job config; unknown or mistyped fields are refused by name."""
+    merged = OmegaConf.merge(OmegaConf.structured(SimConfig), cfg.sim)
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def _output_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _navigate(cfg: DictConfig, run: DictConfig, agent_cfg: DictConfig, label: str) -> dict[str, Any]:
+    """Run ``agent_cfg`` for ``run.episodes`` episodes of ``run.split`` in the world of ``cfg.sim``."""
+    import gymnasium as gym
+    from hydra.utils import instantiate
+    from tqdm import tqdm
+
+    from avworld.eval.navigation import evaluate_navigation
+
+    env = gym.make("avworld/AudioNav-v0", split=run.split, sim=sim_config(cfg))
+    policy = instantiate(agent_cfg)
+    with tqdm(total=run.episodes, desc=label, unit="ep") as bar:
+        result = evaluate_navigation(env, policy, run.episodes, seed=run.seed, on_episode=lambda i, m: bar.update())
+    env.close()
+    return {"summary": result.summary(), "episodes": result.episodes}
+
+
+def _table(rows: dict[str, dict[str, float]]) -> str:
+    cols = ("SR", "SPL", "SNA", "DTG")
+    lines = [f"{'agent':<10}" + "".join(f"{c:>8}" for c in cols)]
+    lines += [f"{name:<10}" + "".join(f"{s[c]:>8.3f}" for c in cols) for name, s in rows.items()]
+    return "\n".join(lines)
+
+
+def demo_job(cfg: DictConfig) -> None:
+    """Run every agent of ``cfg.agents`` on the split and write ``summary.json`` in the output dir."""
+    import avworld  # noqa: F401  (registers the envs)
+
+    out = _output_dir()
+    results = {name: _navigate(cfg, cfg, agent, name) for name, agent in cfg.agents.items()}
+    summary = {name: r["summary"] for name, r in results.items()}
+    _write_json(
+        out / "summary.json",
+        {"config": OmegaConf.to_container(cfg), "summary": summary, "episodes": {k: r["episodes"] for k, r in results.items()}},
+    )
+    print(_table(summary))
+    print(f"summary written to {out / 'summary.json'}")
+
+
+def eval_job(cfg: DictConfig) -> None:
+    """Evaluate ``cfg.agent`` in the real world; writes ``navigation.json``."""
+    import avworld  # noqa: F401
+
+    result = _navigate(cfg, cfg.eval, cfg.agent, cfg.agent._target_.rsplit(".", 1)[-1])
+    out = _output_dir()
+    _write_json(out / "navigation.json", {"config": OmegaConf.to_container(cfg), **result})
+    print(_table({"agent": result["summary"]}))
+    print(f"results written to {out / 'navigation.json'}")
+
+
+JOBS: dict[str, tuple[Callable[[DictConfig], None], str]] = {
+    "demo": (demo_job, "the main job: agents in the real world, with a summary"),
+    "eval": (eval_job, "evaluate an agent: navigation metrics SR/SPL/SNA/DTG"),
+}
+
+
+def _run_hydra(command: str, overrides: Sequence[str]) -> None:
+    import hydra
+
+    task, _ = JOBS[command]
+    sys.argv = [f"avworld {command}", *overrides]
+    hydra.main(version_base=None, config_path=CONFIGS, config_name=command)(task)()
+
+
+def bench(argv: Sequence[str]) -> int:
+    """``avworld bench TARGET [--json] [overrides...]``."""
+    from hydra import compose, initialize_config_module
+
+    args = [a for a in argv if a != "--json"]
+    as_json = "--json" in argv
+    if not args or args[0] not in BENCH_TARGETS:
+        print(f"usage: avworld bench {{{','.join(BENCH_TARGETS)}}} [--json] [overrides...]", file=sys.stderr)
+        return 2
+    target, overrides = args[0], args[1:]
+    with initialize_config_module(config_module="avworld.configs", version_base=None):
+        cfg = compose(config_name="bench", overrides=list(overrides))
+    if target == "sim":
+        from avworld.bench import sim as bench_sim
+
+        result = bench_sim.run(sim_config(cfg), **cfg.sim_bench)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:>24}: {v:.3f}" if isinstance(v, float) else f"{k:>24}: {v}")
+    return 0
+
+
+def _usage() -> str:
+    lines = ["usage: avworld COMMAND [options] [hydra overrides...]", "", "commands:"]
+    lines += [f"  {name:<8} {help_}" for name, (_, help_) in JOBS.items()]
+    lines.append(f"  {'bench':<8} speed figures: avworld bench {{{','.join(BENCH_TARGETS)}}} [--json]")
+    lines += [
+        "",
+        "Each command takes Hydra overrides, e.g. `avworld eval agent=random eval.episodes=10 sim=avw4k`;",
+        "`avworld COMMAND --help` shows its config.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "bench":
+        return bench(rest)
+    if command not in JOBS:
+        print(f"avworld: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    _run_hydra(command, rest)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

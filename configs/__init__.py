@@ -1,0 +1,1 @@
+"""Hydra configs of avworld, shipped as package data."""

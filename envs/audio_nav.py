@@ -1,0 +1,225 @@
+"""``avworld/AudioNav-v0``: audio-goal navigation in the real (simulated) world."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from avworld.sim.loading import load_scene, validate_scene
+from avworld.sim.procedural import SPLITS, generate_apartment
+from avworld.sim.scene import Scene
+from avworld.sim.simulator import Action, BuiltinSimulator, Pose, ShortestPathFollower, SimConfig
+from avworld.sim.topdown import render_topdown
+
+SENSORS = ("rgb", "depth", "pointgoal")
+RENDER_HEIGHT = 256
+"""Height in pixels of each half of ``render()``'s side-by-side image."""
+
+
+class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
+    """Audio-goal navigation: find and stop next to a sounding object.
+
+    ## Description
+    An agent in an indoor scene (a procedural apartment, or a scene loaded from
+    JSON) sees egocentric frames and must reach a sound source, as in SoundSpaces.
+    Physics, rendering and acoustics come from :mod:`avworld.sim`.
+
+    ## Action Space
+    ``Discrete(4)``: 0 STOP, 1 FORWARD (``sim.agent.forward_step`` m, 0.25 by
+    default, with collision and sliding), 2 TURN_LEFT and 3 TURN_RIGHT
+    (``sim.agent.turn_deg``, 15° by default).
+
+    ## Observation Space
+    A ``Dict`` with the keys of ``sensors``:
+    - ``rgb``: uint8 (H, W, 3), egocentric colour image (64×64 by default).
+    - ``depth``: float32 (H, W, 1), z-depth in metres clipped to ``sim.render.max_depth``.
+    - ``pointgoal``: float32 (2,), Euclidean distance (m) and bearing (radians,
+      positive to the left) of the source in the agent's frame.
+
+    ## Rewards
+    −0.01 per step, plus the decrease of the geodesic distance to the source
+    (metres) over the step, plus 10 when STOP is called within the success distance.
+
+    ## Starting State
+    Each reset draws a scene seed from the split's seed range (procedural scenes)
+    and uses that scene's start and source, or uses the fixed ``scene``.
+    ``options={"scene_seed": s}`` picks a procedural scene.
+
+    ## Episode End
+    Terminates on STOP (success if the geodesic distance to the source is at most
+    ``sim.episode.success_distance``, 1 m by default). Truncates after
+    ``sim.episode.max_steps`` (500) steps. The last ``info`` holds ``metrics``:
+    success, spl, sna, dtg, path_length, geodesic_start, num_actions, optimal_actions.
+
+    ## Info
+    Every step: ``pose`` (x, y, yaw), ``source_position`` (x, y),
+    ``geodesic_distance``, ``collided``, ``success``, ``scene_seed`` (None for a fixed scene).
+
+    ## Arguments
+    - ``split``: ``"train"``, ``"val"`` or ``"test"``: the seed range of procedural scenes.
+    - ``scene``: a :class:`Scene` or a JSON path; overrides ``split``.
+    - ``sensors``: which observation keys to provide (``rgb`` is always included).
+    - ``sim``: a :class:`SimConfig` or a nested mapping of its fields.
+    - ``render_mode``: ``"rgb_array"``: first-person view and top-down map side by side.
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        split: str = "train",
+        scene: Scene | str | None = None,
+        sensors: Sequence[str] = ("rgb",),
+        sim: SimConfig | Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config = sim if isinstance(sim, SimConfig) else SimConfig.from_dict(sim or {})
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        unknown = sorted(set(sensors) - set(SENSORS))
+        if unknown:
+            raise ValueError(f"unknown sensor {unknown[0]!r}; available: {', '.join(SENSORS)}")
+        if scene is None and split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        self.render_mode, self.split = render_mode, split
+        self.sensors = tuple(s for s in SENSORS if s in {"rgb", *sensors})
+        agent = self.config.agent
+        if isinstance(scene, str):
+            scene = load_scene(scene, agent.radius, self.config.nav_cell)
+        elif isinstance(scene, Scene):
+            validate_scene(scene, agent.radius, self.config.nav_cell)
+        self._fixed_scene = scene
+        r = self.config.render
+        obs: dict[str, spaces.Space[Any]] = {"rgb": spaces.Box(0, 255, (r.height, r.width, 3), np.uint8)}
+        if "depth" in self.sensors:
+            obs["depth"] = spaces.Box(0.0, r.max_depth, (r.height, r.width, 1), np.float32)
+        if "pointgoal" in self.sensors:
+            obs["pointgoal"] = spaces.Box(np.array([0.0, -math.pi], np.float32), np.array([np.inf, math.pi], np.float32), dtype=np.float32)
+        self.observation_space = spaces.Dict(obs)
+        self.action_space = spaces.Discrete(len(Action))
+        self.sim: BuiltinSimulator | None = None
+        self._scene_seed: int | None = None
+        self._done = True
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        if self._fixed_scene is not None:
+            self._scene_seed = None
+            if self.sim is None:
+                self.sim = BuiltinSimulator(self._fixed_scene, self.config)
+        else:
+            seeds = SPLITS[self.split]
+            scene_seed = int(options.get("scene_seed", seeds[int(self.np_random.integers(len(seeds)))]))
+            if scene_seed != self._scene_seed or self.sim is None:
+                scene = generate_apartment(scene_seed, agent_radius=self.config.agent.radius, episode=self.config.episode)
+                self.sim = BuiltinSimulator(scene, self.config)
+                self._scene_seed = scene_seed
+        sim = self.sim
+        start = sim.scene.start
+        sim.set_episode(Pose(start.position[0], start.position[1], start.yaw), sim.scene.sources[0].position)
+        self._start = sim.pose
+        self._geodesic_start = self._geodesic = sim.geodesic_distance()
+        self._steps, self._path_length, self._done = 0, 0.0, False
+        self._trail = [(sim.pose.x, sim.pose.y)]
+        return self._observation(), self._info(collided=False, success=False)
+
+    def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if self.sim is None or self._done:
+            raise RuntimeError("step() called before reset() or after the episode ended; call reset()")
+        if not self.action_space.contains(action) and not (
+            isinstance(action, np.ndarray) and action.shape == () and self.action_space.contains(int(action))
+        ):
+            raise ValueError(
+                f"invalid action {action!r}: expected an int in [0, {self.action_space.n}) (0 STOP, 1 FORWARD, 2 TURN_LEFT, 3 TURN_RIGHT)"
+            )
+        action = Action(int(action))
+        sim = self.sim
+        before = sim.pose
+        collided = sim.step(action)
+        self._steps += 1
+        self._path_length += math.hypot(sim.pose.x - before.x, sim.pose.y - before.y)
+        self._trail.append((sim.pose.x, sim.pose.y))
+        geodesic = sim.geodesic_distance()
+        terminated = action == Action.STOP
+        success = terminated and geodesic <= self.config.episode.success_distance
+        reward = -0.01 + (self._geodesic - geodesic) + (10.0 if success else 0.0)
+        self._geodesic = geodesic
+        truncated = not terminated and self._steps >= self.config.episode.max_steps
+        info = self._info(collided, success)
+        if terminated or truncated:
+            self._done = True
+            info["metrics"] = self._metrics(success)
+        return self._observation(), float(reward), terminated, truncated, info
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        sim = self.sim
+        assert sim is not None
+        rgb, depth = sim.render()
+        obs = {"rgb": rgb}
+        if "depth" in self.sensors:
+            obs["depth"] = depth[..., None]
+        if "pointgoal" in self.sensors:
+            dx, dy = sim.source[0] - sim.pose.x, sim.source[1] - sim.pose.y
+            bearing = math.remainder(math.atan2(dy, dx) - sim.pose.yaw, 2 * math.pi)
+            obs["pointgoal"] = np.array([math.hypot(dx, dy), bearing], dtype=np.float32)
+        return obs
+
+    def _info(self, collided: bool, success: bool) -> dict[str, Any]:
+        sim = self.sim
+        assert sim is not None
+        return {
+            "pose": sim.pose.as_array(),
+            "source_position": sim.source.copy(),
+            "geodesic_distance": self._geodesic,
+            "collided": collided,
+            "success": success,
+            "scene_seed": self._scene_seed,
+        }
+
+    def _metrics(self, success: bool) -> dict[str, float]:
+        """Per-episode navigation metrics as SoundSpaces defines them."""
+        sim = self.sim
+        assert sim is not None
+        s = float(success)
+        shortest = self._geodesic_start
+        optimal = ShortestPathFollower(sim).count_actions(self._start, self.config.episode.max_steps)
+        return {
+            "success": s,
+            "spl": s * shortest / max(self._path_length, shortest, 1e-9),
+            "sna": s * optimal / max(self._steps, optimal),
+            "dtg": self._geodesic,
+            "path_length": self._path_length,
+            "geodesic_start": shortest,
+            "num_actions": float(self._steps),
+            "optimal_actions": float(optimal),
+        }
+
+    def render(self) -> np.ndarray | None:
+        """First-person view (upscaled) and top-down map side by side, uint8 (256, 256 * (1 + W/H), 3)."""
+        if self.render_mode != "rgb_array" or self.sim is None:
+            return None
+        rgb, _ = self.sim.render()
+        h, w, _ = rgb.shape
+        rows = (np.arange(RENDER_HEIGHT) * h) // RENDER_HEIGHT
+        cols = (np.arange(RENDER_HEIGHT * w // h) * h) // RENDER_HEIGHT
+        first_person = rgb[rows][:, cols]
+        g = self.sim.grid
+        top = render_topdown(
+            self.sim.scene,
+            pose=(self.sim.pose.x, self.sim.pose.y, self.sim.pose.yaw),
+            path=np.asarray(self._trail),
+            size=RENDER_HEIGHT,
+            free=g.free,
+            free_origin=(float(g.origin[0]), float(g.origin[1])),
+            free_cell=g.cell,
+        )
+        return np.concatenate([first_person, top], axis=1)

@@ -1,0 +1,63 @@
+"""Smoke runs of every command with tiny budgets, as a user types them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from avworld.cli import main
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "avworld.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("demo", "eval", "bench"):
+        assert f"  {command}" in out
+    assert main(["fly"]) == 2
+    assert "unknown command 'fly'" in capsys.readouterr().err
+
+
+def test_bench_sim_prints_one_json_object(tmp_path: Path) -> None:
+    proc = run_cli("bench", "sim", "--json", "sim_bench.steps=50", "sim_bench.render_frames=10", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["target"] == "sim" and result["steps"] == 50
+    assert result["steps_per_s"] > 0 and result["render_ms"] > 0
+    assert result["resolution"] == [64, 64]
+
+
+def test_bench_rejects_unknown_targets(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "moon"]) == 2
+    assert "usage: avworld bench" in capsys.readouterr().err
+
+
+def test_demo_writes_a_summary(tmp_path: Path) -> None:
+    proc = run_cli("demo", "episodes=2", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert set(summary["summary"]) == {"oracle", "random"}
+    assert summary["summary"]["oracle"]["SR"] == 1.0
+    assert len(summary["episodes"]["random"]) == 2
+    assert "summary written to" in proc.stdout
+
+
+def test_eval_with_a_preset_and_overrides(tmp_path: Path) -> None:
+    proc = run_cli("eval", "agent=random", "sim=avw4k", "eval.episodes=2", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "navigation.json").read_text())
+    assert result["summary"]["episodes"] == 2
+    assert result["config"]["sim"]["render"]["width"] == 128
+
+
+def test_bad_config_field_is_named(tmp_path: Path) -> None:
+    proc = run_cli("eval", "+sim.agent.speed=3", "eval.episodes=1", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "speed" in proc.stderr

@@ -1,0 +1,87 @@
+"""Navigation physics: occupancy, collision and sliding, geodesic distances through doors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from avworld.sim.navigation import NavGrid
+from avworld.sim.scene import Scene
+from tests.conftest import two_rooms
+
+GRID = NavGrid(two_rooms(), radius=0.18)
+
+
+def test_clearance_is_exact_distance_to_walls() -> None:
+    # Cell centre near (1, 1.5): 1 m from the outer wall's centre line at x=0, which is 0.1 m thick.
+    i, j = GRID.to_cell(np.array([1.0, 1.5]))
+    x, _ = GRID.to_world(i, j)
+    assert GRID.clearance[i, j] == pytest.approx(x - 0.1, abs=1e-9)
+    assert GRID.free[i, j]
+    assert not GRID.navigable(np.array([0.2, 3.0]))  # 0.1 m from the wall surface < radius
+    assert not GRID.navigable(np.array([-1.0, 3.0]))  # outside the walls
+    assert not GRID.navigable(np.array([2.0, 3.0]))  # inside the furniture
+
+
+def test_geodesic_goes_through_the_door() -> None:
+    field = GRID.goal_field((7.0, 1.0))
+    start = np.array([1.0, 1.0])
+    geo = field.distance(start)
+    # Through the door at (4, 5): the shortest way rounds the jamb near (4, 4.55 + radius).
+    via_jamb = math.dist((1, 1), (4, 4.73)) + math.dist((4, 4.73), (7, 1))
+    assert via_jamb <= geo <= via_jamb * 1.03
+    path = field.path((1.0, 1.0))
+    assert np.linalg.norm(np.diff(path, axis=0), axis=1).sum() == pytest.approx(geo, rel=0.02)
+    assert (path[:, 1].max()) > 4.5  # it climbs to the door
+    assert GRID.navigable(path[1:-1]).all()
+
+
+def test_closed_door_makes_the_other_room_unreachable() -> None:
+    closed = Scene(**{**two_rooms().__dict__, "doors": ()})
+    field = NavGrid(closed, 0.18).goal_field((7.0, 1.0))
+    assert math.isinf(field.distance(np.array([1.0, 1.0])))
+    assert len(field.path((1.0, 1.0))) == 0
+
+
+def test_free_move_and_blocked_move() -> None:
+    assert GRID.move(1.0, 1.0, 0.0, 0.25) == pytest.approx((1.25, 1.0, False))
+    # Straight into the partition (surface at x=3.95): stops short, at least a radius away.
+    x, y, collided = GRID.move(3.6, 2.0, 0.0, 0.25)
+    assert collided and 3.6 < x <= 3.95 - 0.18 + GRID.cell and y == pytest.approx(2.0)
+
+
+def test_sliding_along_a_wall() -> None:
+    # 30° into the partition: the x part is blocked, the y part slides on.
+    x, y, collided = GRID.move(3.7, 2.0, math.radians(30), 0.25)
+    assert collided and x <= 3.95 - 0.18 + GRID.cell
+    assert y == pytest.approx(2.0 + 0.25 * math.sin(math.radians(30)), abs=GRID.cell)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.floats(0.3, 7.7),
+    st.floats(0.3, 5.7),
+    st.lists(st.tuples(st.floats(-math.pi, math.pi), st.floats(0.0, 0.6)), min_size=1, max_size=30),
+)
+def test_agent_never_ends_inside_an_obstacle(x0: float, y0: float, moves: list[tuple[float, float]]) -> None:
+    if not GRID.navigable(np.array([x0, y0])):
+        return
+    x, y = x0, y0
+    for yaw, dist in moves:
+        x, y, _ = GRID.move(x, y, yaw, dist)
+        assert GRID.navigable(np.array([x, y]))
+        d = GRID.solids.distances(np.array([[x, y]]))[0].min()
+        assert d >= GRID.radius - GRID.cell * math.sqrt(0.5) - 1e-9
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.3, 7.7), st.floats(0.3, 5.7))
+def test_geodesic_is_never_below_euclidean(x: float, y: float) -> None:
+    field = GRID.goal_field((7.0, 1.0))
+    d = field.distance(np.array([x, y]))
+    assert d >= math.dist((x, y), (7.0, 1.0)) - 1e-9
+    assert not np.isnan(d)
