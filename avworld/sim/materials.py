@@ -26,6 +26,9 @@ class Material:
     color: tuple[int, int, int]
     pattern: str
     acoustic: str
+    """Key of pyroomacoustics' absorption table."""
+    scattering: str | float = 0.05
+    """Key of pyroomacoustics' scattering table, or a flat coefficient (smooth surfaces scatter little)."""
 
 
 MATERIALS: dict[str, Material] = {
@@ -38,7 +41,7 @@ MATERIALS: dict[str, Material] = {
         Material("wood_panel", (150, 105, 66), "planks_vertical", "wooden_lining"),
         Material("tiles", (205, 220, 225), "tiles", "ceramic_tiles"),
         Material("glass", (175, 210, 225), "glass", "glass_window"),
-        Material("curtain", (120, 40, 60), "stripes", "curtains_velvet"),
+        Material("curtain", (120, 40, 60), "stripes", "curtains_velvet", 0.2),
         Material("acoustic_panel", (80, 90, 110), "grid", "panel_fabric_covered_8pcf"),
         Material("wood_floor", (165, 118, 72), "planks", "wood_16mm"),
         Material("carpet", (110, 120, 90), "speckle", "carpet_cotton"),
@@ -46,9 +49,9 @@ MATERIALS: dict[str, Material] = {
         Material("marble", (225, 222, 215), "marble", "marble_floor"),
         Material("ceiling_plaster", (235, 235, 230), "plaster", "ceiling_plasterboard"),
         Material("ceiling_tile", (225, 225, 215), "grid", "ceiling_fissured_tile"),
-        Material("fabric", (90, 100, 150), "speckle", "chairs_upholstered_cloth"),
-        Material("leather", (95, 60, 40), "plaster", "chairs_upholstered_leather"),
-        Material("wood", (140, 95, 55), "planks", "wood_16mm"),
+        Material("fabric", (90, 100, 150), "speckle", "chairs_upholstered_cloth", "theatre_audience"),
+        Material("leather", (95, 60, 40), "plaster", "chairs_upholstered_leather", "theatre_audience"),
+        Material("wood", (140, 95, 55), "planks", "wood_16mm", "classroom_tables"),
         Material("metal", (170, 175, 180), "stripes", "hard_surface"),
     )
 }
@@ -74,7 +77,7 @@ def _pattern(kind: str) -> np.ndarray:
     elif kind == "speckle":
         out = 0.8 + 0.25 * (noise > 0.7) + 0.05 * noise
     elif kind == "brick":
-        course = px // 4  # 25 cm course... rows of bricks
+        course = px // 4  # one course of bricks every 25 cm
         row = v // course
         shift = (row % 2) * (px // 4)
         mortar = ((v % course) < 2) | (((u + shift) % (px // 2)) < 2)
