@@ -10,13 +10,16 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from avworld.sim.audio import log_spectrogram, spectrogram_bounds
 from avworld.sim.loading import load_scene, validate_scene
 from avworld.sim.procedural import SPLITS, generate_apartment
 from avworld.sim.scene import Scene
 from avworld.sim.simulator import Action, BuiltinSimulator, Pose, ShortestPathFollower, SimConfig
+from avworld.sim.sounds import HEARD, UNHEARD
 from avworld.sim.topdown import render_topdown
 
-SENSORS = ("rgb", "depth", "pointgoal")
+SENSORS = ("rgb", "audio", "depth", "spectrogram", "pointgoal")
+AUDIO_SENSORS = ("audio", "spectrogram")
 RENDER_HEIGHT = 256
 """Height in pixels of each half of ``render()``'s side-by-side image."""
 
@@ -26,8 +29,9 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
 
     ## Description
     An agent in an indoor scene (a procedural apartment, or a scene loaded from
-    JSON) sees egocentric frames and must reach a sound source, as in SoundSpaces.
-    Physics, rendering and acoustics come from :mod:`avworld.sim`.
+    JSON) sees egocentric frames, hears binaural sound and must reach the sounding
+    object, as in SoundSpaces. Physics, rendering and room acoustics
+    (pyroomacoustics on the same geometry) come from :mod:`avworld.sim`.
 
     ## Action Space
     ``Discrete(4)``: 0 STOP, 1 FORWARD (``sim.agent.forward_step`` m, 0.25 by
@@ -37,6 +41,11 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
     ## Observation Space
     A ``Dict`` with the keys of ``sensors``:
     - ``rgb``: uint8 (H, W, 3), egocentric colour image (64×64 by default).
+    - ``audio``: float32 (2, N) in [-1, 1], the binaural sound of the step (channel 0
+      the left ear; N = step time × 16 kHz = 4000 by default): the source, its
+      reverberation, the agent's footsteps and bumps, a low noise floor.
+    - ``spectrogram``: float32 (2, F, T), log-magnitude STFT of ``audio``
+      (Hann window of 256 samples, hop 128).
     - ``depth``: float32 (H, W, 1), z-depth in metres clipped to ``sim.render.max_depth``.
     - ``pointgoal``: float32 (2,), Euclidean distance (m) and bearing (radians,
       positive to the left) of the source in the agent's frame.
@@ -47,7 +56,9 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
 
     ## Starting State
     Each reset draws a scene seed from the split's seed range (procedural scenes)
-    and uses that scene's start and source, or uses the fixed ``scene``.
+    and uses that scene's start and source, or uses the fixed ``scene``. The source's
+    sound category comes from ``sim.acoustics.sounds`` (``heard`` categories by
+    default, ``unheard`` for generalisation tests); its variation is drawn per episode.
     ``options={"scene_seed": s}`` picks a procedural scene.
 
     ## Episode End
@@ -63,7 +74,8 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
     ## Arguments
     - ``split``: ``"train"``, ``"val"`` or ``"test"``: the seed range of procedural scenes.
     - ``scene``: a :class:`Scene` or a JSON path; overrides ``split``.
-    - ``sensors``: which observation keys to provide (``rgb`` is always included).
+    - ``sensors``: which observation keys to provide (default ``("rgb", "audio")``;
+      ``rgb`` is always included).
     - ``sim``: a :class:`SimConfig` or a nested mapping of its fields.
     - ``render_mode``: ``"rgb_array"``: first-person view and top-down map side by side.
 
@@ -78,7 +90,7 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         render_mode: str | None = None,
         split: str = "train",
         scene: Scene | str | None = None,
-        sensors: Sequence[str] = ("rgb",),
+        sensors: Sequence[str] = ("rgb", "audio"),
         sim: SimConfig | Mapping[str, Any] | None = None,
     ) -> None:
         self.config = sim if isinstance(sim, SimConfig) else SimConfig.from_dict(sim or {})
@@ -91,6 +103,10 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         self.render_mode, self.split = render_mode, split
         self.sensors = tuple(s for s in SENSORS if s in {"rgb", *sensors})
+        ac = self.config.acoustics
+        if not ac.enabled and set(self.sensors) & set(AUDIO_SENSORS):
+            raise ValueError("sensors 'audio' and 'spectrogram' need sim.acoustics.enabled=true")
+        self._sounds = {"heard": HEARD, "unheard": UNHEARD, "all": HEARD + UNHEARD}[ac.sounds]
         agent = self.config.agent
         if isinstance(scene, str):
             scene = load_scene(scene, agent.radius, self.config.nav_cell)
@@ -99,8 +115,14 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         self._fixed_scene = scene
         r = self.config.render
         obs: dict[str, spaces.Space[Any]] = {"rgb": spaces.Box(0, 255, (r.height, r.width, 3), np.uint8)}
+        n = round(self.config.agent.step_time * ac.fs)
+        if "audio" in self.sensors:
+            obs["audio"] = spaces.Box(-1.0, 1.0, (2, n), np.float32)
         if "depth" in self.sensors:
             obs["depth"] = spaces.Box(0.0, r.max_depth, (r.height, r.width, 1), np.float32)
+        if "spectrogram" in self.sensors:
+            lo, hi = spectrogram_bounds()
+            obs["spectrogram"] = spaces.Box(lo, hi, log_spectrogram(np.zeros((2, n), np.float32)).shape, np.float32)
         if "pointgoal" in self.sensors:
             obs["pointgoal"] = spaces.Box(np.array([0.0, -math.pi], np.float32), np.array([np.inf, math.pi], np.float32), dtype=np.float32)
         self.observation_space = spaces.Dict(obs)
@@ -108,6 +130,8 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         self.sim: BuiltinSimulator | None = None
         self._scene_seed: int | None = None
         self._done = True
+        self._hears = bool(set(self.sensors) & set(AUDIO_SENSORS))
+        self._audio: np.ndarray | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
@@ -120,7 +144,9 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
             seeds = SPLITS[self.split]
             scene_seed = int(options.get("scene_seed", seeds[int(self.np_random.integers(len(seeds)))]))
             if scene_seed != self._scene_seed or self.sim is None:
-                scene = generate_apartment(scene_seed, agent_radius=self.config.agent.radius, episode=self.config.episode)
+                scene = generate_apartment(
+                    scene_seed, agent_radius=self.config.agent.radius, episode=self.config.episode, sounds=self._sounds
+                )
                 self.sim = BuiltinSimulator(scene, self.config)
                 self._scene_seed = scene_seed
         sim = self.sim
@@ -130,6 +156,7 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         self._geodesic_start = self._geodesic = sim.geodesic_distance()
         self._steps, self._path_length, self._done = 0, 0.0, False
         self._trail = [(sim.pose.x, sim.pose.y)]
+        self._audio = sim.start_audio(self.np_random) if self._hears else None
         return self._observation(), self._info(collided=False, success=False)
 
     def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
@@ -153,6 +180,8 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         success = terminated and geodesic <= self.config.episode.success_distance
         reward = -0.01 + (self._geodesic - geodesic) + (10.0 if success else 0.0)
         self._geodesic = geodesic
+        if self._hears:
+            self._audio = sim.hear(action, collided)
         truncated = not terminated and self._steps >= self.config.episode.max_steps
         info = self._info(collided, success)
         if terminated or truncated:
@@ -165,6 +194,11 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         assert sim is not None
         rgb, depth = sim.render()
         obs = {"rgb": rgb}
+        if self._audio is not None:
+            if "audio" in self.sensors:
+                obs["audio"] = self._audio
+            if "spectrogram" in self.sensors:
+                obs["spectrogram"] = log_spectrogram(self._audio)
         if "depth" in self.sensors:
             obs["depth"] = depth[..., None]
         if "pointgoal" in self.sensors:

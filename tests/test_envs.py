@@ -16,7 +16,7 @@ from avworld.envs.audio_nav import AudioNavEnv
 from avworld.envs.registration import ENV_IDS
 from tests.conftest import two_rooms
 
-ALL_SENSORS = ("rgb", "depth", "pointgoal")
+ALL_SENSORS = ("rgb", "audio", "depth", "spectrogram", "pointgoal")
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

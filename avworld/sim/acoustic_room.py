@@ -30,8 +30,8 @@ from functools import cache
 
 import numpy as np
 import pyroomacoustics as pra
-from pyroomacoustics.acoustics import AntoniOctaveFilterBank
 from pyroomacoustics import libroom
+from pyroomacoustics.acoustics import AntoniOctaveFilterBank
 from pyroomacoustics.room import find_non_convex_walls, wall_factory
 
 from avworld.sim.materials import MATERIALS

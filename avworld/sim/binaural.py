@@ -44,7 +44,7 @@ SPEED_OF_SOUND = 343.0
 _TAPS = 16  # windowed-sinc fractional-delay length
 
 
-@dataclass(frozen=True)
+@dataclass
 class HeadConfig:
     """The listener's head: ear spacing and the spherical-head shadow model."""
 
@@ -66,7 +66,9 @@ def ear_positions(center: np.ndarray, yaw: float, ear_distance: float) -> np.nda
 def head_shadow(cos_theta: np.ndarray, freqs: np.ndarray, head: HeadConfig) -> np.ndarray:
     """|H(ω, θ)| of Brown & Duda's model: ``cos_theta`` (...,) → gains (..., F) at ``freqs`` (F,) Hz."""
     theta = np.arccos(np.clip(cos_theta, -1.0, 1.0))
-    alpha = (1 + head.alpha_min / 2) + (1 - head.alpha_min / 2) * np.cos(np.minimum(theta / math.radians(head.theta_min_deg), 1.0) * math.pi)
+    alpha = (1 + head.alpha_min / 2) + (1 - head.alpha_min / 2) * np.cos(
+        np.minimum(theta / math.radians(head.theta_min_deg), 1.0) * math.pi
+    )
     w = math.pi * freqs * (head.ear_distance / 2) / SPEED_OF_SOUND  # ω / 2ω₀ with ω₀ = c / a
     return np.sqrt(1 + (alpha[..., None] * w) ** 2) / np.sqrt(1 + w**2)
 

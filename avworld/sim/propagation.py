@@ -110,9 +110,7 @@ def taut_path(outline: WallOutline, path: np.ndarray) -> np.ndarray:
     return np.asarray(corners)
 
 
-def diffracted_path(
-    room: AcousticRoom, outline: WallOutline, field: GoalField, source: np.ndarray, listener: np.ndarray
-) -> Arrivals:
+def diffracted_path(room: AcousticRoom, outline: WallOutline, field: GoalField, source: np.ndarray, listener: np.ndarray) -> Arrivals:
     """The diffracted path from ``source`` to ``listener`` (both (3,)) when walls block the direct one; else empty."""
     n_bands = len(room.centers)
     if outline.visible(listener[:2], source[None, :2])[0]:

@@ -15,10 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from avworld.sim.acoustics import AcousticsConfig, SceneAcoustics
+from avworld.sim.audio import AudioRenderer, Emitter
 from avworld.sim.episodes import EpisodeConfig
 from avworld.sim.navigation import AgentConfig, GoalField, NavGrid
 from avworld.sim.renderer import RenderConfig, Renderer
 from avworld.sim.scene import Scene
+from avworld.sim.sounds import HEARD, UNHEARD, SoundLibrary
+
+DISTRACTOR_HEIGHT = 1.0
 
 
 class Action(IntEnum):
@@ -37,6 +42,7 @@ class SimConfig:
     agent: AgentConfig = field(default_factory=AgentConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
+    acoustics: AcousticsConfig = field(default_factory=AcousticsConfig)
     nav_cell: float = 0.05
     """Occupancy grid resolution, metres (≤ 0.05)."""
     backend: str = "builtin"
@@ -48,7 +54,7 @@ class SimConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SimConfig:
         """Build from a nested mapping (e.g. env kwargs); unknown keys raise naming them."""
-        parts = {"agent": AgentConfig, "render": RenderConfig, "episode": EpisodeConfig}
+        parts = {"agent": AgentConfig, "render": RenderConfig, "episode": EpisodeConfig, "acoustics": AcousticsConfig}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key in parts:
@@ -83,12 +89,17 @@ def wrap_angle(a: float) -> float:
 
 
 class BuiltinSimulator:
-    """Pure-numpy simulator of one scene: grid navigation, ray-cast rendering."""
+    """Simulator of one scene: grid navigation, ray-cast rendering, room acoustics (numpy, scipy, pyroomacoustics)."""
 
-    def __init__(self, scene: Scene, config: SimConfig, grid: NavGrid | None = None) -> None:
+    def __init__(self, scene: Scene, config: SimConfig, grid: NavGrid | None = None, library: SoundLibrary | None = None) -> None:
         self.scene, self.config = scene, config
         self.grid = grid if grid is not None else NavGrid(scene, config.agent.radius, config.nav_cell)
         self.renderer = Renderer(scene, config.render, eye_height=config.agent.height)
+        ac = config.acoustics
+        self.library = library if library is not None else SoundLibrary(ac.fs)
+        self.step_samples = round(config.agent.step_time * ac.fs)
+        self.acoustics = SceneAcoustics(scene, ac, config.agent.height, self.grid) if ac.enabled else None
+        self.audio = AudioRenderer(self.acoustics, self.step_samples) if self.acoustics is not None else None
         self.pose = Pose(*scene.start.position, wrap_angle(scene.start.yaw))
         self.source = np.asarray(scene.sources[0].position, float)
         self.field: GoalField = self.grid.goal_field(scene.sources[0].position)
@@ -117,6 +128,32 @@ class BuiltinSimulator:
         """Apply one action; return whether a forward move collided."""
         self.pose, collided = self.transition(self.pose, action)
         return collided
+
+    def start_audio(self, rng: np.random.Generator) -> np.ndarray:
+        """Start the episode's sound (source loop variation, distractors); the first step's audio (2, N) float32."""
+        if self.audio is None:
+            raise RuntimeError("acoustics are disabled (sim.acoustics.enabled=false)")
+        ac = self.config.acoustics
+        target = self.scene.sources[0]
+        emitters = [Emitter((*target.position, target.height), self.library.signal(target.sound, int(rng.integers(2**31))))]
+        pool = [c for c in {"heard": HEARD, "unheard": UNHEARD, "all": HEARD + UNHEARD}[ac.sounds] if c != target.sound]
+        if ac.distractors:
+            ii, jj = np.nonzero(self.grid.free)
+            for k in rng.choice(len(ii), size=ac.distractors, replace=False):
+                x, y = self.grid.to_world(ii[k], jj[k]).tolist()
+                sound = pool[int(rng.integers(len(pool)))]
+                emitters.append(Emitter((x, y, DISTRACTOR_HEIGHT), self.library.signal(sound, int(rng.integers(2**31)))))
+        return self.audio.start(emitters, self._head(), int(rng.integers(2**31)))
+
+    def hear(self, action: Action, collided: bool) -> np.ndarray:
+        """The audio (2, N) float32 of the step just taken: sources, plus a footstep on FORWARD and a bump on collision."""
+        if self.audio is None:
+            raise RuntimeError("acoustics are disabled (sim.acoustics.enabled=false)")
+        events = (("footstep",) if action == Action.FORWARD else ()) + (("bump",) if collided else ())
+        return self.audio.step(self._head(), events)
+
+    def _head(self) -> tuple[float, float, float]:
+        return (self.pose.x, self.pose.y, self.pose.yaw)
 
     def geodesic_distance(self, pose: Pose | None = None) -> float:
         """Geodesic distance (m) from the agent (or ``pose``) to the source."""

@@ -49,7 +49,9 @@ class AudioFileError(ValueError):
 
 
 def _filter(x: np.ndarray, fs: int, lo: float | None = None, hi: float | None = None, order: int = 4) -> np.ndarray:
-    """x through a Butterworth band-pass [lo, hi] (either edge may be None); an edge past 0.45 fs is dropped."""
+    """x through a Butterworth band-pass [lo, hi] (either edge may be None); a band past 0.45 fs is cut off there."""
+    if lo is not None and lo >= 0.45 * fs:
+        return np.zeros_like(x)
     hi = None if hi is None or hi >= 0.45 * fs else hi
     if lo is None and hi is None:
         return x
@@ -106,17 +108,17 @@ def _add(out: np.ndarray, event: np.ndarray, start: float, fs: int) -> None:
 
 def _fade(x: np.ndarray, fs: int, attack: float, release: float) -> np.ndarray:
     """x with raised-cosine fades in and out, so an event starts and ends at zero."""
+    a, r = min(round(attack * fs), len(x)), min(round(release * fs), len(x))
     w = np.ones(len(x))
-    for length, part in ((round(attack * fs), slice(None)), (round(release * fs), slice(None, None, -1))):
-        length = min(length, len(x))
-        w[part][:length] *= 0.5 - 0.5 * np.cos(np.pi * np.arange(length) / max(length, 1))
+    w[:a] = 0.5 - 0.5 * np.cos(np.pi * np.arange(a) / max(a, 1))
+    w[len(x) - r :] *= 0.5 + 0.5 * np.cos(np.pi * np.arange(1, r + 1) / max(r, 1))
     return x * w
 
 
 def _gate(on: np.ndarray, fs: int, ramp: float = 0.005) -> np.ndarray:
     """A 0/1 gate (n,) with its edges smoothed over `ramp` seconds."""
     k = np.hanning(max(3, round(ramp * fs)))
-    return np.convolve(on.astype(float), k / k.sum(), mode="same")
+    return np.convolve(on.astype(float), k / k.sum())[(len(k) - 1) // 2 :][: len(on)]
 
 
 def _formants(x: np.ndarray, fs: int, freqs: np.ndarray, gains: tuple[float, ...] = (1.0, 0.5, 0.25)) -> np.ndarray:
@@ -130,8 +132,8 @@ def _formants(x: np.ndarray, fs: int, freqs: np.ndarray, gains: tuple[float, ...
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    """x scaled to unit standard deviation."""
-    return x / np.std(x)
+    """x scaled to unit standard deviation (silence stays silent)."""
+    return x / (np.std(x) + 1e-12)
 
 
 def _midi_hz(note: np.ndarray | float) -> np.ndarray:
@@ -162,9 +164,9 @@ def _telephone(rng: np.random.Generator, fs: int, n: int) -> np.ndarray:
 
 def _alarm(rng: np.random.Generator, fs: int, n: int) -> np.ndarray:
     t = np.arange(n) / fs
-    fa, rate = rng.uniform(700, 1100), rng.uniform(4, 9)
-    f0 = np.where((t * rate + rng.random()) % 1 < 0.5, fa, fa * rng.uniform(1.25, 1.6))
-    return _harmonics(_filter(f0, fs, hi=200, order=2), fs, [1, 0, 1 / 3, 0, 1 / 5, 0, 1 / 7])
+    fa, rate, ratio = rng.uniform(700, 1100), rng.uniform(4, 9), rng.uniform(1.25, 1.6)
+    high = _gate((t * rate + rng.random()) % 1 < 0.5, fs, 0.003)
+    return _harmonics(fa * (1 + (ratio - 1) * high), fs, [1, 0, 1 / 3, 0, 1 / 5, 0, 1 / 7])  # square-ish
 
 
 def _beeps(rng: np.random.Generator, fs: int, n: int) -> np.ndarray:
@@ -333,13 +335,14 @@ def _siren(rng: np.random.Generator, fs: int, n: int) -> np.ndarray:
 
 
 def _typing(rng: np.random.Generator, fs: int, n: int) -> np.ndarray:
-    gaps = rng.exponential(rng.uniform(0.1, 0.2), int(n / fs / 0.05)) + 0.04
+    gaps = rng.exponential(rng.uniform(0.1, 0.2), int(n / fs / 0.05) + 1) + 0.04
     gaps[rng.random(len(gaps)) < 0.08] += 0.6
     out, key = np.zeros(n), rng.uniform(2000, 4000)
     m = round(0.03 * fs)
+    snap = np.exp(-np.arange(m) / fs / 0.002)
     for start in np.cumsum(gaps) - gaps[0] * rng.random():
-        f = key if rng.random() > 0.15 else key / 4
-        click = _modes([f, 1.5 * f], [1, 0.5], [0.004, 0.002], fs, m) + 0.5 * _noise(rng, m, fs, lo=4000) * np.exp(-np.arange(m) / fs / 0.002)
+        f = key if rng.random() > 0.15 else key / 4  # now and then the space bar
+        click = _modes([f, 1.5 * f], [1, 0.5], [0.004, 0.002], fs, m) + 0.5 * _noise(rng, m, fs, lo=4000) * snap
         _add(out, _fade(click, fs, 0.0003, 0.01) * rng.uniform(0.5, 1.0), start, fs)
     return out
 
@@ -391,20 +394,20 @@ def _cat(rng: np.random.Generator, fs: int, n: int) -> np.ndarray:
     for start in np.arange(rng.uniform(0, period) - period, n / fs, period):
         m = round(rng.uniform(0.4, 0.9) * fs)
         pos = np.arange(m) / m
-        src = _harmonics(f0 * (1 + 0.3 * np.sin(np.pi * pos ** 0.7)), fs, 0.7 ** np.arange(12))
-        ee, ow = _formants(src, fs, _VOWELS[1] * 1.5), _formants(src, fs, _VOWELS[2] * 1.5)
+        src = _harmonics(f0 * (1 + 0.3 * np.sin(np.pi * pos**0.7)), fs, 0.7 ** np.arange(12))
+        ee, ow = _formants(src, fs, _VOWELS[1] * 1.3), _formants(src, fs, _VOWELS[2] * 1.3)
         _add(out, _fade((1 - pos) * ee + pos * ow, fs, 0.05, 0.15), start, fs)
     return out
 
 
 def _guitar(rng: np.random.Generator, fs: int, n: int) -> np.ndarray:
-    step, root = 60 / rng.uniform(120, 200), 40 + int(rng.integers(0, 12))
+    step, root = 30 / rng.uniform(90, 150), 40 + int(rng.integers(0, 12))
     chord = root + np.array([0, 7, 12, 16, 19, 24])[rng.permutation(6)]
-    out, m, k = np.zeros(n), round(1.2 * fs), np.arange(1, 21)
-    pluck = rng.uniform(0.1, 0.3)
+    out, m, k = np.zeros(n), round(0.6 * fs), np.arange(1, 25)
+    pluck = rng.uniform(0.1, 0.3)  # where along the string it is plucked: partials with a node there are missing
     for i, start in enumerate(np.arange(rng.uniform(0, step) - step, n / fs, step)):
         f = float(_midi_hz(chord[i % 6]))
-        note = _modes(k * f, np.abs(np.sin(np.pi * k * pluck)) / k**1.5, 1.0 / (1 + (k * f / 1500) ** 1.5), fs, m)
+        note = _modes(k * f, np.abs(np.sin(np.pi * k * pluck)) / k, 0.3 / (1 + (k * f / 2500) ** 1.5), fs, m)
         _add(out, _fade(note, fs, 0.001, 0.05), start, fs)
     return out
 
@@ -438,7 +441,10 @@ def _rng(name: str, seed: int) -> np.random.Generator:
 
 
 def _loop(y: np.ndarray, n: int, fade: int) -> np.ndarray:
-    """n samples of y (len(y) >= n + fade) whose head is cross-faded (equal power) with y[n:n+fade], so out[-1] -> out[0] is y[n-1] -> y[n]."""
+    """n samples of y (len(y) >= n + fade), the head cross-faded (equal power) with y[n:n+fade].
+
+    The loop's wrap out[n-1] -> out[0] is then y's own step y[n-1] -> y[n]: no click.
+    """
     out = y[:n].copy()
     theta = 0.5 * np.pi * (np.arange(fade) + 0.5) / max(fade, 1)
     out[:fade] = y[:fade] * np.sin(theta) + y[n : n + fade] * np.cos(theta)
@@ -485,14 +491,14 @@ def agent_sound(kind: str, seed: int, fs: int = SAMPLE_RATE) -> np.ndarray:
         m = round(rng.uniform(0.10, 0.15) * fs)
         t = np.arange(m) / fs
         thud = _modes([rng.uniform(60, 110), rng.uniform(150, 250)], [1, 0.4], [0.025, 0.012], fs, m)
-        thud += 0.5 * _noise(rng, m, fs, hi=400) * np.exp(-t / 0.015) / 0.1
+        thud = thud / np.max(np.abs(thud)) + 0.4 * _unit(_noise(rng, m, fs, hi=400)) * np.exp(-t / 0.015)
         scuff = _noise(rng, m, fs, 1500, 6000) * np.exp(-(((t - rng.uniform(0.03, 0.05)) / 0.02) ** 2))
         x, peak = thud / np.max(np.abs(thud)) + rng.uniform(0.2, 0.5) * scuff / np.max(np.abs(scuff)), 0.3
     else:
         m = round(rng.uniform(0.18, 0.22) * fs)
         t = np.arange(m) / fs
-        f = rng.uniform(45, 70)
-        thump = np.sin(2 * np.pi * f * (t + 0.5 * 0.02 * (1 - np.exp(-t / 0.02)))) * np.exp(-t / 0.06)
+        f, drop = rng.uniform(45, 70), 0.02  # pitch falls from 1.5 f to f within ~drop s
+        thump = np.sin(2 * np.pi * f * (t + 0.5 * drop * (1 - np.exp(-t / drop)))) * np.exp(-t / 0.06)
         knock = _modes([rng.uniform(180, 300), rng.uniform(400, 700)], [0.5, 0.3], [0.03, 0.015], fs, m)
         crack = _noise(rng, m, fs, hi=2500) * np.exp(-t / 0.008)
         x, peak = thump + knock + 0.4 * crack / np.max(np.abs(crack)), 0.8
@@ -518,8 +524,6 @@ def load_wav(path: str | os.PathLike, fs: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioFileError(path, f"not a readable WAV file ({err})") from None
     if rate <= 0:
         raise AudioFileError(path, f"bad sample rate {rate}")
-    if data.ndim == 2 and data.shape[1] == 0:
-        raise AudioFileError(path, "zero channels")
     if data.shape[0] == 0:
         raise AudioFileError(path, "no samples")
     if data.dtype.kind == "u":
@@ -586,7 +590,9 @@ class SoundLibrary:
         if sound in CATEGORIES:
             return self._cached((sound, int(seed)), lambda: synthesize(sound, seed, self.fs, self.loop_seconds))
         n = max(1, round(self.loop_seconds * self.fs))
-        loop = self._cached((sound, -1), lambda: _normalise(_as_loop(load_wav(self.user_files[sound], self.fs), n, min(round(LOOP_FADE_S * self.fs), n))))
+        loop = self._cached(
+            (sound, -1), lambda: _normalise(_as_loop(load_wav(self.user_files[sound], self.fs), n, min(round(LOOP_FADE_S * self.fs), n)))
+        )
         shifted = np.roll(loop, -int(_rng(sound, seed).integers(n)))
         shifted.setflags(write=False)
         return shifted
