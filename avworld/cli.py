@@ -2,6 +2,7 @@
 
     avworld demo [overrides...]          the main job
     avworld eval [overrides...]          evaluate an agent (agent=oracle|random, eval.episodes=N)
+    avworld precompute [overrides...]    fill a scene's acoustic cache (scene=PATH or scene_seed=N, workers=N)
     avworld bench TARGET [--json] [...]  speed figures (TARGET: sim)
 
 Overrides are Hydra's (``sim=avw4k``, ``sim.render.width=128``, ``--cfg job``, ``-m``).
@@ -90,9 +91,28 @@ def eval_job(cfg: DictConfig) -> None:
     print(f"results written to {out / 'navigation.json'}")
 
 
+def precompute_job(cfg: DictConfig) -> None:
+    """Fill ``sim.acoustics.cache_dir`` with the sound paths of one scene, in ``cfg.workers`` processes."""
+    from tqdm import tqdm
+
+    from avworld.sim.loading import load_scene
+    from avworld.sim.precompute import precompute
+    from avworld.sim.procedural import generate_apartment
+
+    sim = sim_config(cfg)
+    if cfg.scene:
+        scene = load_scene(cfg.scene, sim.agent.radius, sim.nav_cell)
+    else:
+        scene = generate_apartment(cfg.scene_seed, agent_radius=sim.agent.radius, episode=sim.episode)
+    with tqdm(desc="positions", unit="pos") as bar:
+        n = precompute(scene, sim.acoustics, sim.agent.height, sim.agent.radius, cfg.workers, on_progress=bar.update)
+    print(f"{n} positions cached in {sim.acoustics.cache_dir}")
+
+
 JOBS: dict[str, tuple[Callable[[DictConfig], None], str]] = {
     "demo": (demo_job, "the main job: agents in the real world, with a summary"),
     "eval": (eval_job, "evaluate an agent: navigation metrics SR/SPL/SNA/DTG"),
+    "precompute": (precompute_job, "fill a scene's on-disk acoustic cache in parallel"),
 }
 
 

@@ -25,6 +25,23 @@ def two_rooms() -> Scene:
     )
 
 
+def box(w: float, h: float, material: str = "brick", partition: Door | bool | None = None) -> Scene:
+    """A w × h room (inner faces at 0 and w, 0 and h); optionally a partition at x = w/2, with a door or closed."""
+    t = 0.2
+    walls = [
+        Wall((-t / 2, -t / 2), (w + t / 2, -t / 2), t, material),
+        Wall((w + t / 2, -t / 2), (w + t / 2, h + t / 2), t, material),
+        Wall((w + t / 2, h + t / 2), (-t / 2, h + t / 2), t, material),
+        Wall((-t / 2, h + t / 2), (-t / 2, -t / 2), t, material),
+    ]
+    doors: tuple[Door, ...] = ()
+    if partition is not None and partition is not False:
+        walls.append(Wall((w / 2, 0), (w / 2, h), 0.1, material))
+        if isinstance(partition, Door):
+            doors = (partition,)
+    return Scene(tuple(walls), AgentStart((1, 1)), (SoundSource((w - 1, 1), "telephone"),), doors, floor_material="carpet")
+
+
 @pytest.fixture
 def scene() -> Scene:
     return two_rooms()

@@ -19,19 +19,22 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("demo", "eval", "bench"):
+    for command in ("demo", "eval", "precompute", "bench"):
         assert f"  {command}" in out
     assert main(["fly"]) == 2
     assert "unknown command 'fly'" in capsys.readouterr().err
 
 
 def test_bench_sim_prints_one_json_object(tmp_path: Path) -> None:
-    proc = run_cli("bench", "sim", "--json", "sim_bench.steps=50", "sim_bench.render_frames=10", cwd=tmp_path)
+    budget = ("sim_bench.steps=50", "sim_bench.render_frames=10", "sim_bench.audio_steps=20", "sim_bench.rirs=2")
+    proc = run_cli("bench", "sim", "--json", *budget, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["target"] == "sim" and result["steps"] == 50
     assert result["steps_per_s"] > 0 and result["render_ms"] > 0
     assert result["resolution"] == [64, 64]
+    assert result["steps_per_s_audio"] > result["steps_per_s_audio_cold"] > 0  # the second pass finds its responses cached
+    assert result["rir_ms"] > 0 and result["audio_samples_per_step"] == 4000
 
 
 def test_bench_rejects_unknown_targets(capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,3 +64,23 @@ def test_bad_config_field_is_named(tmp_path: Path) -> None:
     proc = run_cli("eval", "+sim.agent.speed=3", "eval.episodes=1", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode != 0
     assert "speed" in proc.stderr
+
+
+def test_precompute_fills_the_cache_and_resumes(tmp_path: Path) -> None:
+    from avworld.sim.loading import save_scene
+    from tests.conftest import box
+
+    scene = tmp_path / "room.json"
+    save_scene(box(2.4, 1.6), scene)
+    cache = tmp_path / "cache"
+    args = ("precompute", f"scene={scene}", "workers=2", f"sim.acoustics.cache_dir={cache}")
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    positions = int(proc.stdout.split(" positions cached")[0].split()[-1])
+    files = sorted(cache.rglob("*.npz"))
+    assert positions > 50 and len(files) == 2 * positions  # the source and the agent's own sounds
+    files[0].unlink()  # as if killed before the last write
+    stamp = {f: f.stat().st_mtime_ns for f in files[1:]}
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert files[0].exists() and all(f.stat().st_mtime_ns == t for f, t in stamp.items())  # only the missing one redone

@@ -98,8 +98,8 @@ class BuiltinSimulator:
         ac = config.acoustics
         self.library = library if library is not None else SoundLibrary(ac.fs)
         self.step_samples = round(config.agent.step_time * ac.fs)
-        self.acoustics = SceneAcoustics(scene, ac, config.agent.height, self.grid) if ac.enabled else None
-        self.audio = AudioRenderer(self.acoustics, self.step_samples) if self.acoustics is not None else None
+        self.audio: AudioRenderer | None = None
+        """Built on the first :meth:`start_audio`: a world nobody listens to costs no acoustics."""
         self.pose = Pose(*scene.start.position, wrap_angle(scene.start.yaw))
         self.source = np.asarray(scene.sources[0].position, float)
         self.field: GoalField = self.grid.goal_field(scene.sources[0].position)
@@ -131,9 +131,11 @@ class BuiltinSimulator:
 
     def start_audio(self, rng: np.random.Generator) -> np.ndarray:
         """Start the episode's sound (source loop variation, distractors); the first step's audio (2, N) float32."""
-        if self.audio is None:
-            raise RuntimeError("acoustics are disabled (sim.acoustics.enabled=false)")
         ac = self.config.acoustics
+        if not ac.enabled:
+            raise RuntimeError("acoustics are disabled (sim.acoustics.enabled=false)")
+        if self.audio is None:
+            self.audio = AudioRenderer(SceneAcoustics(self.scene, ac, self.config.agent.height, self.grid), self.step_samples)
         target = self.scene.sources[0]
         emitters = [Emitter((*target.position, target.height), self.library.signal(target.sound, int(rng.integers(2**31))))]
         pool = [c for c in {"heard": HEARD, "unheard": UNHEARD, "all": HEARD + UNHEARD}[ac.sounds] if c != target.sound]
@@ -148,7 +150,7 @@ class BuiltinSimulator:
     def hear(self, action: Action, collided: bool) -> np.ndarray:
         """The audio (2, N) float32 of the step just taken: sources, plus a footstep on FORWARD and a bump on collision."""
         if self.audio is None:
-            raise RuntimeError("acoustics are disabled (sim.acoustics.enabled=false)")
+            raise RuntimeError("hear() before start_audio()")
         events = (("footstep",) if action == Action.FORWARD else ()) + (("bump",) if collided else ())
         return self.audio.step(self._head(), events)
 
