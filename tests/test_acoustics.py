@@ -15,7 +15,7 @@ from avworld.sim import propagation
 from avworld.sim.acoustics import AcousticsConfig, SceneAcoustics
 from avworld.sim.audio import AudioRenderer, Emitter
 from avworld.sim.ir_cache import DiskCache, LRUCache
-from avworld.sim.scene import Door
+from avworld.sim.scene import Door, SoundSource
 from avworld.sim.simulator import SimConfig
 from tests.conftest import box, two_rooms
 
@@ -234,3 +234,29 @@ def test_bad_acoustics_config_is_refused_by_field() -> None:
         AcousticsConfig(ism_order=-1)
     with pytest.raises(ValueError, match=r"acoustics\.sounds"):
         dataclasses.replace(AcousticsConfig(), sounds="everything")
+
+
+def test_distractors_add_other_sounds_reproducibly() -> None:
+    def first_audio(distractors: int, seed: int) -> np.ndarray:
+        sim = SimConfig(acoustics=AcousticsConfig(distractors=distractors))
+        env = gym.make("avworld/AudioNav-v0", scene=two_rooms(), sim=sim)
+        return env.reset(seed=seed)[0]["audio"]
+
+    plain, busy = first_audio(0, 5), first_audio(2, 5)
+    assert not np.array_equal(plain, busy)
+    np.testing.assert_array_equal(busy, first_audio(2, 5))
+
+
+def test_a_user_wav_file_plays_as_the_source(tmp_path) -> None:
+    from scipy.io import wavfile
+
+    t = np.arange(8000) / 8000
+    wavfile.write(tmp_path / "hum.wav", 8000, (0.5 * np.sin(2 * math.pi * 300 * t) * 32767).astype(np.int16))
+    scene = dataclasses.replace(two_rooms(), sources=(SoundSource((3.0, 1.0), "hum"),))
+    sim = SimConfig(acoustics=AcousticsConfig(user_sounds={"hum": str(tmp_path / "hum.wav")}, noise_floor_db=-math.inf))
+    audio = gym.make("avworld/AudioNav-v0", scene=scene, sim=sim).reset(seed=0)[0]["audio"]
+    spectrum = np.abs(np.fft.rfft(audio[0]))
+    assert np.fft.rfftfreq(audio.shape[1], 1 / FS)[np.argmax(spectrum)] == pytest.approx(300, abs=8)
+    bad = SimConfig(acoustics=AcousticsConfig(user_sounds={"hum": str(tmp_path / "missing.wav")}))
+    with pytest.raises(ValueError, match=r"missing\.wav"):
+        gym.make("avworld/AudioNav-v0", scene=scene, sim=bad).reset(seed=0)

@@ -61,6 +61,8 @@ class AcousticsConfig:
     """RMS of the background noise in dB re full scale; -inf turns it off."""
     sounds: str = "heard"
     """Which sound categories episodes draw from: heard (training) or unheard (held out)."""
+    user_sounds: dict[str, str] = field(default_factory=dict)
+    """Sound id → WAV file (any rate; resampled to ``fs``), for scenes whose sources name them."""
     cache_dir: str | None = None
     cache_mb: int = 256
 

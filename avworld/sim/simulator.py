@@ -96,7 +96,7 @@ class BuiltinSimulator:
         self.grid = grid if grid is not None else NavGrid(scene, config.agent.radius, config.nav_cell)
         self.renderer = Renderer(scene, config.render, eye_height=config.agent.height)
         ac = config.acoustics
-        self.library = library if library is not None else SoundLibrary(ac.fs)
+        self.library = library if library is not None else SoundLibrary(ac.fs, user_files=dict(ac.user_sounds))
         self.step_samples = round(config.agent.step_time * ac.fs)
         self.audio: AudioRenderer | None = None
         """Built on the first :meth:`start_audio`: a world nobody listens to costs no acoustics."""
