@@ -2,8 +2,9 @@
 
     avworld demo [overrides...]          the main job
     avworld eval [overrides...]          evaluate an agent (agent=oracle|random, eval.episodes=N)
+    avworld collect [overrides...]       collect trajectories into Minari shards (collect=tiny, collect.episodes=N)
     avworld precompute [overrides...]    fill a scene's acoustic cache (scene=PATH or scene_seed=N, workers=N)
-    avworld bench TARGET [--json] [...]  speed figures (TARGET: sim)
+    avworld bench TARGET [--json] [...]  speed figures (TARGET: sim, data)
 
 Overrides are Hydra's (``sim=avw4k``, ``sim.render.width=128``, ``--cfg job``, ``-m``).
 """
@@ -21,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from avworld.sim.simulator import SimConfig
 
 CONFIGS = "pkg://avworld.configs"
-BENCH_TARGETS = ("sim",)
+BENCH_TARGETS = ("sim", "data")
 
 
 def sim_config(cfg: DictConfig) -> SimConfig:
@@ -91,6 +92,28 @@ def eval_job(cfg: DictConfig) -> None:
     print(f"results written to {out / 'navigation.json'}")
 
 
+def collect_job(cfg: DictConfig) -> None:
+    """Collect ``cfg.collect.episodes`` episodes into Minari shards under ``cfg.collect.root``; resumes unfinished runs."""
+    import time
+
+    from tqdm import tqdm
+
+    from avworld.data.collect import CollectConfig, collect
+
+    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CollectConfig), cfg.collect))
+    assert isinstance(config, CollectConfig)
+    start, total = time.perf_counter(), [0]
+    with tqdm(total=config.episodes, desc="episodes", unit="ep") as bar:
+
+        def on_shard(episodes: int, steps: int) -> None:
+            total[0] += steps
+            bar.update(episodes)
+            bar.set_postfix(steps_per_s=f"{total[0] / (time.perf_counter() - start):.0f}")
+
+        result = collect(config, sim_config(cfg), on_shard=on_shard)
+    print(f"{result['shards']} shards written, {result['skipped']} already done, {result['steps']} steps; in {config.root}")
+
+
 def precompute_job(cfg: DictConfig) -> None:
     """Fill ``sim.acoustics.cache_dir`` with the sound paths of one scene, in ``cfg.workers`` processes."""
     from tqdm import tqdm
@@ -112,6 +135,7 @@ def precompute_job(cfg: DictConfig) -> None:
 JOBS: dict[str, tuple[Callable[[DictConfig], None], str]] = {
     "demo": (demo_job, "the main job: agents in the real world, with a summary"),
     "eval": (eval_job, "evaluate an agent: navigation metrics SR/SPL/SNA/DTG"),
+    "collect": (collect_job, "collect trajectories (rgb + binaural audio) into Minari datasets"),
     "precompute": (precompute_job, "fill a scene's on-disk acoustic cache in parallel"),
 }
 
@@ -140,6 +164,10 @@ def bench(argv: Sequence[str]) -> int:
         from avworld.bench import sim as bench_sim
 
         result = bench_sim.run(sim_config(cfg), **cfg.sim_bench)
+    elif target == "data":
+        from avworld.bench import data as bench_data
+
+        result = bench_data.run(sim_config(cfg), **cfg.data_bench)
     if as_json:
         print(json.dumps(result))
     else:

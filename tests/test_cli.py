@@ -19,7 +19,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("demo", "eval", "precompute", "bench"):
+    for command in ("demo", "eval", "collect", "precompute", "bench"):
         assert f"  {command}" in out
     assert main(["fly"]) == 2
     assert "unknown command 'fly'" in capsys.readouterr().err
@@ -84,3 +84,18 @@ def test_precompute_fills_the_cache_and_resumes(tmp_path: Path) -> None:
     proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert files[0].exists() and all(f.stat().st_mtime_ns == t for f, t in stamp.items())  # only the missing one redone
+
+
+def test_bench_data_prints_one_json_object(tmp_path: Path) -> None:
+    budget = (
+        "data_bench.episodes=2",
+        "data_bench.max_steps=10",
+        "data_bench.batches=3",
+        "data_bench.batch_size=4",
+        "data_bench.loader_workers=0",
+    )
+    proc = run_cli("bench", "data", "--json", *budget, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["target"] == "data" and result["collect_workers"] == 2
+    assert result["collect_steps_per_s"] > 0 and result["windows_per_s"] > 0 and result["collect_steps"] > 0

@@ -1,0 +1,1 @@
+"""Trajectory data: collection into Minari, loading, and window sampling for training."""

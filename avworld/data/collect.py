@@ -1,0 +1,235 @@
+"""Collect trajectories of ``avworld/AudioNav-v0`` into sharded Minari datasets (``avworld collect``).
+
+Episode i of a collection is fully determined by the config and i: its scene seed,
+its behaviour and its reset seed. Episodes are grouped into shards of
+``shard_size``; each shard is one Minari dataset ``avworld/<name>/shard-NNNNN-v0``
+under ``root``, written by one worker process, and counts as done only once its
+marker file ``<root>/avworld/<name>/shard-NNNNN.done`` exists (written atomically
+after Minari has finished). A rerun skips done shards and rewrites unfinished ones,
+so an interrupted collection resumes with no episode lost or duplicated.
+
+Per-episode metadata (Minari episode metadata): ``index`` (in the collection), ``scene_seed``, ``split``, ``sound``,
+``behaviour``, ``success``, ``collisions``. Per-step ``infos``: ``pose`` (x, y, yaw),
+``geodesic_distance``, ``collided``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from avworld.data.behaviours import BEHAVIOURS, make_behaviour
+from avworld.envs.audio_nav import AudioNavEnv
+from avworld.sim.procedural import SPLITS
+from avworld.sim.simulator import SimConfig
+
+NAMESPACE = "avworld"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CollectConfig:
+    """What to collect and where (``configs/collect.yaml``)."""
+
+    name: str = "audionav"
+    root: str = "datasets"
+    """Minari datasets root (what ``MINARI_DATASETS_PATH`` must point to for ``minari.load_dataset``)."""
+    episodes: int = 64
+    split: str = "train"
+    first_scene: int = 0
+    """Offset into the split's seed range of the first scene."""
+    scenes: int = 16
+    """Distinct scenes: episode i uses scene ``first_scene + i % scenes`` of the split."""
+    behaviours: dict[str, float] = field(default_factory=lambda: {"toward": 0.5, "away": 0.2, "explore": 0.3})
+    shard_size: int = 8
+    workers: int = 2
+    seed: int = 0
+    max_steps: int = 200
+    """Episode step limit during collection (replaces ``sim.episode.max_steps``)."""
+    sensors: tuple[str, ...] = ("rgb", "audio")
+
+    def __post_init__(self) -> None:
+        self.sensors = tuple(self.sensors)
+        if self.split not in SPLITS:
+            raise ValueError(f"collect.split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        for key in ("episodes", "scenes", "shard_size", "workers", "max_steps"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"collect.{key} must be at least 1, got {getattr(self, key)}")
+        if self.first_scene < 0 or self.first_scene + self.scenes > len(SPLITS[self.split]):
+            raise ValueError(f"collect.first_scene/scenes: outside the {self.split} split's {len(SPLITS[self.split])} scenes")
+        unknown = sorted(set(self.behaviours) - set(BEHAVIOURS))
+        if unknown or not self.behaviours or min(self.behaviours.values()) < 0 or sum(self.behaviours.values()) <= 0:
+            known = ", ".join(BEHAVIOURS)
+            raise ValueError(f"collect.behaviours: weights over {known} (non-negative, not all zero); got {self.behaviours}")
+        if "rgb" not in self.sensors or "audio" not in self.sensors:
+            raise ValueError("collect.sensors must include rgb and audio (the world model learns both)")
+
+
+@dataclass(frozen=True)
+class EpisodePlan:
+    index: int
+    scene_seed: int
+    behaviour: str
+    seed: int
+
+
+def plan(config: CollectConfig) -> list[EpisodePlan]:
+    """Every episode's scene seed, behaviour and reset seed: a function of the config alone."""
+    seeds = SPLITS[config.split]
+    names = sorted(config.behaviours)
+    weights = np.array([config.behaviours[n] for n in names], float)
+    rng = np.random.default_rng([config.seed, 0xC011])
+    picks = rng.choice(len(names), size=config.episodes, p=weights / weights.sum())
+    resets = rng.integers(0, 2**31, size=config.episodes)
+    return [
+        EpisodePlan(i, int(seeds[config.first_scene + i % config.scenes]), names[int(picks[i])], int(resets[i]))
+        for i in range(config.episodes)
+    ]
+
+
+def shard_id(config: CollectConfig, shard: int) -> str:
+    return f"{NAMESPACE}/{config.name}/shard-{shard:05d}-v0"
+
+
+def marker(config: CollectConfig, shard: int) -> Path:
+    return Path(config.root) / NAMESPACE / config.name / f"shard-{shard:05d}.done"
+
+
+def shards(config: CollectConfig) -> Iterator[tuple[int, list[EpisodePlan]]]:
+    episodes = plan(config)
+    for k in range(0, len(episodes), config.shard_size):
+        yield k // config.shard_size, episodes[k : k + config.shard_size]
+
+
+def run_episode(env: AudioNavEnv, ep: EpisodePlan, episode_id: int) -> tuple[Any, dict[str, Any]]:
+    """One episode with its behaviour; returns a Minari ``EpisodeBuffer`` (id ``episode_id`` in its shard) and its metadata."""
+    from minari.data_collector import EpisodeBuffer
+
+    behaviour = make_behaviour(ep.behaviour)
+    rng = np.random.default_rng([ep.seed, ep.index])
+    obs, info = env.reset(seed=ep.seed, options={"scene_seed": ep.scene_seed})
+    observations = {k: [v] for k, v in obs.items()}
+    infos: dict[str, list[Any]] = {"pose": [info["pose"]], "geodesic_distance": [info["geodesic_distance"]], "collided": [False]}
+    actions, rewards, terms, truncs = [], [], [], []
+    done = False
+    while not done:
+        assert env.sim is not None
+        action = int(behaviour.act(env.sim, rng))
+        obs, reward, terminated, truncated, info = env.step(action)
+        for k, v in obs.items():
+            observations[k].append(v)
+        for k in infos:
+            infos[k].append(info[k])
+        actions.append(action)
+        rewards.append(reward)
+        terms.append(terminated)
+        truncs.append(truncated)
+        done = terminated or truncated
+    buffer = EpisodeBuffer(
+        id=episode_id,
+        seed=ep.seed,
+        options={"scene_seed": ep.scene_seed},
+        observations={k: np.stack(v) for k, v in observations.items()},
+        actions=np.asarray(actions, np.int64),
+        rewards=rewards,
+        terminations=terms,
+        truncations=truncs,
+        infos={
+            "pose": np.asarray(infos["pose"], np.float32),
+            "geodesic_distance": np.asarray(infos["geodesic_distance"], np.float32),
+            "collided": np.asarray(infos["collided"], bool),
+        },
+    )
+    assert env.sim is not None
+    meta = {
+        "index": ep.index,
+        "scene_seed": ep.scene_seed,
+        "split": "test" if ep.scene_seed in SPLITS["test"] else "val" if ep.scene_seed in SPLITS["val"] else "train",
+        "sound": env.sim.scene.sources[0].sound,
+        "behaviour": ep.behaviour,
+        "success": bool(info["success"]),
+        "collisions": int(np.sum(infos["collided"])),
+    }
+    return buffer, meta
+
+
+def dataset_metadata(config: CollectConfig, sim: SimConfig, env: AudioNavEnv) -> dict[str, Any]:
+    """What every shard of a collection must agree on; stored with each shard."""
+    audio = env.observation_space["audio"].shape
+    return {
+        "format_version": FORMAT_VERSION,
+        "sample_rate": sim.acoustics.fs,
+        "audio_shape": list(audio),
+        "rgb_shape": list(env.observation_space["rgb"].shape),
+        "sim": dataclasses.asdict(sim),
+        "collect": dataclasses.asdict(config),
+    }
+
+
+def _collect_shard(config: CollectConfig, sim: SimConfig, shard: int, episodes: list[EpisodePlan]) -> int:
+    """Worker: run a shard's episodes and write its Minari dataset and marker; returns the number of steps."""
+    import minari
+
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(config.root).resolve())
+    path = Path(config.root) / shard_id(config, shard)
+    if path.exists():  # an unfinished earlier attempt
+        shutil.rmtree(path)
+    env = AudioNavEnv(split=config.split, sensors=config.sensors, sim=sim)
+    buffers, metas = zip(*(run_episode(env, ep, i) for i, ep in enumerate(episodes)), strict=True)
+    meta = dataset_metadata(config, sim, env)
+    dataset = minari.create_dataset_from_buffers(
+        shard_id(config, shard),
+        list(buffers),
+        env=gym.spec("avworld/AudioNav-v0"),
+        eval_env=dataclasses.replace(gym.spec("avworld/AudioNav-v0"), kwargs={"split": "test"}),
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        algorithm_name="avworld.data.behaviours: " + ", ".join(f"{k}={v}" for k, v in sorted(config.behaviours.items())),
+        author="avworld",
+        author_email="avworld@users.noreply.github.com",
+        code_permalink="https://github.com/avworld/avworld",
+        description=f"avworld collection {config.name!r}, shard {shard}: audio-goal navigation trajectories (rgb + binaural audio).",
+        jpeg_encoding=False,
+    )
+    dataset.storage.update_metadata({"avworld": json.dumps(meta)})
+    dataset.storage.update_episode_metadata(list(metas), range(len(metas)))
+    done = marker(config, shard)
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"episodes": [ep.index for ep in episodes]}) + "\n")
+    tmp.replace(done)
+    return int(sum(len(b.actions) for b in buffers))
+
+
+def collect(config: CollectConfig, sim: SimConfig, on_shard: Callable[[int, int], None] | None = None) -> dict[str, int]:
+    """Collect every unfinished shard, ``config.workers`` at a time; returns counts of shards done/skipped and steps."""
+    import avworld  # noqa: F401  (workers import it too: registers the env)
+
+    sim = dataclasses.replace(sim, episode=dataclasses.replace(sim.episode, max_steps=config.max_steps))
+    jobs = [(k, eps) for k, eps in shards(config) if not marker(config, k).exists()]
+    skipped = sum(1 for _ in shards(config)) - len(jobs)
+    steps = 0
+    pool = ProcessPoolExecutor(max_workers=config.workers) if config.workers > 1 and len(jobs) > 1 else None
+    try:
+        results = (
+            pool.map(_collect_shard, [config] * len(jobs), [sim] * len(jobs), [k for k, _ in jobs], [e for _, e in jobs])
+            if pool
+            else (_collect_shard(config, sim, k, e) for k, e in jobs)
+        )
+        for (_, eps), n in zip(jobs, results, strict=True):
+            steps += n
+            if on_shard:
+                on_shard(len(eps), n)
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    return {"shards": len(jobs), "skipped": skipped, "steps": steps}

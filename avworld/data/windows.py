@@ -1,0 +1,89 @@
+"""Training windows: m context steps and H future steps of one episode, with their actions and outcomes.
+
+A window starting at observation t of an episode holds observations t … t+m+H−1
+(``m`` context, then ``H`` future), the m+H−1 actions between them, and the reward,
+termination and truncation of each of those transitions. Windows never cross
+episodes. Scenes are assigned to train / val / test by a hash of their seed, so the
+three splits never share a scene; the assignment depends on nothing but the seed.
+
+Use with ``torch.utils.data.DataLoader`` (any number of workers: the arrays are
+memory-mapped) and, under DDP, with ``DistributedSampler`` (each rank a distinct slice).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from avworld.data.storage import FlatData
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class WindowConfig:
+    context: int = 4
+    horizon: int = 1
+    stride: int = 1
+    split: str = "train"
+    fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)
+    """Shares of scenes for train, val and test."""
+
+    def __post_init__(self) -> None:
+        if self.context < 1 or self.horizon < 1 or self.stride < 1:
+            raise ValueError(f"windows: context, horizon and stride must be >= 1, got {self.context}, {self.horizon}, {self.stride}")
+        if self.split not in SPLIT_NAMES:
+            raise ValueError(f"windows.split must be one of {', '.join(SPLIT_NAMES)}, got {self.split!r}")
+        if len(self.fractions) != 3 or min(self.fractions) < 0 or abs(sum(self.fractions) - 1) > 1e-6:
+            raise ValueError(f"windows.fractions must be three non-negative shares summing to 1, got {self.fractions}")
+
+
+def scene_split(scene_seed: int, fractions: tuple[float, float, float]) -> str:
+    """train, val or test for a scene: a fixed function of its seed (CRC32 hash)."""
+    u = zlib.crc32(f"scene-{scene_seed}".encode()) / 2**32
+    edges = np.cumsum(fractions)
+    return SPLIT_NAMES[int(np.searchsorted(edges, u, side="right"))] if u < edges[-1] else SPLIT_NAMES[-1]
+
+
+class WindowDataset(Dataset[dict[str, torch.Tensor]]):
+    """Windows of a flattened collection for one split; item i is a dict of tensors:
+
+    - ``rgb`` uint8 (m+H, H_img, W_img, 3), ``audio`` float32 (m+H, 2, N)
+    - ``actions`` int64 (m+H−1,), ``rewards`` float32 (m+H−1,), ``terminations`` / ``truncations`` bool (m+H−1,)
+    - ``pose`` float32 (m+H, 3)
+    """
+
+    def __init__(self, data: FlatData, config: WindowConfig) -> None:
+        self.data, self.config = data, config
+        span = config.context + config.horizon
+        ep = data.episodes
+        starts_obs, starts_step = [], []
+        for obs0, step0, length, seed in zip(ep["obs_start"], ep["step_start"], ep["length"], ep["scene_seed"], strict=True):
+            if scene_split(int(seed), config.fractions) != config.split:
+                continue
+            offsets = np.arange(0, length + 1 - span + 1, config.stride)
+            starts_obs.append(obs0 + offsets)
+            starts_step.append(step0 + offsets)
+        self.obs_index = np.concatenate(starts_obs or [np.zeros(0, np.int64)])  # (windows,)
+        self.step_index = np.concatenate(starts_step or [np.zeros(0, np.int64)])
+        self.span = span
+
+    def __len__(self) -> int:
+        return len(self.obs_index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        o, t, s = int(self.obs_index[i]), int(self.step_index[i]), self.span
+        a = self.data.arrays
+        return {
+            "rgb": torch.from_numpy(np.array(a["rgb"][o : o + s])),
+            "audio": torch.from_numpy(np.array(a["audio"][o : o + s])),
+            "pose": torch.from_numpy(np.array(a["pose"][o : o + s])),
+            "actions": torch.from_numpy(np.array(a["actions"][t : t + s - 1])),
+            "rewards": torch.from_numpy(np.array(a["rewards"][t : t + s - 1])),
+            "terminations": torch.from_numpy(np.array(a["terminations"][t : t + s - 1])),
+            "truncations": torch.from_numpy(np.array(a["truncations"][t : t + s - 1])),
+        }

@@ -1,0 +1,173 @@
+"""Collection into Minari (readable by minari itself, resumable), loading, bad data, and the window sampler."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from avworld.data.collect import CollectConfig, collect, marker, plan
+from avworld.data.storage import DataError, flatten, open_collection
+from avworld.data.windows import WindowConfig, WindowDataset, scene_split
+from avworld.sim.simulator import SimConfig
+
+TINY = {"name": "tiny", "episodes": 4, "scenes": 2, "shard_size": 2, "workers": 2, "max_steps": 20}
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory) -> CollectConfig:
+    root = tmp_path_factory.mktemp("datasets")
+    config = CollectConfig(root=str(root), **TINY)  # type: ignore[arg-type]
+    result = collect(config, SimConfig())
+    assert result == {"shards": 2, "skipped": 0, "steps": result["steps"]} and result["steps"] > 0
+    return config
+
+
+def test_minari_reads_the_collection(collection: CollectConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    import minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", collection.root)
+    seen = []
+    for shard in range(2):
+        ds = minari.load_dataset(f"avworld/tiny/shard-{shard:05d}-v0")
+        assert ds.total_episodes == 2
+        for ep, meta in zip(ds.iterate_episodes(), ds.storage.get_episode_metadata(range(2)), strict=True):
+            n = len(ep.actions)
+            assert ep.observations["rgb"].shape == (n + 1, 64, 64, 3) and ep.observations["rgb"].dtype == np.uint8
+            assert ep.observations["audio"].shape == (n + 1, 2, 4000) and ep.observations["audio"].dtype == np.float32
+            assert ep.infos["pose"].shape == (n + 1, 3) and ep.infos["geodesic_distance"].shape == (n + 1,)
+            assert ep.terminations[-1] or ep.truncations[-1]
+            assert {"scene_seed", "split", "sound", "behaviour", "success", "collisions"} <= set(meta)
+            assert meta["split"] == "train" and meta["behaviour"] in collection.behaviours
+            seen.append(int(meta["index"]))
+    assert sorted(seen) == [0, 1, 2, 3]
+
+
+def test_a_finished_collection_is_not_redone(collection: CollectConfig) -> None:
+    assert collect(collection, SimConfig()) == {"shards": 0, "skipped": 2, "steps": 0}
+
+
+def test_the_plan_mixes_behaviours_and_is_deterministic() -> None:
+    config = CollectConfig(episodes=200)
+    first = plan(config)
+    assert first == plan(config)
+    counts = {b: sum(ep.behaviour == b for ep in first) for b in config.behaviours}
+    assert all(abs(counts[b] / 200 - w) < 0.1 for b, w in config.behaviours.items())
+    assert plan(dataclasses.replace(config, seed=1)) != first
+
+
+def test_collection_resumes_after_being_killed(tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    args = [
+        sys.executable,
+        "-m",
+        "avworld.cli",
+        "collect",
+        "collect=tiny",
+        "collect.workers=1",
+        "collect.episodes=6",
+        f"collect.root={root}",
+    ]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config = CollectConfig(root=str(root), name="tiny", episodes=6, shard_size=1, scenes=2, workers=1, max_steps=20)
+    deadline = time.time() + 120
+    while not marker(config, 0).exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = sorted(p.name for p in (root / "avworld" / "tiny").glob("*.done"))
+    assert 1 <= len(done_before) < 6, "the run should have been killed mid-way"
+    rerun = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(done_before)} already done" in rerun.stdout
+    shards = open_collection(root, "tiny", strict=True)
+    indices = []
+    for s in shards:
+        from minari import MinariDataset
+
+        ds = MinariDataset(s.path / "data")
+        indices += [int(m["index"]) for m in ds.storage.get_episode_metadata(range(ds.total_episodes))]
+    assert sorted(indices) == list(range(6))  # none lost, none twice
+
+
+def test_windows_feed_a_dataloader(collection: CollectConfig, tmp_path: Path) -> None:
+    data = flatten(open_collection(collection.root, "tiny"), tmp_path)
+    ds = WindowDataset(data, WindowConfig(context=3, horizon=2, fractions=(1.0, 0.0, 0.0)))
+    assert len(ds) == sum(max(n + 1 - 5 + 1, 0) for n in data.episodes["length"])
+    batch = next(iter(DataLoader(ds, batch_size=4, num_workers=2, shuffle=True, generator=torch.Generator().manual_seed(0))))
+    assert batch["rgb"].shape == (4, 5, 64, 64, 3) and batch["rgb"].dtype == torch.uint8
+    assert batch["audio"].shape == (4, 5, 2, 4000) and batch["audio"].dtype == torch.float32
+    assert batch["actions"].shape == (4, 4) and batch["rewards"].shape == (4, 4) and batch["terminations"].dtype == torch.bool
+    again = next(iter(DataLoader(ds, batch_size=4, num_workers=2, shuffle=True, generator=torch.Generator().manual_seed(0))))
+    assert torch.equal(batch["audio"], again["audio"])  # deterministic given the seed
+
+
+def test_window_contents_line_up_with_the_episode(collection: CollectConfig, tmp_path: Path) -> None:
+    data = flatten(open_collection(collection.root, "tiny"), tmp_path)
+    ds = WindowDataset(data, WindowConfig(context=2, horizon=1, fractions=(1.0, 0.0, 0.0)))
+    first_len = int(data.episodes["length"][0])
+    last_of_first = first_len + 1 - 3  # the last window of episode 0 ends on its final observation
+    w = ds[last_of_first]
+    assert bool(w["terminations"][-1] or w["truncations"][-1])
+    np.testing.assert_array_equal(w["pose"].numpy(), np.asarray(data.arrays["pose"][first_len - 2 : first_len + 1]))
+    assert not bool(ds[last_of_first + 1]["terminations"][0] or ds[last_of_first + 1]["truncations"][0])  # next episode starts fresh
+
+
+def test_splits_never_share_a_scene() -> None:
+    seeds = range(5000)
+    assigned = {s: scene_split(s, (0.8, 0.1, 0.1)) for s in seeds}
+    shares = {k: sum(v == k for v in assigned.values()) / len(seeds) for k in ("train", "val", "test")}
+    assert abs(shares["train"] - 0.8) < 0.03 and abs(shares["val"] - 0.1) < 0.03
+    assert all(scene_split(s, (0.8, 0.1, 0.1)) == assigned[s] for s in range(0, 5000, 97))  # a function of the seed
+
+
+def test_ddp_ranks_get_distinct_slices(collection: CollectConfig, tmp_path: Path) -> None:
+    data = flatten(open_collection(collection.root, "tiny"), tmp_path)
+    ds = WindowDataset(data, WindowConfig(context=2, horizon=1, fractions=(1.0, 0.0, 0.0)))
+    ranks = [list(DistributedSampler(ds, num_replicas=2, rank=r, shuffle=True, seed=3, drop_last=True)) for r in (0, 1)]
+    assert not set(ranks[0]) & set(ranks[1]) and len(ranks[0]) == len(ranks[1]) == len(ds) // 2
+
+
+def test_a_corrupted_shard_is_named_and_skipped(collection: CollectConfig, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(collection.root, root)
+    bad = root / "avworld" / "tiny" / "shard-00001-v0" / "data" / "main_data.hdf5"
+    bad.write_bytes(bad.read_bytes()[:2000])  # truncated
+    with pytest.warns(RuntimeWarning, match="shard-00001-v0"):
+        shards = open_collection(root, "tiny")
+    assert [s.path.name for s in shards] == ["shard-00000-v0"]
+    assert flatten(shards, tmp_path / "cache").episodes["length"].size == 2  # the rest stays usable
+    with pytest.raises(DataError, match=r"shard-00001-v0.*main_data\.hdf5"):
+        open_collection(root, "tiny", strict=True)
+
+
+def test_mismatched_shards_are_refused_with_the_reason(collection: CollectConfig, tmp_path: Path) -> None:
+    import shutil
+
+    from minari import MinariDataset
+
+    root = tmp_path / "copy"
+    shutil.copytree(collection.root, root)
+    ds = MinariDataset(root / "avworld" / "tiny" / "shard-00001-v0" / "data")
+    meta = json.loads(ds.storage.metadata["avworld"])
+    ds.storage.update_metadata({"avworld": json.dumps({**meta, "sample_rate": 8000})})
+    with pytest.raises(DataError, match="sample_rate is 8000 but 16000"):
+        open_collection(root, "tiny")
+
+
+def test_bad_collect_config_is_refused_by_field() -> None:
+    with pytest.raises(ValueError, match=r"collect\.behaviours"):
+        CollectConfig(behaviours={"sideways": 1.0})
+    with pytest.raises(ValueError, match=r"collect\.episodes"):
+        CollectConfig(episodes=0)
