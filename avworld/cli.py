@@ -2,6 +2,7 @@
 
     avworld demo [overrides...]          the main job
     avworld eval [overrides...]          evaluate an agent (agent=oracle|random, eval.episodes=N)
+    avworld train [overrides...]         train a tokenizer (tokenizer=video|audio preset=tiny|small|base data.name=...)
     avworld collect [overrides...]       collect trajectories into Minari shards (collect=tiny, collect.episodes=N)
     avworld precompute [overrides...]    fill a scene's acoustic cache (scene=PATH or scene_seed=N, workers=N)
     avworld bench TARGET [--json] [...]  speed figures (TARGET: sim, data)
@@ -82,14 +83,34 @@ def demo_job(cfg: DictConfig) -> None:
 
 
 def eval_job(cfg: DictConfig) -> None:
-    """Evaluate ``cfg.agent`` in the real world; writes ``navigation.json``."""
+    """Evaluate ``cfg.agent`` in the real world (``navigation.json``), or ``tokenizer=CHECKPOINT`` on test scenes."""
     import avworld  # noqa: F401
 
+    if cfg.get("tokenizer"):
+        return _eval_tokenizer(cfg)
     result = _navigate(cfg, cfg.eval, cfg.agent, cfg.agent._target_.rsplit(".", 1)[-1])
     out = _output_dir()
     _write_json(out / "navigation.json", {"config": OmegaConf.to_container(cfg), **result})
     print(_table({"agent": result["summary"]}))
     print(f"results written to {out / 'navigation.json'}")
+
+
+def train_job(cfg: DictConfig) -> None:
+    """Train a tokenizer (``tokenizer=video|audio``, ``preset=tiny|small|base``); resumes ``out_dir/checkpoint``."""
+    from avworld.train.tokenizers import DataRef, TokenizerJob, train_tokenizer
+    from avworld.train.trainer import TrainConfig
+
+    job = OmegaConf.to_object(
+        OmegaConf.merge(
+            OmegaConf.structured(TokenizerJob),
+            {"kind": cfg.tokenizer.kind, "model": cfg.preset.model, "data": cfg.data, "train": cfg.preset.train},
+        )
+    )
+    assert isinstance(job, TokenizerJob) and isinstance(job.data, DataRef) and isinstance(job.train, TrainConfig)
+    out = Path(cfg.out_dir) if cfg.out_dir else _output_dir()
+    result = train_tokenizer(job, out)
+    print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
+    print(f"checkpoint: {out / 'checkpoint'}")
 
 
 def collect_job(cfg: DictConfig) -> None:
@@ -132,9 +153,32 @@ def precompute_job(cfg: DictConfig) -> None:
     print(f"{n} positions cached in {sim.acoustics.cache_dir}")
 
 
+def _eval_tokenizer(cfg: DictConfig) -> None:
+    from avworld.eval.tokenizers import evaluate_tokenizer
+    from avworld.models.registry import FIELDS, load_model
+    from avworld.train.tokenizers import DataRef, frames
+
+    model, ckpt = load_model(cfg.tokenizer)
+    fields = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if k != "split"}  # type: ignore[union-attr]
+    data_ref = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataRef), fields))
+    assert isinstance(data_ref, DataRef)
+    data = data_ref.load()
+    key = {"rgb": "rgb_shape", "audio": "audio_shape"}[FIELDS[ckpt.kind]]
+    if list(data.meta[key]) != list(ckpt.meta["data"][key]):
+        raise ValueError(f"{cfg.tokenizer}: trained on {key} {ckpt.meta['data'][key]}, the collection has {data.meta[key]}")
+    scores = evaluate_tokenizer(model, ckpt.kind, frames(data, ckpt.kind, cfg.data.split, data_ref.fractions))
+    out = _output_dir()
+    _write_json(out / "tokenizer.json", {"checkpoint": str(cfg.tokenizer), "kind": ckpt.kind, "split": cfg.data.split, "scores": scores})
+    print(f"{'metric':<16}{'value':>10}")
+    for k, v in scores.items():
+        print(f"{k:<16}{v:>10.4f}")
+    print(f"results written to {out / 'tokenizer.json'}")
+
+
 JOBS: dict[str, tuple[Callable[[DictConfig], None], str]] = {
     "demo": (demo_job, "the main job: agents in the real world, with a summary"),
     "eval": (eval_job, "evaluate an agent: navigation metrics SR/SPL/SNA/DTG"),
+    "train": (train_job, "train a model: tokenizer=video|audio preset=tiny|small|base"),
     "collect": (collect_job, "collect trajectories (rgb + binaural audio) into Minari datasets"),
     "precompute": (precompute_job, "fill a scene's on-disk acoustic cache in parallel"),
 }

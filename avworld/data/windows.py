@@ -3,8 +3,8 @@
 A window starting at observation t of an episode holds observations t … t+m+H−1
 (``m`` context, then ``H`` future), the m+H−1 actions between them, and the reward,
 termination and truncation of each of those transitions. Windows never cross
-episodes. Scenes are assigned to train / val / test by a hash of their seed, so the
-three splits never share a scene; the assignment depends on nothing but the seed.
+episodes. Scenes are assigned to train / val / test by their seed alone (:func:`scene_split`),
+so the three splits never share a scene.
 
 Use with ``torch.utils.data.DataLoader`` (any number of workers: the arrays are
 memory-mapped) and, under DDP, with ``DistributedSampler`` (each rank a distinct slice).
@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from avworld.data.storage import FlatData
+from avworld.sim.procedural import SPLITS
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -43,7 +44,15 @@ class WindowConfig:
 
 
 def scene_split(scene_seed: int, fractions: tuple[float, float, float]) -> str:
-    """train, val or test for a scene: a fixed function of its seed (CRC32 hash)."""
+    """train, val or test for a scene: a fixed function of its seed.
+
+    Scenes of the simulator's val and test seed ranges keep their split (collect with
+    ``collect.split=test`` for a pure test set); scenes of the train range are shared
+    out by a CRC32 hash of the seed in the proportions ``fractions``.
+    """
+    for name in ("val", "test"):
+        if scene_seed in SPLITS[name]:
+            return name
     u = zlib.crc32(f"scene-{scene_seed}".encode()) / 2**32
     edges = np.cumsum(fractions)
     return SPLIT_NAMES[int(np.searchsorted(edges, u, side="right"))] if u < edges[-1] else SPLIT_NAMES[-1]
@@ -87,3 +96,26 @@ class WindowDataset(Dataset[dict[str, torch.Tensor]]):
             "terminations": torch.from_numpy(np.array(a["terminations"][t : t + s - 1])),
             "truncations": torch.from_numpy(np.array(a["truncations"][t : t + s - 1])),
         }
+
+
+class FrameDataset(Dataset[dict[str, torch.Tensor]]):
+    """Single observations of one split, for the tokenizers: item i is ``{field: tensor}``.
+
+    ``rgb``: uint8 (H, W, 3); ``audio``: float32 (2, N).
+    """
+
+    def __init__(self, data: FlatData, field: str, split: str = "train", fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)) -> None:
+        if field not in ("rgb", "audio"):
+            raise ValueError(f"FrameDataset field must be rgb or audio, got {field!r}")
+        self.data, self.field = data, field
+        ep = data.episodes
+        keep = [scene_split(int(s), fractions) == split for s in ep["scene_seed"]]
+        self.index = np.concatenate(
+            [np.arange(o, o + n + 1) for o, n, k in zip(ep["obs_start"], ep["length"], keep, strict=True) if k] or [np.zeros(0, np.int64)]
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {self.field: torch.from_numpy(np.array(self.data.arrays[self.field][int(self.index[i])]))}

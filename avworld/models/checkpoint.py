@@ -1,0 +1,147 @@
+"""Checkpoints: a directory with ``config.yaml``, ``model.safetensors`` and ``meta.json`` (DESIGN.md).
+
+Training checkpoints add ``training.safetensors`` (optimiser tensors, RNG state) and
+``training.json`` (step, optimiser hyper-parameters, schedule state), enough for an
+exact resume. Nothing is ever unpickled: tensors come from safetensors, everything
+else from YAML (safe loader) and JSON.
+
+Writes are atomic: the checkpoint is written into a temporary sibling directory and
+swapped in with renames, so a crash mid-save leaves the previous checkpoint (or, in
+the instant between the two renames, ``<name>.old``, which :func:`load_checkpoint`
+falls back to) and never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used; the message starts with the offending path."""
+
+    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: {message}")
+
+
+@dataclass
+class Checkpoint:
+    kind: str
+    config: dict[str, Any]
+    weights: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+    training: dict[str, Any] | None = None
+    """``{"state": {...json...}, "tensors": {name: tensor}}`` when saved by a trainer."""
+
+
+def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
+    """Write ``ckpt`` to directory ``path`` atomically (see the module docstring)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        (tmp / "config.yaml").write_text(yaml.safe_dump({"kind": ckpt.kind, **ckpt.config}, sort_keys=False))
+        save_file({k: v.detach().cpu().contiguous() for k, v in ckpt.weights.items()}, str(tmp / "model.safetensors"))
+        meta = {"format_version": FORMAT_VERSION, "kind": ckpt.kind, "torch": torch.__version__, **ckpt.meta}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if ckpt.training is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in ckpt.training["tensors"].items()}, str(tmp / "training.safetensors"))
+            (tmp / "training.json").write_text(json.dumps(ckpt.training["state"]) + "\n")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        old = path.with_name(path.name + ".old")
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None, training: bool = False) -> Checkpoint:
+    """Read a checkpoint directory; ``kind`` (if given) must match. Raises :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    if not path.exists() and path.with_name(path.name + ".old").exists():
+        path = path.with_name(path.name + ".old")  # a save was interrupted between its two renames
+    if not path.is_dir():
+        raise CheckpointError(path, "no such checkpoint directory")
+    meta = _json(path / "meta.json")
+    config = _yaml(path / "config.yaml")
+    found = config.pop("kind", None)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(path / "meta.json", f"format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+    if kind is not None and found != kind:
+        raise CheckpointError(path / "config.yaml", f"a {found!r} checkpoint, expected {kind!r}")
+    weights = _tensors(path / "model.safetensors")
+    state = None
+    if training and (path / "training.json").exists():
+        state = {"state": _json(path / "training.json"), "tensors": _tensors(path / "training.safetensors")}
+    return Checkpoint(str(found), config, weights, meta, state)
+
+
+def _json(f: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f, f"unreadable ({err})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f, "expected a JSON object")
+    return data
+
+
+def _yaml(f: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(f.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise CheckpointError(f, f"unreadable ({err})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f, "expected a YAML mapping")
+    return data
+
+
+def _tensors(f: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(f))
+    except (OSError, SafetensorError, ValueError) as err:
+        raise CheckpointError(f, f"unreadable or truncated safetensors file ({err})") from err
+
+
+def optimizer_to_checkpoint(opt: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Split an optimiser's state dict into JSON-able state and named tensors (for safetensors)."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    state: dict[str, dict[str, Any]] = {}
+    for idx, entries in sd["state"].items():
+        state[str(idx)] = {}
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{idx}.{name}"] = value
+            else:
+                state[str(idx)][name] = value
+    return {"param_groups": sd["param_groups"], "state": state}, tensors
+
+
+def optimizer_from_checkpoint(opt: torch.optim.Optimizer, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Inverse of :func:`optimizer_to_checkpoint`."""
+    entries: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in state["state"].items()}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            entries.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": entries, "param_groups": state["param_groups"]})

@@ -1,0 +1,87 @@
+"""Every trainable model by kind: its config class, its module and its size presets.
+
+Checkpoints name their kind; :func:`load_model` rebuilds the module from the stored
+config and refuses weights that do not fit it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from avworld.models.audio_codec import AUDIO_CODEC_PRESETS, AudioCodec, AudioCodecConfig
+from avworld.models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from avworld.models.video_vae import VIDEO_VAE_PRESETS, VideoVAE, VideoVAEConfig, rgb_to_tensor, tensor_to_rgb
+
+FIELDS = {"video_vae": "rgb", "audio_codec": "audio"}
+"""The observation each tokenizer codes."""
+
+MODELS: dict[str, tuple[type, type[nn.Module], dict[str, Any]]] = {
+    "video_vae": (VideoVAEConfig, VideoVAE, VIDEO_VAE_PRESETS),
+    "audio_codec": (AudioCodecConfig, AudioCodec, AUDIO_CODEC_PRESETS),
+}
+
+
+def preset(kind: str, name: str, **overrides: Any) -> Any:
+    """The config of size preset ``name`` of ``kind``, with ``overrides`` replaced."""
+    if kind not in MODELS:
+        raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(MODELS)}")
+    presets = MODELS[kind][2]
+    if name not in presets:
+        raise ValueError(f"unknown {kind} preset {name!r}; available: {', '.join(presets)}")
+    return dataclasses.replace(presets[name], **overrides)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as plain YAML-able data (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def build(kind: str, config: dict[str, Any] | Any) -> nn.Module:
+    """A fresh module of ``kind`` from a config dataclass or its dict."""
+    if kind not in MODELS:
+        raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(MODELS)}")
+    cls, module, _ = MODELS[kind]
+    if isinstance(config, dict):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - fields)
+        if unknown:
+            raise ValueError(f"{kind} config: unknown field {unknown[0]!r}")
+        config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    return module(config)
+
+
+def load_model(path: str | os.PathLike[str], kind: str | None = None) -> tuple[nn.Module, Checkpoint]:
+    """The module stored in checkpoint ``path``, in eval mode, and the checkpoint itself."""
+    ckpt = load_checkpoint(path, kind)
+    try:
+        model = build(ckpt.kind, ckpt.config)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(os.path.join(path, "config.yaml"), str(err)) from err
+    missing, unexpected = (sorted(set(model.state_dict()) - set(ckpt.weights)), sorted(set(ckpt.weights) - set(model.state_dict())))
+    if missing or unexpected:
+        raise CheckpointError(
+            os.path.join(path, "model.safetensors"), f"weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    try:
+        model.load_state_dict(ckpt.weights)
+    except RuntimeError as err:
+        raise CheckpointError(os.path.join(path, "model.safetensors"), f"weights do not fit the config: {err}") from err
+    return model.eval(), ckpt
+
+
+def encode(model: nn.Module, kind: str, x: torch.Tensor) -> torch.Tensor:
+    """Tokenizer latents: rgb uint8 (B, H, W, 3) → posterior means (B, C, h, w); audio (B, 2, N) → (B, C, n)."""
+    if kind == "video_vae":
+        return model.encode(rgb_to_tensor(x))[0]  # type: ignore[operator]
+    return model.encode(x)  # type: ignore[operator]
+
+
+def reconstruct(model: nn.Module, kind: str, x: torch.Tensor) -> torch.Tensor:
+    """Round trip through a tokenizer, in the input's own format (uint8 frames, float waveforms)."""
+    out = model.decode(encode(model, kind, x))  # type: ignore[operator]
+    return tensor_to_rgb(out) if kind == "video_vae" else out
