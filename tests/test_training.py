@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from avworld.models.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from avworld.train.trainer import Trainer, TrainConfig
+from avworld.train.trainer import TrainConfig, Trainer
 
 
 class Regression(nn.Module):

@@ -22,7 +22,7 @@ from avworld.data.storage import FlatData, flatten, open_collection
 from avworld.data.windows import FrameDataset
 from avworld.models.registry import FIELDS, config_to_dict, encode, preset, reconstruct
 from avworld.models.registry import build as build_model
-from avworld.train.trainer import Trainer, TrainConfig
+from avworld.train.trainer import TrainConfig, Trainer
 
 STATS_SAMPLES = 64
 
@@ -91,7 +91,12 @@ def train_tokenizer(job: TokenizerJob, out_dir: str | Path, progress: bool = Tru
         model.train(was_training)
         meta = {
             "preset": job.model,
-            "data": {"root": str(job.data.root), "name": job.data.name, "frames": len(dataset), **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape")}},
+            "data": {
+                "root": str(job.data.root),
+                "name": job.data.name,
+                "frames": len(dataset),
+                **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape")},
+            },
             "latent": stats,
         }
         return job.kind, config_to_dict(config), meta

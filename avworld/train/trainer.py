@@ -150,4 +150,9 @@ class Trainer:
                     self.save()
         writer.close()
         elapsed = time.perf_counter() - start
-        return {**logs, "steps": float(self.step), "seconds": elapsed, "samples_per_s": (self.step - first) * c.batch_size / max(elapsed, 1e-9)}
+        return {
+            **logs,
+            "steps": float(self.step),
+            "seconds": elapsed,
+            "samples_per_s": (self.step - first) * c.batch_size / max(elapsed, 1e-9),
+        }
