@@ -100,10 +100,13 @@ def train_job(cfg: DictConfig) -> None:
     from avworld.train.tokenizers import DataRef, TokenizerJob, train_tokenizer
     from avworld.train.trainer import TrainConfig
 
+    kinds = {"video": "video_vae", "audio": "audio_codec"}
+    if cfg.tokenizer not in kinds:
+        raise ValueError(f"tokenizer must be one of {', '.join(kinds)}, got {cfg.tokenizer!r}")
     job = OmegaConf.to_object(
         OmegaConf.merge(
             OmegaConf.structured(TokenizerJob),
-            {"kind": cfg.tokenizer.kind, "model": cfg.preset.model, "data": cfg.data, "train": cfg.preset.train},
+            {"kind": kinds[cfg.tokenizer], "model": cfg.preset.model, "data": cfg.data, "train": cfg.preset.train},
         )
     )
     assert isinstance(job, TokenizerJob) and isinstance(job.data, DataRef) and isinstance(job.train, TrainConfig)

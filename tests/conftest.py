@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from avworld.data.collect import CollectConfig
 from avworld.sim.scene import AgentStart, Door, Furniture, Scene, SoundSource, Wall
 
 
@@ -45,3 +46,18 @@ def box(w: float, h: float, material: str = "brick", partition: Door | bool | No
 @pytest.fixture
 def scene() -> Scene:
     return two_rooms()
+
+
+TINY_COLLECTION = {"name": "tiny", "episodes": 4, "scenes": 2, "shard_size": 2, "workers": 2, "max_steps": 20}
+
+
+@pytest.fixture(scope="session")
+def collection(tmp_path_factory: pytest.TempPathFactory) -> CollectConfig:
+    """A tiny collection (4 short episodes in 2 train scenes, 2 shards), collected once per test session."""
+    from avworld.data.collect import collect
+    from avworld.sim.simulator import SimConfig
+
+    config = CollectConfig(root=str(tmp_path_factory.mktemp("datasets")), **TINY_COLLECTION)  # type: ignore[arg-type]
+    result = collect(config, SimConfig())
+    assert result["shards"] == 2 and result["steps"] > 0
+    return config

@@ -20,17 +20,6 @@ from avworld.data.storage import DataError, flatten, open_collection
 from avworld.data.windows import WindowConfig, WindowDataset, scene_split
 from avworld.sim.simulator import SimConfig
 
-TINY = {"name": "tiny", "episodes": 4, "scenes": 2, "shard_size": 2, "workers": 2, "max_steps": 20}
-
-
-@pytest.fixture(scope="module")
-def collection(tmp_path_factory: pytest.TempPathFactory) -> CollectConfig:
-    root = tmp_path_factory.mktemp("datasets")
-    config = CollectConfig(root=str(root), **TINY)  # type: ignore[arg-type]
-    result = collect(config, SimConfig())
-    assert result == {"shards": 2, "skipped": 0, "steps": result["steps"]} and result["steps"] > 0
-    return config
-
 
 def test_minari_reads_the_collection(collection: CollectConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     import minari

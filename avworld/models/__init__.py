@@ -1,0 +1,1 @@
+"""Learned models: tokenizers (video VAE, audio codec), AV-CDiT, sampling, reward and termination heads."""
