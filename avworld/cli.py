@@ -5,6 +5,7 @@
     avworld train [overrides...]         train a tokenizer (tokenizer=video|audio preset=tiny|small|base data.name=...)
     avworld collect [overrides...]       collect trajectories into Minari shards (collect=tiny, collect.episodes=N)
     avworld precompute [overrides...]    fill a scene's acoustic cache (scene=PATH or scene_seed=N, workers=N)
+    avworld viz [overrides...]           a video with sound of an agent's episode (agent=random, seed=N, max_steps=N)
     avworld bench TARGET [--json] [...]  speed figures (TARGET: sim, data)
 
 Overrides are Hydra's (``sim=avw4k``, ``sim.render.width=128``, ``--cfg job``, ``-m``).
@@ -156,6 +157,67 @@ def precompute_job(cfg: DictConfig) -> None:
     print(f"{n} positions cached in {sim.acoustics.cache_dir}")
 
 
+def viz_job(cfg: DictConfig) -> None:
+    """``what=rollout``: one episode of ``cfg.agent`` in the real world as an MP4 with binaural sound (``cfg.out``)."""
+    from collections.abc import Iterator
+
+    import gymnasium as gym
+    import numpy as np
+    from hydra.utils import instantiate
+    from tqdm import tqdm
+
+    import avworld  # noqa: F401
+    from avworld.sim.audio import log_spectrogram
+    from avworld.sim.simulator import Action
+    from avworld.viz.panels import PanelConfig, compose
+    from avworld.viz.video import write_video
+
+    if cfg.what != "rollout":
+        raise ValueError(f"what must be 'rollout', got {cfg.what!r}")
+    sim = sim_config(cfg)
+    env = gym.make("avworld/AudioNav-v0", split=cfg.split, sim=sim, sensors=("rgb", "audio"), render_mode="rgb_array")
+    policy = instantiate(cfg.agent)
+
+    def topdown() -> np.ndarray:  # the right half of render(): the map
+        image = env.render()
+        return image[:, -image.shape[0] :].copy()
+
+    options = None if cfg.scene_seed is None else {"scene_seed": int(cfg.scene_seed)}
+    obs, info = env.reset(seed=cfg.seed, options=options)
+    policy.reset(env, seed=cfg.seed)
+    steps = [(obs, topdown(), None, None)]  # (observation, map, action name, reward); the first is the start
+    with tqdm(total=cfg.max_steps, desc="steps", unit="step") as bar:
+        for _ in range(cfg.max_steps):
+            action = policy.act(obs, info)
+            obs, reward, terminated, truncated, info = env.step(action)
+            steps.append((obs, topdown(), Action(int(action)).name, reward))
+            bar.update()
+            if terminated or truncated:
+                break
+    env.close()
+
+    audio = np.concatenate([o["audio"] for o, *_ in steps], axis=1)  # (2, T * N): step t's sound plays under frame t
+    n = steps[0][0]["audio"].shape[1]
+    n_fft, hop = 256, 128
+    spec = log_spectrogram(audio, n_fft, hop)  # (2, F, C); column c covers samples [c * hop, c * hop + n_fft)
+    repeat = max(1, round(cfg.fps * sim.agent.step_time))
+    panel = PanelConfig(
+        spectrogram_columns=max(2, round(cfg.spectrogram_seconds * sim.acoustics.fs / hop)),
+        spectrogram_range=(float(np.percentile(spec, 1)), float(spec.max()) + 1e-3),
+    )
+
+    def frames() -> Iterator[np.ndarray]:
+        for t, (o, top, action, reward) in enumerate(steps):
+            for k in range(repeat):
+                heard = (t * repeat + k + 1) * n // repeat  # samples played by the end of this frame
+                shown = max(0, (heard - n_fft) // hop + 1)  # spectrogram columns complete by then
+                yield compose(o["rgb"], top, spec[:, :, :shown], step=t, action=action, reward=reward, config=panel)
+
+    out = Path(cfg.out) if Path(cfg.out).is_absolute() else _output_dir() / cfg.out
+    write_video(out, frames(), repeat / sim.agent.step_time, audio, sim.acoustics.fs)
+    print(f"video written to {out}")
+
+
 def _eval_tokenizer(cfg: DictConfig) -> None:
     from avworld.eval.tokenizers import evaluate_tokenizer
     from avworld.models.registry import FIELDS, load_model
@@ -184,6 +246,7 @@ JOBS: dict[str, tuple[Callable[[DictConfig], None], str]] = {
     "train": (train_job, "train a model: tokenizer=video|audio preset=tiny|small|base"),
     "collect": (collect_job, "collect trajectories (rgb + binaural audio) into Minari datasets"),
     "precompute": (precompute_job, "fill a scene's on-disk acoustic cache in parallel"),
+    "viz": (viz_job, "a video with sound of one episode: avworld viz agent=random seed=3"),
 }
 
 

@@ -19,7 +19,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("demo", "eval", "collect", "precompute", "bench"):
+    for command in ("demo", "eval", "train", "collect", "precompute", "viz", "bench"):
         assert f"  {command}" in out
     assert main(["fly"]) == 2
     assert "unknown command 'fly'" in capsys.readouterr().err
