@@ -1,0 +1,164 @@
+"""Rectified flow matching for AV-CDiT: the training wrapper that owns the loss, and the Euler sampler.
+
+Convention (Lipman et al. 2023, "Flow Matching for Generative Modeling"; Liu et al. 2023;
+SD3, Esser et al. 2024): time t ∈ [0, 1] runs from data to noise on a straight path
+
+    x_t = (1 − t) · x_0 + t · ε,   ε ~ N(0, I),
+
+and the net predicts the velocity v = dx_t/dt = ε − x_0; the net's ``sigma`` input is t.
+The denoised estimate at any t is x_0 = x_t − t · v. Sampling integrates dx/dt = v from
+t = 1 (pure noise) down to t = 0.
+
+Context augmentation (GameNGen, Valevski et al. 2024; DIAMOND, Alonso et al. 2024): in
+training, the context latents are corrupted along the same path at a level
+s ~ U(0, max_ctx_noise), one per sample, and s is given to the net, so that in
+imagination it tolerates its own imperfect earlier predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from avworld.models.av_cdit import AVCDiT
+
+TIME_SAMPLINGS = ("logit_normal", "uniform")
+
+
+@dataclass
+class FlowConfig:
+    max_ctx_noise: float = 0.3
+    """Context latents are noised at a level s ~ U(0, max_ctx_noise) in training; 0 turns augmentation off."""
+    reward_weight: float = 1.0
+    termination_weight: float = 1.0
+    audio_weight: float = 1.0
+    video_weight: float = 1.0
+    time_sampling: str = "logit_normal"
+    """Training times t: "logit_normal", t = sigmoid(N(logit_mean, logit_std²)) as in SD3, or "uniform" on [0, 1]."""
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_ctx_noise <= 1.0:
+            raise ValueError(f"FlowConfig.max_ctx_noise must lie in [0, 1], got {self.max_ctx_noise}")
+        for name in ("reward_weight", "termination_weight", "audio_weight", "video_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"FlowConfig.{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.time_sampling not in TIME_SAMPLINGS:
+            raise ValueError(f"FlowConfig.time_sampling must be one of {TIME_SAMPLINGS}, got {self.time_sampling!r}")
+        if self.logit_std <= 0:
+            raise ValueError(f"FlowConfig.logit_std must be > 0, got {self.logit_std}")
+
+
+def interpolate(x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    """x_t = (1 − t) x_0 + t ε for x0, noise (B, ...) and t (B,)."""
+    t = t.view(-1, *([1] * (x0.dim() - 1)))
+    return (1 - t) * x0 + t * noise
+
+
+class WorldModel(nn.Module):
+    """AV-CDiT trained by flow matching, with reward and termination heads; the training contract ``forward(batch) -> (loss, logs)``."""
+
+    def __init__(self, net: AVCDiT, flow: FlowConfig) -> None:
+        super().__init__()
+        self.net = net
+        self.flow = flow
+
+    def sample_time(self, batch: int, device: torch.device) -> Tensor:
+        """Training times t (B,) in (0, 1)."""
+        if self.flow.time_sampling == "uniform":
+            return torch.rand(batch, device=device)
+        return torch.sigmoid(self.flow.logit_mean + self.flow.logit_std * torch.randn(batch, device=device))
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Flow-matching loss of one batch of (context, action, target) windows.
+
+        batch: "ctx_video" (B, m, C, h, w), "ctx_audio" (B, m, C_a, n) context latents and "video" (B, C, h, w),
+        "audio" (B, C_a, n) target latents, all scaled to about unit variance (only the modelled modalities are read);
+        "action" (B,) int64; "frame_skip" (B,) int64, optional (default 1); "reward" (B,) float; "termination" (B,) float 0/1.
+
+        loss = video_weight · MSE(v) + audio_weight · MSE(v) + reward_weight · MSE(reward) + termination_weight · BCE(termination),
+        MSEs averaged over elements. Logs: ``loss``, ``{video,audio}_mse``, ``reward_mse``, ``termination_bce``.
+        """
+        modalities = self.net.config.modalities
+        action = batch["action"]
+        b, device = action.shape[0], action.device
+        t = self.sample_time(b, device)  # (B,)
+        s = self.flow.max_ctx_noise * torch.rand(b, device=device)  # (B,)
+        noisy, ctx, velocity, losses = {}, {}, {}, {}
+        for m in modalities:
+            x0, c0 = batch[m], batch[f"ctx_{m}"]
+            noise = torch.randn_like(x0)
+            noisy[m] = interpolate(x0, noise, t.to(x0.dtype))
+            velocity[m] = noise - x0
+            ctx[m] = interpolate(c0, torch.randn_like(c0), s.to(c0.dtype))
+        frame_skip = batch.get("frame_skip")
+        if frame_skip is None:
+            frame_skip = torch.ones_like(action)
+        out = self.net(noisy.get("video"), noisy.get("audio"), t, ctx.get("video"), ctx.get("audio"), action, frame_skip, s)
+        weights = {f"{m}_mse": getattr(self.flow, f"{m}_weight") for m in modalities}
+        weights |= {"reward_mse": self.flow.reward_weight, "termination_bce": self.flow.termination_weight}
+        for m in modalities:
+            losses[f"{m}_mse"] = F.mse_loss(out[m], velocity[m])
+        losses["reward_mse"] = F.mse_loss(out["reward"], batch["reward"].to(out["reward"].dtype))
+        logit = out["termination_logit"]
+        losses["termination_bce"] = F.binary_cross_entropy_with_logits(logit, batch["termination"].to(logit.dtype))
+        loss = sum(weights[k] * v for k, v in losses.items())
+        return loss, {"loss": float(loss.detach())} | {k: float(v.detach()) for k, v in losses.items()}
+
+
+Callback = Callable[[int, dict[str, Tensor]], None]
+
+
+@torch.no_grad()
+def sample(
+    net: AVCDiT,
+    ctx_video: Tensor | None,
+    ctx_audio: Tensor | None,
+    action: Tensor,
+    frame_skip: Tensor | None = None,
+    steps: int = 4,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> dict[str, Tensor]:
+    """Imagine the next step: Euler integration of dx/dt = v from t = 1 (noise) to t = 0 in ``steps`` uniform steps.
+
+    Args:
+        net: the flow net (the velocity predictor v = ε − x_0, see the module docstring).
+        ctx_video: (B, m, C, h, w) clean context latents, or None when the net models no video; likewise
+        ctx_audio: (B, m, C_a, n).
+        action: (B,) int64; frame_skip: (B,) int64, default 1.
+        steps: Euler steps (network evaluations), ≥ 1.
+        generator: source of the initial noise (on the net's device); the result is deterministic given its seed.
+        callback: called after each step as ``callback(i, state)``, i = 0 … steps − 1, with state "t" (the time reached, a 0-d
+            tensor), the current latents "video"/"audio" at that time, their denoised estimates "denoised_video"/"denoised_audio"
+            (x_0 = x_t − t v at the step's start), "reward" and "termination" (probability).
+
+    Returns:
+        "video" (B, C, h, w) and/or "audio" (B, C_a, n), the latents at t = 0; "reward" (B,) and "termination" (B,) probability,
+        from the heads at the last evaluation (t = 1 / steps).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be ≥ 1, got {steps}")
+    config = net.config
+    b, device = action.shape[0], action.device
+    dtype = next(net.parameters()).dtype
+    latents = {"video": config.video_latent, "audio": config.audio_latent}
+    x = {m: torch.randn((b, *latents[m]), generator=generator, device=device, dtype=dtype) for m in config.modalities}
+    if frame_skip is None:
+        frame_skip = torch.ones_like(action)
+    clean = torch.zeros(b, device=device, dtype=dtype)
+    times = torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
+    for i in range(steps):
+        t, t_next = times[i], times[i + 1]
+        out = net(x.get("video"), x.get("audio"), t.expand(b), ctx_video, ctx_audio, action, frame_skip, clean)
+        denoised = {f"denoised_{m}": x[m] - t * out[m] for m in config.modalities}
+        x = {m: x[m] + (t_next - t) * out[m] for m in config.modalities}
+        heads = {"reward": out["reward"], "termination": torch.sigmoid(out["termination_logit"])}
+        if callback is not None:
+            callback(i, {"t": t_next, **x, **denoised, **heads})
+    return x | heads

@@ -1,0 +1,321 @@
+"""AV-CDiT and its flow-matching wrapper: shapes, parameter groups, staged freezing, conditioning, learning, sampling."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from avworld.models.av_cdit import AV_CDIT_PRESETS, AVCDiT, AVCDiTConfig, count_parameters
+from avworld.models.flow import FlowConfig, WorldModel, interpolate, sample
+
+TINY = AV_CDIT_PRESETS["tiny"]
+UNIMODAL = [("video", "audio"), ("video",), ("audio",)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and beside another busy process they spin-wait (tens of times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**overrides: object) -> AVCDiTConfig:
+    return dataclasses.replace(TINY, **overrides)
+
+
+def make_batch(config: AVCDiTConfig, b: int = 3, m: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random WorldModel batch for ``config``, with m context steps (default config.context) and frame skips ≥ 1."""
+    g = torch.Generator().manual_seed(seed)
+    m = config.context if m is None else m
+    return {
+        "ctx_video": torch.randn(b, m, *config.video_latent, generator=g),
+        "ctx_audio": torch.randn(b, m, *config.audio_latent, generator=g),
+        "video": torch.randn(b, *config.video_latent, generator=g),
+        "audio": torch.randn(b, *config.audio_latent, generator=g),
+        "action": torch.randint(0, config.actions, (b,), generator=g),
+        "frame_skip": torch.randint(1, config.max_frame_skip + 1, (b,), generator=g),
+        "reward": torch.randn(b, generator=g),
+        "termination": (torch.rand(b, generator=g) < 0.5).float(),
+    }
+
+
+def net_inputs(batch: dict[str, torch.Tensor], config: AVCDiTConfig) -> dict[str, torch.Tensor | None]:
+    """Keyword inputs of AVCDiT.forward from a batch: the targets as noisy latents at t = 0.5, None for unmodelled modalities."""
+    b = batch["action"].shape[0]
+    kwargs = {"sigma": torch.full((b,), 0.5), "ctx_noise": torch.full((b,), 0.1)}
+    kwargs |= {"action": batch["action"], "frame_skip": batch["frame_skip"]}
+    for m in ("video", "audio"):
+        kwargs[f"x_{m}"] = batch[m] if m in config.modalities else None
+        kwargs[f"ctx_{m}"] = batch[f"ctx_{m}"] if m in config.modalities else None
+    return kwargs
+
+
+def randomize(net: torch.nn.Module, seed: int = 0) -> None:
+    """Fill every all-zero parameter (adaLN-Zero modulations, output layers, biases) with N(0, 0.2²).
+
+    At initialisation the zero gates make the outputs independent of the conditioning; this makes every input visible.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            if not p.any():
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+
+
+# -- shapes and config -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("modalities", UNIMODAL)
+@pytest.mark.parametrize("context", [4, 2])
+def test_forward_shapes(modalities: tuple[str, ...], context: int) -> None:
+    config = tiny(modalities=modalities, context=context)
+    net = AVCDiT(config)
+    batch = make_batch(config, b=3)
+    batch["frame_skip"] = torch.tensor([1, 3, config.max_frame_skip])
+    out = net(**net_inputs(batch, config))
+    expected = {"video": (3, *config.video_latent), "audio": (3, *config.audio_latent)}
+    assert set(out) == {*modalities, "reward", "termination_logit"}
+    for m in modalities:
+        assert out[m].shape == expected[m]
+    assert out["reward"].shape == out["termination_logit"].shape == (3,)
+    assert all(torch.isfinite(v).all() for v in out.values())
+
+
+def test_fewer_context_steps_than_configured_and_input_checks() -> None:
+    net = AVCDiT(TINY)
+    batch = make_batch(TINY, m=2)
+    assert net(**net_inputs(batch, TINY))["video"].shape == (3, *TINY.video_latent)
+    too_many = make_batch(TINY, m=TINY.context + 1)
+    with pytest.raises(ValueError, match="context steps"):
+        net(**net_inputs(too_many, TINY))
+    kwargs = net_inputs(batch, TINY) | {"x_audio": None}
+    with pytest.raises(ValueError, match="x_audio"):
+        net(**kwargs)
+    kwargs = net_inputs(batch, TINY) | {"x_video": torch.zeros(3, 4, 8, 6)}
+    with pytest.raises(ValueError, match="x_video"):
+        net(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"patch": 3}, "patch"),
+        ({"video_latent": (4, 8, 6), "patch": 4}, "patch"),
+        ({"audio_patch": 3}, "audio_patch"),
+        ({"dim": 66}, "dim"),
+        ({"modalities": ("video", "depth")}, "modalities"),
+        ({"modalities": ()}, "modalities"),
+        ({"context": 0}, "context"),
+    ],
+)
+def test_invalid_config_names_the_field(overrides: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=rf"AVCDiTConfig\.{field} "):
+        tiny(**overrides)
+
+
+# -- parameter groups and experts --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("experts", [True, False])
+@pytest.mark.parametrize("modalities", UNIMODAL)
+def test_parameter_groups_cover_every_parameter_once(experts: bool, modalities: tuple[str, ...]) -> None:
+    net = AVCDiT(tiny(experts=experts, modalities=modalities))
+    groups = net.parameter_groups()
+    assert set(groups) == {"shared", "video", "audio", "heads"}
+    names = [name for group in groups.values() for name in group]
+    assert sorted(names) == sorted(name for name, _ in net.named_parameters())
+    assert len(names) == len(set(names))
+    assert groups["heads"] and groups["shared"]
+    for m in ("video", "audio"):
+        assert bool(groups[m]) == (m in modalities)
+        assert all(name.startswith((f"{m}_in.", f"{m}_out.")) or f".{m}_expert." in name for name in groups[m])
+        assert any(f".{m}_expert." in name for name in groups[m]) == (experts and m in modalities)
+
+
+def test_experts_are_separate_parameters_and_the_ablation_shares_one_ffn() -> None:
+    net = AVCDiT(TINY)
+    params = dict(net.named_parameters())
+    for i in range(TINY.depth):
+        video = params[f"blocks.{i}.ffn.video_expert.mlp.0.weight"]
+        audio = params[f"blocks.{i}.ffn.audio_expert.mlp.0.weight"]
+        assert video is not audio and video.data_ptr() != audio.data_ptr()
+        assert not torch.equal(video, audio)
+    shared = AVCDiT(tiny(experts=False))
+    assert all(set(block.ffn) == {"shared"} for block in shared.blocks)
+    assert not any("_expert." in name for name, _ in shared.named_parameters())
+    assert count_parameters(tiny(experts=False)) < count_parameters(TINY) == sum(p.numel() for p in net.parameters())
+
+
+def test_count_parameters_grows_with_the_presets() -> None:
+    counts = [count_parameters(config) for config in AV_CDIT_PRESETS.values()]
+    assert list(AV_CDIT_PRESETS) == ["tiny", "small", "base", "large"]
+    assert counts == sorted(counts) and len(set(counts)) == len(counts)
+
+
+# -- staged training ---------------------------------------------------------------------------
+
+
+def test_stage_two_freezing_trains_only_audio_and_heads() -> None:
+    torch.manual_seed(0)
+    model = WorldModel(AVCDiT(TINY), FlowConfig())
+    groups = model.net.parameter_groups()
+    params = dict(model.net.named_parameters())
+    frozen = set(groups["shared"] + groups["video"])
+    for name in frozen:
+        params[name].grad = None
+        params[name].requires_grad_(False)
+    before = {name: p.detach().clone() for name, p in params.items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    batch = make_batch(TINY, b=4)
+    for _ in range(4):
+        optimizer.zero_grad()
+        loss, _ = model(batch)
+        loss.backward()
+        optimizer.step()
+    for name in frozen:
+        assert params[name].grad is None
+        assert torch.equal(params[name], before[name]), name
+    for name in groups["audio"] + groups["heads"]:
+        assert not torch.equal(params[name], before[name]), name
+
+
+# -- conditioning is used ----------------------------------------------------------------------
+
+
+def test_outputs_depend_on_every_context_step_and_on_the_conditioning() -> None:
+    net = AVCDiT(TINY)
+    randomize(net)
+    batch = make_batch(TINY, b=2)
+    kwargs = net_inputs(batch, TINY)
+    with torch.no_grad():
+        base = net(**kwargs)
+
+        def changed(**replaced: torch.Tensor) -> bool:
+            out = net(**(kwargs | replaced))
+            return all(not torch.allclose(out[k], base[k], atol=1e-4) for k in ("video", "audio", "reward", "termination_logit"))
+
+        for k in range(TINY.context):
+            ctx_video = batch["ctx_video"].clone()
+            ctx_video[:, k] += 1.0
+            ctx_audio = batch["ctx_audio"].clone()
+            ctx_audio[:, k] += 1.0
+            assert changed(ctx_video=ctx_video), f"video context step {k} is ignored"
+            assert changed(ctx_audio=ctx_audio), f"audio context step {k} is ignored"
+        assert changed(action=(batch["action"] + 1) % TINY.actions)
+        assert changed(frame_skip=batch["frame_skip"] % TINY.max_frame_skip + 1)
+        assert changed(sigma=torch.full((2,), 0.9))
+        assert changed(ctx_noise=torch.zeros(2))
+        assert changed(x_audio=batch["audio"] + 1.0)  # joint attention: audio informs the video prediction, and back
+
+
+def test_zero_init_starts_every_output_from_zero_except_the_heads() -> None:
+    net = AVCDiT(TINY)
+    with torch.no_grad():
+        out = net(**net_inputs(make_batch(TINY), TINY))
+    assert torch.count_nonzero(out["video"]) == 0 and torch.count_nonzero(out["audio"]) == 0
+    assert torch.count_nonzero(out["reward"]) > 0
+
+
+# -- flow matching -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("modalities", UNIMODAL)
+def test_world_model_loss_and_logs(modalities: tuple[str, ...]) -> None:
+    config = tiny(modalities=modalities)
+    batch = make_batch(config)
+    for m in {"video", "audio"} - set(modalities):  # an unmodelled modality need not be in the batch
+        del batch[m], batch[f"ctx_{m}"]
+    del batch["frame_skip"]
+    loss, logs = WorldModel(AVCDiT(config), FlowConfig(time_sampling="uniform"))(batch)
+    assert loss.shape == () and torch.isfinite(loss)
+    assert set(logs) == {"loss", "reward_mse", "termination_bce", *(f"{m}_mse" for m in modalities)}
+    assert logs["loss"] == pytest.approx(sum(v for k, v in logs.items() if k != "loss"), rel=1e-5)
+
+
+def test_a_few_adam_steps_lower_the_loss_on_a_fixed_batch() -> None:
+    torch.manual_seed(0)
+    model = WorldModel(AVCDiT(TINY), FlowConfig())
+    batch = make_batch(TINY, b=8)
+
+    def evaluate() -> dict[str, float]:
+        torch.manual_seed(123)  # the same times and noise for both evaluations
+        with torch.no_grad():
+            return model(batch)[1]
+
+    start = evaluate()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        optimizer.zero_grad()
+        model(batch)[0].backward()
+        optimizer.step()
+    end = evaluate()
+    assert end["loss"] < 0.8 * start["loss"]
+    # adaLN-Zero learns the velocity slowly at first (the gates open from zero), but it must already improve
+    assert end["video_mse"] < 0.97 * start["video_mse"] and end["audio_mse"] < 0.97 * start["audio_mse"]
+
+
+def test_interpolation_convention() -> None:
+    x0, noise = torch.randn(2, 3), torch.randn(2, 3)
+    assert torch.equal(interpolate(x0, noise, torch.zeros(2)), x0)
+    assert torch.equal(interpolate(x0, noise, torch.ones(2)), noise)
+    assert torch.allclose(interpolate(x0, noise, torch.full((2,), 0.25)), 0.75 * x0 + 0.25 * noise)
+
+
+class ExactVelocity(torch.nn.Module):
+    """The exact flow velocity towards fixed targets: v(x_t, t) = (x_t − x_0) / t, so every Euler step is exact."""
+
+    def __init__(self, config: AVCDiTConfig, targets: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.config = config
+        self.targets = targets
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x_video, x_audio, sigma, ctx_video, ctx_audio, action, frame_skip, ctx_noise) -> dict[str, torch.Tensor]:
+        t = sigma.view(-1, 1, 1)
+        out = {"video": (x_video - self.targets["video"]) / t[..., None], "audio": (x_audio - self.targets["audio"]) / t}
+        return out | {"reward": action.float(), "termination_logit": torch.zeros_like(sigma)}
+
+
+@pytest.mark.parametrize("steps", [1, 3, 8])
+def test_euler_sampler_lands_on_the_target_of_an_exact_velocity(steps: int) -> None:
+    targets = {"video": torch.randn(2, *TINY.video_latent), "audio": torch.randn(2, *TINY.audio_latent)}
+    action = torch.tensor([1, 2])
+    out = sample(ExactVelocity(TINY, targets), None, None, action, steps=steps, generator=torch.Generator().manual_seed(0))
+    for m in ("video", "audio"):
+        assert torch.allclose(out[m], targets[m], atol=1e-5)
+    assert torch.equal(out["reward"], action.float()) and torch.equal(out["termination"], torch.full((2,), 0.5))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 8])
+def test_sample_is_deterministic_and_calls_back_every_step(steps: int) -> None:
+    net = AVCDiT(TINY)
+    randomize(net)
+    batch = make_batch(TINY, b=2)
+    calls: list[tuple[int, float]] = []
+
+    def run(callback=None) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(7)
+        return sample(net, batch["ctx_video"], batch["ctx_audio"], batch["action"], batch["frame_skip"], steps, g, callback)
+
+    first = run(lambda i, state: calls.append((i, float(state["t"]))))
+    second = run()
+    assert [i for i, _ in calls] == list(range(steps))
+    assert [t for _, t in calls] == pytest.approx([1 - (i + 1) / steps for i in range(steps)], abs=1e-6)
+    assert set(first) == {"video", "audio", "reward", "termination"}
+    assert first["video"].shape == (2, *TINY.video_latent) and first["audio"].shape == (2, *TINY.audio_latent)
+    assert ((first["termination"] >= 0) & (first["termination"] <= 1)).all()
+    for k in first:
+        assert torch.equal(first[k], second[k])
+    other = sample(net, batch["ctx_video"], batch["ctx_audio"], batch["action"], steps=steps, generator=torch.Generator().manual_seed(8))
+    assert not torch.equal(other["video"], first["video"])
+
+
+def test_sample_unimodal() -> None:
+    config = tiny(modalities=("audio",))
+    batch = make_batch(config, b=2)
+    out = sample(AVCDiT(config), None, batch["ctx_audio"], batch["action"], steps=2, generator=torch.Generator().manual_seed(0))
+    assert set(out) == {"audio", "reward", "termination"} and out["audio"].shape == (2, *config.audio_latent)
