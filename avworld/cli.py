@@ -6,7 +6,7 @@
     avworld collect [overrides...]       collect trajectories into Minari shards (collect=tiny, collect.episodes=N)
     avworld precompute [overrides...]    fill a scene's acoustic cache (scene=PATH or scene_seed=N, workers=N)
     avworld viz [overrides...]           a video with sound of an agent's episode (agent=random, seed=N, max_steps=N)
-    avworld bench TARGET [--json] [...]  speed figures (TARGET: sim, data)
+    avworld bench TARGET [--json] [...]  speed figures (TARGET: sim, data, model)
 
 Overrides are Hydra's (``sim=avw4k``, ``sim.render.width=128``, ``--cfg job``, ``-m``).
 """
@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from avworld.sim.simulator import SimConfig
 
 CONFIGS = "pkg://avworld.configs"
-BENCH_TARGETS = ("sim", "data")
+BENCH_TARGETS = ("sim", "data", "model")
 
 
 def sim_config(cfg: DictConfig) -> SimConfig:
@@ -278,6 +278,11 @@ def bench(argv: Sequence[str]) -> int:
         from avworld.bench import data as bench_data
 
         result = bench_data.run(sim_config(cfg), **cfg.data_bench)
+    elif target == "model":
+        from avworld.bench import model as bench_model
+
+        mb = OmegaConf.to_container(cfg.model_bench)
+        result = bench_model.run(**{k: tuple(v) if isinstance(v, list) else v for k, v in mb.items()})  # type: ignore[union-attr]
     if as_json:
         print(json.dumps(result))
     else:

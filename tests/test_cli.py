@@ -99,3 +99,13 @@ def test_bench_data_prints_one_json_object(tmp_path: Path) -> None:
     result = json.loads(proc.stdout)
     assert result["target"] == "data" and result["collect_workers"] == 2
     assert result["collect_steps_per_s"] > 0 and result["windows_per_s"] > 0 and result["collect_steps"] > 0
+
+
+def test_bench_model_prints_one_json_object(tmp_path: Path) -> None:
+    budget = ("model_bench.presets=[tiny]", "model_bench.batches=[1,2]", "model_bench.repeats=1", "model_bench.train_batch=2")
+    proc = run_cli("bench", "model", "--json", *budget, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    tiny = result["presets"]["tiny"]
+    assert result["target"] == "model" and tiny["parameters"] > 0
+    assert tiny["train_samples_per_s"] > 0 and tiny["imagined_steps_per_s_batch2"] > 0
