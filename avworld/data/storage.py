@@ -141,10 +141,11 @@ def _write_flat(shards: list[Shard], out: Path) -> None:
     from minari import MinariDataset
 
     lengths, seeds = [], []
-    for s in shards:
-        ds = MinariDataset(s.path / "data")
-        lengths += [len(ep.actions) for ep in ds.iterate_episodes()]
-        seeds += [int(m["scene_seed"]) for m in ds.storage.get_episode_metadata(range(ds.total_episodes))]
+    for s in shards:  # sizes from the episodes' metadata: the arrays themselves are read once, below
+        storage = MinariDataset(s.path / "data").storage
+        for m in storage.get_episode_metadata(range(s.episodes)):
+            lengths.append(int(m["total_steps"]))
+            seeds.append(int(m["scene_seed"]))
     n_obs, n_steps = sum(lengths) + len(lengths), sum(lengths)
     meta = shards[0].meta
     shapes = {

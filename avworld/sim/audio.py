@@ -142,15 +142,15 @@ class AudioRenderer:
         return pink.astype(np.float32)
 
 
+SPECTROGRAM_FLOOR = 1e-5
+
+
 def log_spectrogram(audio: np.ndarray, n_fft: int = 256, hop: int = 128) -> np.ndarray:
     """Log-magnitude STFT (2, n_fft//2+1, T) float32 of ``audio`` (2, N) with a Hann window; T = 1 + (N − n_fft) // hop."""
     window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
     frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft, axis=-1)[:, ::hop]  # (2, T, n_fft)
     mag = np.abs(np.fft.rfft(frames * window, axis=-1))  # (2, T, F)
     return np.log(mag + SPECTROGRAM_FLOOR).transpose(0, 2, 1).astype(np.float32)
-
-
-SPECTROGRAM_FLOOR = 1e-5
 
 
 def spectrogram_bounds(n_fft: int = 256) -> tuple[float, float]:

@@ -110,8 +110,7 @@ class Trainer:
         opt_state, tensors = optimizer_to_checkpoint(self.opt)
         tensors["rng.torch"] = torch.get_rng_state()
         training = {"state": {"step": self.step, "optimizer": opt_state, "scheduler": self.sched.state_dict()}, "tensors": tensors}
-        weights = {k: v for k, v in self.model.state_dict().items()}
-        save_checkpoint(self.checkpoint_dir, Checkpoint(kind, config, weights, {**meta, "step": self.step}, training))
+        save_checkpoint(self.checkpoint_dir, Checkpoint(kind, config, dict(self.model.state_dict()), {**meta, "step": self.step}, training))
 
     def fit(self, progress: bool = True, until: int | None = None) -> dict[str, float]:
         """Train to ``config.steps`` (or stop early at ``until``), resuming if possible; returns the last logs and throughput."""
