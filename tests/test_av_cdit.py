@@ -98,6 +98,12 @@ def test_fewer_context_steps_than_configured_and_input_checks() -> None:
     kwargs = net_inputs(batch, TINY) | {"x_video": torch.zeros(3, 4, 8, 6)}
     with pytest.raises(ValueError, match="x_video"):
         net(**kwargs)
+    video_alone = net(**(net_inputs(batch, TINY) | {"x_audio": None, "ctx_audio": None}))  # stage 1 runs the net on video alone
+    assert set(video_alone) == {"video", "reward", "termination_logit"}
+    with pytest.raises(ValueError, match="at least one"):
+        net(**(net_inputs(batch, TINY) | {"x_audio": None, "ctx_audio": None, "x_video": None, "ctx_video": None}))
+    with pytest.raises(ValueError, match="does not model audio"):
+        AVCDiT(tiny(modalities=("video",)))(**net_inputs(batch, TINY) | {"x_audio": batch["audio"], "ctx_audio": batch["ctx_audio"]})
 
 
 @pytest.mark.parametrize(
@@ -284,7 +290,8 @@ class ExactVelocity(torch.nn.Module):
 def test_euler_sampler_lands_on_the_target_of_an_exact_velocity(steps: int) -> None:
     targets = {"video": torch.randn(2, *TINY.video_latent), "audio": torch.randn(2, *TINY.audio_latent)}
     action = torch.tensor([1, 2])
-    out = sample(ExactVelocity(TINY, targets), None, None, action, steps=steps, generator=torch.Generator().manual_seed(0))
+    ctx = {m: torch.zeros(2, 1, *x.shape[1:]) for m, x in targets.items()}  # the stub ignores it; its presence selects the modality
+    out = sample(ExactVelocity(TINY, targets), ctx["video"], ctx["audio"], action, steps=steps, generator=torch.Generator().manual_seed(0))
     for m in ("video", "audio"):
         assert torch.allclose(out[m], targets[m], atol=1e-5)
     assert torch.equal(out["reward"], action.float()) and torch.equal(out["termination"], torch.full((2,), 0.5))

@@ -106,6 +106,8 @@ class FlatData:
     arrays: dict[str, np.ndarray]
     episodes: dict[str, np.ndarray]  # obs_start, step_start, length, scene_seed: (E,)
     meta: dict[str, Any]
+    path: Path | None = None
+    """The cache directory the arrays are mapped from (derived caches, e.g. latents, live beside them)."""
 
 
 def _fingerprint(shards: list[Shard]) -> str:
@@ -134,7 +136,7 @@ def flatten(shards: list[Shard], cache_root: str | os.PathLike[str]) -> FlatData
     table = json.loads((target / "episodes.json").read_text())
     arrays = {f: np.load(target / f"{f}.npy", mmap_mode="r", allow_pickle=False) for f in (*OBS_FIELDS, *INFO_FIELDS, *STEP_FIELDS)}
     episodes = {k: np.asarray(v, np.int64) for k, v in table["episodes"].items()}
-    return FlatData(arrays, episodes, table["meta"])
+    return FlatData(arrays, episodes, table["meta"], target)
 
 
 def _write_flat(shards: list[Shard], out: Path) -> None:

@@ -223,8 +223,8 @@ class AVCDiTBlock(nn.Module):
         names = [f"{m}_expert" for m in config.modalities] if config.experts else ["shared"]
         self.ffn = nn.ModuleDict({name: Expert(dim, round(dim * config.mlp_ratio)) for name in names})
 
-    def forward(self, x: Tensor, context: Tensor, c: Tensor, split: list[int]) -> Tensor:
-        """x (B, N, D): target tokens, one run of ``split[i]`` tokens per modality; context (B, M, D); c (B, D) → (B, N, D)."""
+    def forward(self, x: Tensor, context: Tensor, c: Tensor, split: list[int], modalities: tuple[str, ...]) -> Tensor:
+        """x (B, N, D): target tokens, a run of ``split[i]`` tokens of ``modalities[i]`` each; context (B, M, D); c (B, D) → (B, N, D)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=-1)
         h = modulate(self.norm1(x), shift1, scale1)
         x = x + gate1.unsqueeze(1) * self.self_attn(h, h)
@@ -232,7 +232,7 @@ class AVCDiTBlock(nn.Module):
         if "shared" in self.ffn:
             return self.ffn["shared"](x, c)
         parts = x.split(split, dim=1)
-        return torch.cat([self.ffn[f"{m}_expert"](part, c) for m, part in zip(self.modalities, parts, strict=True)], dim=1)
+        return torch.cat([self.ffn[f"{m}_expert"](part, c) for m, part in zip(modalities, parts, strict=True)], dim=1)
 
 
 # -- final layer -------------------------------------------------------------------------------
@@ -313,11 +313,25 @@ class AVCDiT(nn.Module):
             groups[parameter_group(name)].append(name)
         return groups
 
+    def active_modalities(self, *given_inputs: tuple[Tensor | None, Tensor | None]) -> tuple[str, ...]:
+        """The modalities of a call: those whose (x, ctx) pair is given, a non-empty subset of the modelled ones (video first).
+
+        Leaving a modelled modality out (its x and ctx None) runs the net on the other alone, as stage 1 of the
+        staged training does with video.
+        """
+        given = tuple(m for m, (x, ctx) in zip(MODALITIES, given_inputs, strict=True) if x is not None or ctx is not None)
+        extra = [m for m in given if m not in self.config.modalities]
+        if extra:
+            raise ValueError(f"this AVCDiT does not model {extra[0]}: x_{extra[0]} and ctx_{extra[0]} must be None")
+        if not given:
+            raise ValueError(f"give the target of at least one of the modelled modalities {self.config.modalities}")
+        return given
+
     def _embed(self, m: str, x: Tensor | None, ctx: Tensor | None, batch: int) -> tuple[Tensor, Tensor]:
         """Check and embed one modality: x (B, *latent) → (B, N_m, D); ctx (B, k, *latent) → (B, k, N_m, D)."""
         latent = self.config.video_latent if m == "video" else self.config.audio_latent
         if x is None or ctx is None:
-            raise ValueError(f"this AVCDiT models {m}: x_{m} and ctx_{m} must be given")
+            raise ValueError(f"x_{m} and ctx_{m} must be given together")
         if tuple(x.shape) != (batch, *latent):
             raise ValueError(f"x_{m} must be {(batch, *latent)}, got {tuple(x.shape)}")
         if ctx.dim() != 2 + len(latent) or ctx.shape[0] != batch or tuple(ctx.shape[2:]) != latent:
@@ -343,8 +357,8 @@ class AVCDiT(nn.Module):
         """Predict the target step's outputs (for :mod:`avworld.models.flow`, the velocities).
 
         Args:
-            x_video: (B, C, h, w) noisy target video latent; None when video is not modelled.
-            x_audio: (B, C_a, n) noisy target audio latent; None when audio is not modelled.
+            x_video: (B, C, h, w) noisy target video latent; None when video is not modelled or left out of this call.
+            x_audio: (B, C_a, n) noisy target audio latent; None likewise (see :meth:`active_modalities`).
             sigma: (B,) noise level (flow time) of the targets, in [0, 1].
             ctx_video: (B, m, C, h, w) context video latents, oldest first, m ≤ config.context; None without video.
             ctx_audio: (B, m, C_a, n) context audio latents, the same m steps; None without audio.
@@ -353,11 +367,12 @@ class AVCDiT(nn.Module):
             ctx_noise: (B,) noise level the context latents were augmented with, in [0, 1].
 
         Returns:
-            "video" (B, C, h, w) and/or "audio" (B, C_a, n), one per modelled modality; "reward" (B,); "termination_logit" (B,).
+            "video" (B, C, h, w) and/or "audio" (B, C_a, n), one per modality of the call; "reward" (B,); "termination_logit" (B,).
         """
         batch = action.shape[0]
         inputs = {"video": (x_video, ctx_video), "audio": (x_audio, ctx_audio)}
-        embedded = [self._embed(m, *inputs[m], batch) for m in self.config.modalities]
+        active = self.active_modalities(inputs["video"], inputs["audio"])
+        embedded = [self._embed(m, *inputs[m], batch) for m in active]
         steps = [ctx.shape[1] for _, ctx in embedded]
         if len(set(steps)) > 1:
             raise ValueError(f"ctx_video and ctx_audio must hold the same number of context steps, got {steps}")
@@ -365,11 +380,11 @@ class AVCDiT(nn.Module):
         context = torch.cat([ctx for _, ctx in embedded], dim=2) + self.context_time[-steps[0] :, None]  # (B, m, N, D)
         context = self.context_norm(context.flatten(1, 2))  # (B, m · N, D)
         c = self.condition(action, frame_skip, sigma, ctx_noise)  # (B, D)
-        split = [self.tokens[m] for m in self.config.modalities]
+        split = [self.tokens[m] for m in active]
         for block in self.blocks:
-            x = block(x, context, c, split)
+            x = block(x, context, c, split, active)
         out: dict[str, Tensor] = {}
-        for m, part in zip(self.config.modalities, x.split(split, dim=1), strict=True):
+        for m, part in zip(active, x.split(split, dim=1), strict=True):
             image = unpatchify(getattr(self, f"{m}_out")(part, c), self.shapes[m], self.patches[m])  # (B, C, H, W)
             out[m] = image if m == "video" else image.squeeze(2)
         pooled = x.mean(dim=1)  # (B, D)

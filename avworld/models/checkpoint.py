@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,9 @@ class Checkpoint:
     meta: dict[str, Any]
     training: dict[str, Any] | None = None
     """``{"state": {...json...}, "tensors": {name: tensor}}`` when saved by a trainer."""
+    attachments: dict[str, Path] = field(default_factory=dict)
+    """Checkpoints this one needs, stored inside it as sub-directories: name → directory (a world model's tokenizers,
+    ``tokenizers/video`` and ``tokenizers/audio``). Saving copies each (without its training state); loading points at the copies."""
 
 
 def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
@@ -55,14 +58,19 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
     try:
         (tmp / "config.yaml").write_text(yaml.safe_dump({"kind": ckpt.kind, **ckpt.config}, sort_keys=False))
         save_file({k: v.detach().cpu().contiguous() for k, v in ckpt.weights.items()}, str(tmp / "model.safetensors"))
+        for name, source in ckpt.attachments.items():
+            shutil.copytree(source, tmp / name, ignore=shutil.ignore_patterns("training.*"))
         meta = {"format_version": FORMAT_VERSION, "kind": ckpt.kind, "torch": torch.__version__, **ckpt.meta}
+        if ckpt.attachments:
+            meta["attachments"] = sorted(ckpt.attachments)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         if ckpt.training is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in ckpt.training["tensors"].items()}, str(tmp / "training.safetensors"))
             (tmp / "training.json").write_text(json.dumps(ckpt.training["state"]) + "\n")
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
         old = path.with_name(path.name + ".old")
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -92,7 +100,12 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None, train
     state = None
     if training and (path / "training.json").exists():
         state = {"state": _json(path / "training.json"), "tensors": _tensors(path / "training.safetensors")}
-    return Checkpoint(str(found), config, weights, meta, state)
+    attachments = {}
+    for name in meta.get("attachments", []):
+        if not (path / name / "meta.json").is_file():
+            raise CheckpointError(path / name, "attached checkpoint missing (listed in meta.json)")
+        attachments[name] = path / name
+    return Checkpoint(str(found), config, weights, meta, state, attachments)
 
 
 def _json(f: Path) -> dict[str, Any]:

@@ -18,13 +18,13 @@ imagination it tolerates its own imperfect earlier predictions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avworld.models.av_cdit import AVCDiT
+from avworld.models.av_cdit import AV_CDIT_PRESETS, AVCDiT, AVCDiTConfig
 
 TIME_SAMPLINGS = ("logit_normal", "uniform")
 
@@ -54,6 +54,17 @@ class FlowConfig:
             raise ValueError(f"FlowConfig.logit_std must be > 0, got {self.logit_std}")
 
 
+@dataclass
+class WorldModelConfig:
+    """A world model: the AV-CDiT net and its flow objective (the ``config.yaml`` of a world-model checkpoint)."""
+
+    net: AVCDiTConfig = field(default_factory=AVCDiTConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+
+
+WORLD_MODEL_PRESETS = {name: WorldModelConfig(net=net) for name, net in AV_CDIT_PRESETS.items()}
+
+
 def interpolate(x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
     """x_t = (1 − t) x_0 + t ε for x0, noise (B, ...) and t (B,)."""
     t = t.view(-1, *([1] * (x0.dim() - 1)))
@@ -67,6 +78,12 @@ class WorldModel(nn.Module):
         super().__init__()
         self.net = net
         self.flow = flow
+        self.modalities = net.config.modalities
+        """The modalities ``forward`` trains on (a subset of the net's; stage 1 of the staged training sets ("video",))."""
+
+    @classmethod
+    def from_config(cls, config: WorldModelConfig) -> WorldModel:
+        return cls(AVCDiT(config.net), config.flow)
 
     def sample_time(self, batch: int, device: torch.device) -> Tensor:
         """Training times t (B,) in (0, 1)."""
@@ -84,7 +101,7 @@ class WorldModel(nn.Module):
         loss = video_weight · MSE(v) + audio_weight · MSE(v) + reward_weight · MSE(reward) + termination_weight · BCE(termination),
         MSEs averaged over elements. Logs: ``loss``, ``{video,audio}_mse``, ``reward_mse``, ``termination_bce``.
         """
-        modalities = self.net.config.modalities
+        modalities = self.modalities
         action = batch["action"]
         b, device = action.shape[0], action.device
         t = self.sample_time(b, device)  # (B,)
@@ -129,8 +146,8 @@ def sample(
 
     Args:
         net: the flow net (the velocity predictor v = ε − x_0, see the module docstring).
-        ctx_video: (B, m, C, h, w) clean context latents, or None when the net models no video; likewise
-        ctx_audio: (B, m, C_a, n).
+        ctx_video: (B, m, C, h, w) clean context latents, or None to imagine without video; likewise
+        ctx_audio: (B, m, C_a, n). The modalities whose context is given are imagined.
         action: (B,) int64; frame_skip: (B,) int64, default 1.
         steps: Euler steps (network evaluations), ≥ 1.
         generator: source of the initial noise (on the net's device); the result is deterministic given its seed.
@@ -148,7 +165,8 @@ def sample(
     b, device = action.shape[0], action.device
     dtype = next(net.parameters()).dtype
     latents = {"video": config.video_latent, "audio": config.audio_latent}
-    x = {m: torch.randn((b, *latents[m]), generator=generator, device=device, dtype=dtype) for m in config.modalities}
+    modalities = [m for m, ctx in (("video", ctx_video), ("audio", ctx_audio)) if ctx is not None]
+    x = {m: torch.randn((b, *latents[m]), generator=generator, device=device, dtype=dtype) for m in modalities}
     if frame_skip is None:
         frame_skip = torch.ones_like(action)
     clean = torch.zeros(b, device=device, dtype=dtype)
@@ -156,8 +174,8 @@ def sample(
     for i in range(steps):
         t, t_next = times[i], times[i + 1]
         out = net(x.get("video"), x.get("audio"), t.expand(b), ctx_video, ctx_audio, action, frame_skip, clean)
-        denoised = {f"denoised_{m}": x[m] - t * out[m] for m in config.modalities}
-        x = {m: x[m] + (t_next - t) * out[m] for m in config.modalities}
+        denoised = {f"denoised_{m}": x[m] - t * out[m] for m in modalities}
+        x = {m: x[m] + (t_next - t) * out[m] for m in modalities}
         heads = {"reward": out["reward"], "termination": torch.sigmoid(out["termination_logit"])}
         if callback is not None:
             callback(i, {"t": t_next, **x, **denoised, **heads})

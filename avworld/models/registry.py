@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,15 +17,18 @@ from torch import nn
 
 from avworld.models.audio_codec import AUDIO_CODEC_PRESETS, AudioCodec, AudioCodecConfig
 from avworld.models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from avworld.models.flow import WORLD_MODEL_PRESETS, WorldModel, WorldModelConfig
 from avworld.models.video_vae import VIDEO_VAE_PRESETS, VideoVAE, VideoVAEConfig, rgb_to_tensor, tensor_to_rgb
 
 FIELDS = {"video_vae": "rgb", "audio_codec": "audio"}
 """The observation each tokenizer codes."""
 
-MODELS: dict[str, tuple[type, type[nn.Module], dict[str, Any]]] = {
+MODELS: dict[str, tuple[type, Callable[[Any], nn.Module], dict[str, Any]]] = {
     "video_vae": (VideoVAEConfig, VideoVAE, VIDEO_VAE_PRESETS),
     "audio_codec": (AudioCodecConfig, AudioCodec, AUDIO_CODEC_PRESETS),
+    "world_model": (WorldModelConfig, WorldModel.from_config, WORLD_MODEL_PRESETS),
 }
+"""kind → (config dataclass, module factory taking that config, size presets)."""
 
 
 def preset(kind: str, name: str, **overrides: Any) -> Any:
@@ -37,22 +42,45 @@ def preset(kind: str, name: str, **overrides: Any) -> Any:
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-    """A config dataclass as plain YAML-able data (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    """A config dataclass as plain YAML-able data (tuples become lists, nested dataclasses dicts)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return [plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+    return plain(dataclasses.asdict(config))
+
+
+def config_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """An instance of dataclass ``cls`` from plain data; nested dataclass fields from nested dicts, lists as tuples.
+
+    Unknown fields are refused by their dotted name (``where`` prefixes it).
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ValueError(f"{where}: unknown field {unknown[0]!r}")
+    values = {}
+    for key, value in data.items():
+        if dataclasses.is_dataclass(hints[key]):
+            values[key] = config_from_dict(hints[key], value, f"{where}.{key}")  # type: ignore[arg-type]
+        else:
+            values[key] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
 
 
 def build(kind: str, config: dict[str, Any] | Any) -> nn.Module:
     """A fresh module of ``kind`` from a config dataclass or its dict."""
     if kind not in MODELS:
         raise ValueError(f"unknown model kind {kind!r}; available: {', '.join(MODELS)}")
-    cls, module, _ = MODELS[kind]
+    cls, factory, _ = MODELS[kind]
     if isinstance(config, dict):
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - fields)
-        if unknown:
-            raise ValueError(f"{kind} config: unknown field {unknown[0]!r}")
-        config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
-    return module(config)
+        config = config_from_dict(cls, config, f"{kind} config")
+    return factory(config)
 
 
 def load_model(path: str | os.PathLike[str], kind: str | None = None) -> tuple[nn.Module, Checkpoint]:

@@ -5,11 +5,22 @@ Batches are drawn by index from a map-style dataset with a generator seeded by
 through or resumed at k: together with the saved weights, optimiser, schedule and
 step, resuming is exact. Progress goes to a tqdm bar and to TensorBoard under
 ``out_dir/tb``; the checkpoint lives at ``out_dir/checkpoint`` (atomic saves).
+
+Only parameters with ``requires_grad`` are optimised (staged training freezes the
+rest before building the trainer). With ``ema > 0`` the checkpoint's weights are the
+exponential moving average (``torch.optim.swa_utils.AveragedModel``) and the online
+weights travel in its training state.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in
+``DistributedDataParallel`` (NCCL on CUDA, gloo on CPU): every rank draws the same
+global batch of the step and takes its own slice of it, so a distributed run sees
+the batches of a single-process run; rank 0 alone logs and saves.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +47,13 @@ class TrainConfig:
     checkpoint_every: int = 250
     seed: int = 0
     device: str = "auto"
-    """``auto`` picks CUDA when available."""
+    """``auto`` picks CUDA when available (under torchrun, the rank's local GPU)."""
+    ema: float = 0.0
+    """Decay of the exponential moving average of the weights saved for inference; 0 saves the online weights."""
+    amp: bool = True
+    """bf16 autocast on CUDA (ignored on CPU)."""
+    compile: bool = False
+    """``torch.compile`` the model for the training steps."""
 
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
@@ -44,10 +61,29 @@ class TrainConfig:
                 raise ValueError(f"train.{key} must be at least 1, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"train.ema must lie in [0, 1), got {self.ema}")
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size), starting the process group the first time when run under torchrun; (0, 1) otherwise."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
 
 
 def pick_device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+    if name != "auto":
+        return torch.device(name)
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -69,16 +105,41 @@ class Trainer:
         out_dir: str | Path,
         describe: Callable[[], tuple[str, dict[str, Any], dict[str, Any]]],
         on_sample: Callable[[nn.Module, dict[str, torch.Tensor], Any, int], None] | None = None,
+        attachments: dict[str, Path] | None = None,
     ) -> None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
         self.config, self.dataset, self.describe, self.on_sample = config, dataset, describe, on_sample
+        self.attachments = attachments or {}
+        """Checkpoints stored inside each save (see :class:`Checkpoint`)."""
         self.out_dir = Path(out_dir)
+        self.rank, self.world = distributed()
+        if config.batch_size % self.world:
+            raise ValueError(f"train.batch_size {config.batch_size} must be a multiple of the {self.world} processes")
         self.device = pick_device(config.device)
         self.model = model.to(self.device)
-        self.opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError("nothing to train: every parameter is frozen")
+        self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, config.warmup, config.steps))
+        self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema > 0 else None
         self.step = 0
         if len(dataset) == 0:  # type: ignore[arg-type]
             raise ValueError("training dataset is empty (no episodes in this split?)")
+        self.train_model: nn.Module = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+        if config.compile:
+            self.train_model = torch.compile(self.train_model)  # type: ignore[assignment]
+
+    @property
+    def inference_model(self) -> nn.Module:
+        """The weights a checkpoint holds: the moving average when ``ema`` > 0, else the online model."""
+        return self.ema.module if self.ema is not None else self.model
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -88,7 +149,7 @@ class Trainer:
         """The batch of ``step``: indices drawn with a generator seeded by (seed, step)."""
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
         idx = torch.randint(len(self.dataset), (self.config.batch_size,), generator=g).tolist()  # type: ignore[arg-type]
-        items = default_collate([self.dataset[i] for i in idx])
+        items = default_collate([self.dataset[i] for i in idx[self.rank :: self.world]])
         return {k: v.to(self.device) for k, v in items.items()}
 
     def resume(self) -> bool:
@@ -97,20 +158,46 @@ class Trainer:
             return False
         ckpt = load_checkpoint(self.checkpoint_dir, training=True)
         assert ckpt.training is not None
-        self.model.load_state_dict(ckpt.weights)
+        tensors = ckpt.training["tensors"]
+        if self.ema is not None:
+            self.ema.module.load_state_dict(ckpt.weights)
+            self.ema.n_averaged.fill_(int(tensors["ema.n_averaged"]))
+            self.model.load_state_dict({k[len("online.") :]: v for k, v in tensors.items() if k.startswith("online.")})
+        else:
+            self.model.load_state_dict(ckpt.weights)
         state = ckpt.training["state"]
-        optimizer_from_checkpoint(self.opt, state["optimizer"], ckpt.training["tensors"])
+        optimizer_from_checkpoint(self.opt, state["optimizer"], tensors)
         self.sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(ckpt.training["tensors"]["rng.torch"])
+        torch.set_rng_state(tensors[f"rng.torch.{self.rank}"] if f"rng.torch.{self.rank}" in tensors else tensors["rng.torch"])
         self.step = int(state["step"])
         return True
 
     def save(self) -> None:
-        kind, config, meta = self.describe()
-        opt_state, tensors = optimizer_to_checkpoint(self.opt)
-        tensors["rng.torch"] = torch.get_rng_state()
-        training = {"state": {"step": self.step, "optimizer": opt_state, "scheduler": self.sched.state_dict()}, "tensors": tensors}
-        save_checkpoint(self.checkpoint_dir, Checkpoint(kind, config, dict(self.model.state_dict()), {**meta, "step": self.step}, training))
+        """Write the checkpoint (rank 0; the other ranks wait for it)."""
+        rng = torch.get_rng_state()
+        states = [rng]
+        if self.world > 1:
+            import torch.distributed as dist
+
+            states = [torch.empty_like(rng) for _ in range(self.world)]
+            dist.all_gather_object(states, rng)
+        if self.rank == 0:
+            kind, config, meta = self.describe()
+            opt_state, tensors = optimizer_to_checkpoint(self.opt)
+            if self.world > 1:
+                tensors |= {f"rng.torch.{r}": s.clone() for r, s in enumerate(states)}
+            else:
+                tensors["rng.torch"] = rng
+            if self.ema is not None:
+                tensors |= {f"online.{k}": v for k, v in self.model.state_dict().items()}
+                tensors["ema.n_averaged"] = self.ema.n_averaged.detach().cpu()
+            training = {"state": {"step": self.step, "optimizer": opt_state, "scheduler": self.sched.state_dict()}, "tensors": tensors}
+            weights = dict(self.inference_model.state_dict())
+            save_checkpoint(self.checkpoint_dir, Checkpoint(kind, config, weights, {**meta, "step": self.step}, training, self.attachments))
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
 
     def fit(self, progress: bool = True, until: int | None = None) -> dict[str, float]:
         """Train to ``config.steps`` (or stop early at ``until``), resuming if possible; returns the last logs and throughput."""
@@ -119,35 +206,42 @@ class Trainer:
 
         c = self.config
         self.resume()
-        writer = SummaryWriter(str(self.out_dir / "tb"))
+        lead = self.rank == 0
+        writer = SummaryWriter(str(self.out_dir / "tb")) if lead else None
         logs: dict[str, float] = {}
         start, first = time.perf_counter(), self.step
         self.model.train()
-        with tqdm(total=c.steps, initial=self.step, desc="train", unit="step", disable=not progress) as bar:
+        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=c.amp and self.device.type == "cuda")
+        with tqdm(total=c.steps, initial=self.step, desc="train", unit="step", disable=not (progress and lead)) as bar:
             while self.step < min(c.steps, until if until is not None else c.steps):
                 batch = self.batch(self.step)
-                loss, logs = self.model(batch)
+                with amp:
+                    loss, logs = self.train_model(batch)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
                 self.opt.step()
                 self.sched.step()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.model)
                 self.step += 1
                 bar.update(1)
-                if self.step % c.log_every == 0 or self.step == c.steps:
+                if writer is not None and (self.step % c.log_every == 0 or self.step == c.steps):
                     bar.set_postfix(loss=f"{logs['loss']:.4f}")
                     for k, v in logs.items():
                         writer.add_scalar(f"train/{k}", v, self.step)
                     writer.add_scalar("train/grad_norm", float(grad_norm), self.step)
                     writer.add_scalar("train/lr", self.sched.get_last_lr()[0], self.step)
-                if self.on_sample is not None and (self.step % c.sample_every == 0 or self.step == c.steps):
-                    self.model.eval()
+                if writer is not None and self.on_sample is not None and (self.step % c.sample_every == 0 or self.step == c.steps):
+                    model = self.inference_model
+                    model.eval()
                     with torch.no_grad():
-                        self.on_sample(self.model, batch, writer, self.step)
+                        self.on_sample(model, batch, writer, self.step)
                     self.model.train()
                 if self.step % c.checkpoint_every == 0 or self.step == c.steps:
                     self.save()
-        writer.close()
+        if writer is not None:
+            writer.close()
         elapsed = time.perf_counter() - start
         return {
             **logs,
