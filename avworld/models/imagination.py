@@ -41,7 +41,9 @@ class Imagination:
     ``audio_shape`` [2, N], ``sample_rate``, ``sim`` (the simulator settings of the training data).
     """
 
-    def __init__(self, model: WorldModel, tokenizers: dict[str, nn.Module], meta: dict[str, Any], device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, model: WorldModel, tokenizers: dict[str, nn.Module], meta: dict[str, Any], device: str | torch.device = "cpu"
+    ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.net = self.model.net
