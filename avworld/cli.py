@@ -3,6 +3,7 @@
     avworld demo [overrides...]          the main job
     avworld eval [overrides...]          evaluate an agent (agent=oracle|random, eval.episodes=N)
     avworld train [overrides...]         train a tokenizer (tokenizer=video|audio preset=tiny|small|base data.name=...)
+                                         or the world model (model=av_cdit stage=1|2|3|joint tokenizers.video=... out_dir=...)
     avworld collect [overrides...]       collect trajectories into Minari shards (collect=tiny, collect.episodes=N)
     avworld precompute [overrides...]    fill a scene's acoustic cache (scene=PATH or scene_seed=N, workers=N)
     avworld viz [overrides...]           a video with sound of an agent's episode (agent=random, seed=N, max_steps=N)
@@ -97,9 +98,12 @@ def eval_job(cfg: DictConfig) -> None:
 
 
 def train_job(cfg: DictConfig) -> None:
-    """Train a tokenizer (``tokenizer=video|audio``, ``preset=tiny|small|base``); resumes ``out_dir/checkpoint``."""
+    """Train a tokenizer (``tokenizer=video|audio``) or the world model (``model=av_cdit stage=1|2|3|joint``); resumes."""
     from avworld.train.tokenizers import DataRef, TokenizerJob, train_tokenizer
     from avworld.train.trainer import TrainConfig
+
+    if cfg.model is not None:
+        return _train_world_model(cfg)
 
     kinds = {"video": "video_vae", "audio": "audio_codec"}
     if cfg.tokenizer not in kinds:
@@ -115,6 +119,22 @@ def train_job(cfg: DictConfig) -> None:
     result = train_tokenizer(job, out)
     print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
     print(f"checkpoint: {out / 'checkpoint'}")
+
+
+def _train_world_model(cfg: DictConfig) -> None:
+    from avworld.train.world_model import WorldModelJob, stage_dir, train_world_model
+
+    if cfg.model != "av_cdit":
+        raise ValueError(f"model must be av_cdit, got {cfg.model!r}")
+    if not cfg.out_dir:
+        raise ValueError("out_dir must be set for the world model: its stages follow one another there (out_dir=runs/wm)")
+    fields = {"model": cfg.preset.world_model.model, "train": cfg.preset.world_model.train, "data": cfg.data}
+    fields |= {k: cfg[k] for k in ("stage", "variant", "init", "tokenizers")}
+    job = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(WorldModelJob), fields))
+    assert isinstance(job, WorldModelJob)
+    result = train_world_model(job, cfg.out_dir)
+    print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
+    print(f"checkpoint: {stage_dir(cfg.out_dir, job.stage) / 'checkpoint'}")
 
 
 def collect_job(cfg: DictConfig) -> None:
@@ -243,7 +263,7 @@ def _eval_tokenizer(cfg: DictConfig) -> None:
 JOBS: dict[str, tuple[Callable[[DictConfig], None], str]] = {
     "demo": (demo_job, "the main job: agents in the real world, with a summary"),
     "eval": (eval_job, "evaluate an agent: navigation metrics SR/SPL/SNA/DTG"),
-    "train": (train_job, "train a model: tokenizer=video|audio preset=tiny|small|base"),
+    "train": (train_job, "train a model: tokenizer=video|audio, or model=av_cdit stage=1|2|3|joint; preset=tiny|small|base"),
     "collect": (collect_job, "collect trajectories (rgb + binaural audio) into Minari datasets"),
     "precompute": (precompute_job, "fill a scene's on-disk acoustic cache in parallel"),
     "viz": (viz_job, "a video with sound of one episode: avworld viz agent=random seed=3"),

@@ -61,3 +61,41 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> CollectConfig:
     result = collect(config, SimConfig())
     assert result["shards"] == 2 and result["steps"] > 0
     return config
+
+
+@pytest.fixture(scope="session")
+def tokenizer_checkpoints(collection: CollectConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Tiny video and audio tokenizers trained for a few steps on ``collection``: {"video": dir, "audio": dir}."""
+    from avworld.train.tokenizers import DataRef, TokenizerJob, train_tokenizer
+    from avworld.train.trainer import TrainConfig
+
+    out = tmp_path_factory.mktemp("tokenizers")
+    data = DataRef(root=collection.root, name=collection.name)
+    paths = {}
+    for modality, kind in (("video", "video_vae"), ("audio", "audio_codec")):
+        train = TrainConfig(steps=3, batch_size=4, warmup=1, checkpoint_every=3, device="cpu")
+        train_tokenizer(TokenizerJob(kind=kind, model="tiny", data=data, train=train), out / modality, progress=False)
+        paths[modality] = str(out / modality / "checkpoint")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def world_checkpoint(collection: CollectConfig, tokenizer_checkpoints: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny world model (AV-CDiT ``tiny``, both modalities, ``stage=joint``) trained for a few steps: its checkpoint directory.
+
+    Its predictions are poor; it exercises every path of imagination (load, encode, predict, decode) with the real formats.
+    """
+    from avworld.train.tokenizers import DataRef
+    from avworld.train.trainer import TrainConfig
+    from avworld.train.world_model import TokenizerRefs, WorldModelJob, stage_dir, train_world_model
+
+    out = tmp_path_factory.mktemp("world")
+    job = WorldModelJob(
+        model="tiny",
+        stage="joint",
+        tokenizers=TokenizerRefs(**tokenizer_checkpoints),
+        data=DataRef(root=collection.root, name=collection.name),
+        train=TrainConfig(steps=4, batch_size=4, warmup=1, checkpoint_every=4, device="cpu"),
+    )
+    train_world_model(job, out, progress=False)
+    return str(stage_dir(out, "joint") / "checkpoint")

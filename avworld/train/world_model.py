@@ -1,0 +1,270 @@
+"""Train AV-CDiT in stages: ``avworld train model=av_cdit stage=1|2|3`` (and ``stage=joint``, the ablation).
+
+The stages of the AV-CDiT paper (Wang et al. 2025), each starting from the previous
+one's checkpoint under the same ``out_dir``:
+
+1. ``stage1``: vision. The net runs on video alone; shared attention, the video
+   expert, video input/output layers and the reward/termination heads learn.
+2. ``stage2``: audio. Both modalities; shared attention and everything of video are
+   frozen; the audio expert, audio input/output layers and the heads learn.
+3. ``stage3``: joint fine-tuning of every parameter.
+
+``stage=joint`` trains every parameter of both modalities from scratch
+(``joint_from_scratch``). ``variant`` picks the ablations of the evaluation:
+``no_experts`` (one shared feed-forward network), ``video_only`` and ``audio_only``
+(the separate unimodal models, trained with ``stage=joint``).
+
+The model learns on latents: every observation of the collection is encoded once
+by the tokenizers into a memory-mapped cache beside the flat collection (keyed by
+the tokenizer weights), and scaled to unit variance by the tokenizers' latent
+statistics. The checkpoint stores both tokenizers inside it, so a world-model
+checkpoint is all that imagination needs (:class:`avworld.models.imagination.Imagination`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from avworld.data.storage import FlatData
+from avworld.data.windows import WindowConfig, WindowDataset
+from avworld.models.checkpoint import CheckpointError, load_checkpoint
+from avworld.models.flow import FlowConfig, WorldModel, WorldModelConfig
+from avworld.models.imagination import FIELDS, TOKENIZERS, Imagination, tokenizer_meta
+from avworld.models.registry import build, config_from_dict, config_to_dict, encode, load_model, preset
+from avworld.train.tokenizers import DataRef
+from avworld.train.trainer import TrainConfig, Trainer
+
+STAGES = ("1", "2", "3", "joint")
+VARIANTS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "no_experts": {"experts": False},
+    "video_only": {"modalities": ("video",)},
+    "audio_only": {"modalities": ("audio",)},
+}
+FROZEN = {"1": ("audio",), "2": ("shared", "video"), "3": (), "joint": ()}
+"""Parameter groups (:meth:`AVCDiT.parameter_groups`) each stage freezes."""
+ENCODE_BATCH = 256
+
+
+@dataclass
+class TokenizerRefs:
+    video: str | None = None
+    """Video autoencoder checkpoint; for stages 2 and 3, the previous stage's copy when None."""
+    audio: str | None = None
+
+
+@dataclass
+class WorldModelJob:
+    model: str = "small"
+    """Size preset of AV-CDiT (tiny, small, base, large); stages 2 and 3 take the previous stage's config instead."""
+    stage: str = "1"
+    variant: str = "full"
+    init: str | None = None
+    """Checkpoint to start from; stages 2 and 3 default to ``<out_dir>/stage<n-1>/checkpoint``."""
+    tokenizers: TokenizerRefs = field(default_factory=TokenizerRefs)
+    data: DataRef = field(default_factory=DataRef)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        self.stage = str(self.stage)
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+
+
+def stage_dir(out_dir: str | Path, stage: str) -> Path:
+    """Where ``stage`` of a run writes: ``<out_dir>/stage<n>`` or ``<out_dir>/joint``."""
+    return Path(out_dir) / ("joint" if stage == "joint" else f"stage{stage}")
+
+
+# -- latents -----------------------------------------------------------------------------------
+
+
+def _weights_hash(checkpoint: Path) -> str:
+    h = hashlib.sha256()
+    with open(checkpoint / "model.safetensors", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def latent_cache(data: FlatData, modality: str, tokenizer: nn.Module, checkpoint: Path, device: torch.device) -> np.ndarray:
+    """Every observation of ``data`` encoded by ``tokenizer`` (unscaled posterior means), (n_obs, *latent) float32, memory-mapped.
+
+    Built once into ``<flat cache>/latents-<modality>-<weights hash>.npy`` (written to a temporary file, then renamed).
+    """
+    if data.path is None:
+        raise ValueError("latent_cache needs a flat collection opened from its cache directory")
+    target = data.path / f"latents-{modality}-{_weights_hash(checkpoint)}.npy"
+    if not target.exists():
+        source = data.arrays[FIELDS[modality]]
+        first = encode(tokenizer, TOKENIZERS[modality], torch.from_numpy(np.array(source[:1])).to(device))
+        fd, tmp = tempfile.mkstemp(dir=data.path, prefix=f".{target.name}.", suffix=".npy")
+        os.close(fd)
+        try:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(source), *first.shape[1:]))
+            for start in range(0, len(source), ENCODE_BATCH):
+                x = torch.from_numpy(np.array(source[start : start + ENCODE_BATCH])).to(device)
+                out[start : start + len(x)] = encode(tokenizer, TOKENIZERS[modality], x).float().cpu().numpy()
+            out.flush()
+            del out
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return np.load(target, mmap_mode="r", allow_pickle=False)
+
+
+class LatentWindows(Dataset[dict[str, torch.Tensor]]):
+    """One-step training windows on latents: m context steps, the action, the next step, its reward and termination.
+
+    Item: ``ctx_<m>`` (context, *latent) and ``<m>`` (*latent) float32 per modality, scaled by (z − mean) / std;
+    ``action`` int64 (); ``reward`` float32 (); ``termination`` float32 () 0/1.
+    """
+
+    def __init__(self, data: FlatData, latents: dict[str, np.ndarray], stats: dict[str, tuple[float, float]], config: WindowConfig) -> None:
+        if config.horizon != 1:
+            raise ValueError("LatentWindows trains one-step prediction: horizon must be 1")
+        self.windows = WindowDataset(data, config)
+        self.data, self.latents, self.stats, self.context = data, latents, stats, config.context
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        o, t, m = int(self.windows.obs_index[i]), int(self.windows.step_index[i]), self.context
+        a = self.data.arrays
+        item = {
+            "action": torch.tensor(int(a["actions"][t + m - 1])),
+            "reward": torch.tensor(float(a["rewards"][t + m - 1])),
+            "termination": torch.tensor(float(a["terminations"][t + m - 1])),
+        }
+        for name, z in self.latents.items():
+            mean, std = self.stats[name]
+            window = (torch.from_numpy(np.array(z[o : o + m + 1])) - mean) / std
+            item[f"ctx_{name}"], item[name] = window[:m], window[m]
+        return item
+
+
+# -- the job -----------------------------------------------------------------------------------
+
+
+def _tokenizer_paths(job: WorldModelJob, init: Any) -> dict[str, Path]:
+    paths = {}
+    for m in ("video", "audio"):
+        given = getattr(job.tokenizers, m)
+        if given:
+            paths[m] = Path(given)
+        elif init is not None and f"tokenizers/{m}" in init.attachments:
+            paths[m] = init.attachments[f"tokenizers/{m}"]
+    return paths
+
+
+def world_model_config(job: WorldModelJob, init: Any, tokenizers: dict[str, tuple[nn.Module, Any]]) -> WorldModelConfig:
+    """The preset and variant sized to the tokenizers' latents; stages 2 and 3 keep the previous stage's config."""
+    if init is not None:
+        return config_from_dict(WorldModelConfig, init.config, f"{job.init}/config.yaml")
+    base = preset("world_model", job.model)
+    net = dataclasses.replace(base.net, **VARIANTS[job.variant])
+    shapes: dict[str, Any] = {}
+    for m, (model, ckpt) in tokenizers.items():
+        if m not in net.modalities:
+            continue
+        device = next(model.parameters()).device
+        shape = ckpt.meta["data"]["rgb_shape" if m == "video" else "audio_shape"]
+        probe = torch.zeros(1, *shape, dtype=torch.uint8 if m == "video" else torch.float32, device=device)
+        shapes[f"{m}_latent"] = tuple(encode(model, TOKENIZERS[m], probe).shape[1:])
+    return WorldModelConfig(net=dataclasses.replace(net, **shapes), flow=job.flow)
+
+
+def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = True) -> dict[str, float]:
+    """Run (or resume) one stage of ``job`` into ``stage_dir(out_dir, job.stage)/checkpoint``; returns the final logs."""
+    out = stage_dir(out_dir, job.stage)
+    init_path = job.init or (str(stage_dir(out_dir, str(int(job.stage) - 1)) / "checkpoint") if job.stage in ("2", "3") else None)
+    init = None
+    if init_path is not None:
+        if not Path(init_path).exists():
+            raise CheckpointError(init_path, f"stage {job.stage} starts from the previous stage's checkpoint; train that stage first")
+        init = load_checkpoint(init_path, "world_model")
+        job = dataclasses.replace(job, init=init_path)
+    paths = _tokenizer_paths(job, init)
+    tokenizers = {m: load_model(p, TOKENIZERS[m]) for m, p in paths.items()}
+    config = world_model_config(job, init, tokenizers)
+    modalities = config.net.modalities
+    for m in modalities:
+        if m not in tokenizers:
+            raise ValueError(f"the {job.variant} world model needs a {m} tokenizer: set tokenizers.{m}=CHECKPOINT")
+    if job.stage == "1" and "video" not in modalities or job.stage == "2" and set(modalities) != {"video", "audio"}:
+        raise ValueError(f"stage {job.stage} does not apply to the {modalities} model of variant {job.variant}; use stage=joint")
+
+    data = job.data.load()
+    for m in modalities:
+        key = "rgb_shape" if m == "video" else "audio_shape"
+        if list(tokenizers[m][1].meta["data"][key]) != list(data.meta[key]):
+            raise ValueError(
+                f"{paths[m]}: the {m} tokenizer was trained on {key} {tokenizers[m][1].meta['data'][key]}, data has {data.meta[key]}"
+            )
+    stats = {m: (float(tokenizers[m][1].meta["latent"]["mean"]), float(tokenizers[m][1].meta["latent"]["std"])) for m in modalities}
+    device = torch.device("cuda" if torch.cuda.is_available() and job.train.device != "cpu" else "cpu")
+    trained = ("video",) if job.stage == "1" else modalities  # stage 1 runs the net on video alone
+    latents = {m: latent_cache(data, m, tokenizers[m][0].to(device), paths[m], device) for m in trained}
+    windows = WindowConfig(context=config.net.context, horizon=1, split="train", fractions=job.data.fractions)
+    dataset = LatentWindows(data, latents, stats, windows)
+
+    torch.manual_seed(job.train.seed)
+    model = build("world_model", config)
+    assert isinstance(model, WorldModel)
+    if init is not None:
+        model.load_state_dict(init.weights)
+    model.modalities = trained
+    groups = model.net.parameter_groups()
+    params = dict(model.net.named_parameters())
+    for group in FROZEN[job.stage]:
+        for name in groups[group]:
+            params[name].requires_grad_(False)
+
+    history = list(init.meta.get("stages", [])) if init is not None else []
+    meta = {
+        "preset": init.meta["preset"] if init is not None else job.model,
+        "variant": init.meta["variant"] if init is not None else job.variant,
+        "stage": job.stage,
+        "latent": {m: {"mean": stats[m][0], "std": stats[m][1]} for m in modalities},
+        "tokenizers": {m: tokenizer_meta(tokenizers[m][1].meta) for m in modalities},
+        "data": {"root": str(job.data.root), "name": job.data.name, "windows": len(dataset)},
+        **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape", "sim")},
+    }
+    tokenizer_modules = {m: tokenizers[m][0] for m in modalities}
+
+    def describe() -> tuple[str, dict[str, Any], dict[str, Any]]:
+        stages = [*history, {"stage": job.stage, "steps": trainer.step, "frozen": list(FROZEN[job.stage])}]
+        return "world_model", config_to_dict(config), meta | {"stages": stages}
+
+    def on_sample(model: nn.Module, batch: dict[str, torch.Tensor], writer: Any, step: int) -> None:
+        assert isinstance(model, WorldModel)
+        world = Imagination(model, tokenizer_modules, meta, batch["action"].device)
+        context = {m: batch[f"ctx_{m}"][:4] for m in model.modalities}
+        imagined = world.decode(world.predict(context, batch["action"][:4], generator=torch.Generator(device=world.device).manual_seed(0)))
+        real = world.decode({m: batch[m][:4] for m in model.modalities})
+        if "rgb" in imagined:
+            writer.add_images("samples/real_top_imagined_bottom", torch.cat([real["rgb"], imagined["rgb"]]).permute(0, 3, 1, 2), step)
+        if "audio" in imagined:
+            for name, wave in (("real", real["audio"]), ("imagined", imagined["audio"])):
+                writer.add_audio(f"samples/{name}_left", wave[0, :1].clamp(-1, 1).cpu(), step, int(meta["sample_rate"]))
+
+    trainer = Trainer(model, dataset, job.train, out, describe, on_sample, attachments={f"tokenizers/{m}": paths[m] for m in modalities})
+    return trainer.fit(progress=progress)
