@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,7 +208,7 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
     for m in modalities:
         if m not in tokenizers:
             raise ValueError(f"the {job.variant} world model needs a {m} tokenizer: set tokenizers.{m}=CHECKPOINT")
-    if job.stage == "1" and "video" not in modalities or job.stage == "2" and set(modalities) != {"video", "audio"}:
+    if (job.stage == "1" and "video" not in modalities) or (job.stage == "2" and set(modalities) != {"video", "audio"}):
         raise ValueError(f"stage {job.stage} does not apply to the {modalities} model of variant {job.variant}; use stage=joint")
 
     data = job.data.load()
