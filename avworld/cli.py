@@ -1,13 +1,14 @@
 """The ``avworld`` command: one subcommand per job, each a Hydra app over ``avworld.configs``.
 
     avworld demo [overrides...]          the main job
-    avworld eval [overrides...]          evaluate an agent (agent=oracle|random, eval.episodes=N)
+    avworld eval [overrides...]          evaluate an agent (agent=oracle|random, eval.episodes=N),
+                                         a tokenizer (tokenizer=CHECKPOINT) or a world model (model=CHECKPOINT baselines.joint=...)
     avworld train [overrides...]         train a tokenizer (tokenizer=video|audio preset=tiny|small|base data.name=...)
                                          or the world model (model=av_cdit stage=1|2|3|joint tokenizers.video=... out_dir=...)
     avworld collect [overrides...]       collect trajectories into Minari shards (collect=tiny, collect.episodes=N)
     avworld precompute [overrides...]    fill a scene's acoustic cache (scene=PATH or scene_seed=N, workers=N)
     avworld viz [overrides...]           a video with sound of an agent's episode (agent=random, seed=N, max_steps=N)
-    avworld bench TARGET [--json] [...]  speed figures (TARGET: sim, data, model)
+    avworld bench TARGET [--json] [...]  speed figures (TARGET: sim, data, model, dream)
 
 Overrides are Hydra's (``sim=avw4k``, ``sim.render.width=128``, ``--cfg job``, ``-m``).
 """
@@ -18,14 +19,17 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from avworld.sim.simulator import SimConfig
 
+if TYPE_CHECKING:
+    from avworld.train.tokenizers import DataRef
+
 CONFIGS = "pkg://avworld.configs"
-BENCH_TARGETS = ("sim", "data", "model")
+BENCH_TARGETS = ("sim", "data", "model", "dream")
 
 
 def sim_config(cfg: DictConfig) -> SimConfig:
@@ -85,11 +89,13 @@ def demo_job(cfg: DictConfig) -> None:
 
 
 def eval_job(cfg: DictConfig) -> None:
-    """Evaluate ``cfg.agent`` in the real world (``navigation.json``), or ``tokenizer=CHECKPOINT`` on test scenes."""
+    """Evaluate ``cfg.agent`` in the real world (``navigation.json``), or ``tokenizer=CHECKPOINT`` / ``model=CHECKPOINT`` on test scenes."""
     import avworld  # noqa: F401
 
     if cfg.get("tokenizer"):
         return _eval_tokenizer(cfg)
+    if cfg.get("model"):
+        return _eval_model(cfg)
     result = _navigate(cfg, cfg.eval, cfg.agent, cfg.agent._target_.rsplit(".", 1)[-1])
     out = _output_dir()
     _write_json(out / "navigation.json", {"config": OmegaConf.to_container(cfg), **result})
@@ -238,15 +244,23 @@ def viz_job(cfg: DictConfig) -> None:
     print(f"video written to {out}")
 
 
-def _eval_tokenizer(cfg: DictConfig) -> None:
-    from avworld.eval.tokenizers import evaluate_tokenizer
-    from avworld.models.registry import FIELDS, load_model
-    from avworld.train.tokenizers import DataRef, frames
+def _data_ref(cfg: DictConfig) -> DataRef:
+    """The collection of ``cfg.data`` (its ``split`` aside)."""
+    from avworld.train.tokenizers import DataRef
 
-    model, ckpt = load_model(cfg.tokenizer)
     fields = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if k != "split"}  # type: ignore[union-attr]
     data_ref = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataRef), fields))
     assert isinstance(data_ref, DataRef)
+    return data_ref
+
+
+def _eval_tokenizer(cfg: DictConfig) -> None:
+    from avworld.eval.tokenizers import evaluate_tokenizer
+    from avworld.models.registry import FIELDS, load_model
+    from avworld.train.tokenizers import frames
+
+    model, ckpt = load_model(cfg.tokenizer)
+    data_ref = _data_ref(cfg)
     data = data_ref.load()
     key = {"rgb": "rgb_shape", "audio": "audio_shape"}[FIELDS[ckpt.kind]]
     if list(data.meta[key]) != list(ckpt.meta["data"][key]):
@@ -260,9 +274,99 @@ def _eval_tokenizer(cfg: DictConfig) -> None:
     print(f"results written to {out / 'tokenizer.json'}")
 
 
+MODALITIES_OF = {"video_only": ("video",), "audio_only": ("audio",)}
+"""Baselines of ``avworld eval model=...`` that imagine one modality; the others imagine both."""
+
+
+def _about(meta: dict[str, Any]) -> str:
+    """One line on a world-model checkpoint: preset, variant, stages, steps, training time and windows (from its ``meta.json``)."""
+    stages = meta.get("stages", [])
+    order = "→".join(str(s["stage"]) for s in stages) or "?"
+    steps = sum(int(s.get("steps", 0)) for s in stages)
+    minutes = sum(float(s.get("seconds", 0.0)) for s in stages) / 60
+    windows = meta.get("data", {}).get("windows")
+    size = f"{windows:,} train windows" if isinstance(windows, int) else "train windows unknown"
+    preset = f"{meta.get('preset', '?')} {meta.get('variant', '?')}, stage {order}"
+    return f"{preset}, {steps:,} step{'s' * (steps != 1)} in {minutes:.1f} min, {size}"
+
+
+def _eval_model(cfg: DictConfig) -> None:
+    """Rollouts of the world model ``cfg.model``, copy-last and each baseline of ``cfg.baselines`` on the same windows."""
+    import time
+
+    import torch
+    from tqdm import tqdm
+
+    from avworld.data.windows import WindowConfig, WindowDataset
+    from avworld.eval.prediction import CopyLast, Predictor, Separate, WorldPredictor, check_horizons, evaluate_prediction, format_table
+    from avworld.models.imagination import Imagination
+
+    run = cfg.eval_model
+    device = run.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    data_ref = _data_ref(cfg)
+    data = data_ref.load()
+    paths = {"av_cdit": str(cfg.model)} | {k: str(v) for k, v in cfg.baselines.items() if v}
+    worlds = {}
+    for name, path in paths.items():
+        world = Imagination.load(path, device)
+        expected = MODALITIES_OF.get(name, ("video", "audio"))
+        if world.modalities != expected:
+            raise ValueError(f"{path}: the {name} model must imagine {expected}, this checkpoint imagines {world.modalities}")
+        for key in ("rgb_shape", "audio_shape"):
+            if list(world.meta[key]) != list(data.meta[key]):
+                raise ValueError(f"{path}: trained on {key} {world.meta[key]}, the collection has {data.meta[key]}")
+        worlds[name] = world
+
+    predictors: dict[str, Predictor] = {"av_cdit": WorldPredictor(worlds["av_cdit"]), "copy_last": CopyLast(device=device)}
+    if {"video_only", "audio_only"} <= worlds.keys():
+        predictors["separate"] = Separate(WorldPredictor(worlds["video_only"]), WorldPredictor(worlds["audio_only"]))
+    else:
+        predictors |= {k: WorldPredictor(worlds[k]) for k in ("video_only", "audio_only") if k in worlds}
+    predictors |= {k: WorldPredictor(worlds[k]) for k in ("no_experts", "joint") if k in worlds}
+
+    horizons = check_horizons(list(run.horizons))
+    context = max(p.context for p in predictors.values())
+    split = cfg.data.split
+    windows = WindowDataset(data, WindowConfig(context=context, horizon=horizons[-1], split=split, fractions=tuple(data_ref.fractions)))
+    if len(windows) == 0:
+        raise ValueError(
+            f"no windows in split {split!r} of {data_ref.name}: horizon {horizons[-1]} after {context} context steps needs episodes of "
+            f"at least {context + horizons[-1] - 1} steps; lower eval_model.horizons or evaluate longer episodes"
+        )
+    results, seconds = {}, {}
+    for name, predictor in predictors.items():
+        start = time.perf_counter()
+        with tqdm(total=min(len(windows), run.windows), desc=name, unit="window") as bar:
+            results[name] = evaluate_prediction(
+                predictor, windows, context, horizons, run.batch_size, run.sampler_steps, run.seed, run.windows, run.max_lag, bar.update
+            )
+        seconds[name] = time.perf_counter() - start
+    about = {name: _about(world.meta) for name, world in worlds.items()} | {"copy_last": "last context step repeated, reward 0, no end"}
+    if "separate" in predictors:
+        about["separate"] = f"video: {about.pop('video_only')}; audio: {about.pop('audio_only')}"
+    table = format_table(results, about)
+    evaluated = results["av_cdit"].windows
+    out = _output_dir()
+    _write_json(
+        out / "prediction.json",
+        {
+            "checkpoints": paths,
+            "data": {"root": data_ref.root, "name": data_ref.name, "split": split, "windows": len(windows), "evaluated": evaluated},
+            "settings": OmegaConf.to_container(run),
+            "models": {name: {"about": about.get(name, ""), "seconds": seconds[name], **r.as_dict()} for name, r in results.items()},
+            "table": table,
+        },
+    )
+    print(f"{data_ref.name}, split {split}: {evaluated} of {len(windows)} windows, context {context}, sampler steps {run.sampler_steps}")
+    print(table)
+    for note in dict.fromkeys(n for r in results.values() for n in r.notes):
+        print(f"note: {note}")
+    print(f"results written to {out / 'prediction.json'}")
+
+
 JOBS: dict[str, tuple[Callable[[DictConfig], None], str]] = {
     "demo": (demo_job, "the main job: agents in the real world, with a summary"),
-    "eval": (eval_job, "evaluate an agent: navigation metrics SR/SPL/SNA/DTG"),
+    "eval": (eval_job, "evaluate an agent (SR/SPL/SNA/DTG), a tokenizer or a world model's predictions"),
     "train": (train_job, "train a model: tokenizer=video|audio, or model=av_cdit stage=1|2|3|joint; preset=tiny|small|base"),
     "collect": (collect_job, "collect trajectories (rgb + binaural audio) into Minari datasets"),
     "precompute": (precompute_job, "fill a scene's on-disk acoustic cache in parallel"),
@@ -303,6 +407,11 @@ def bench(argv: Sequence[str]) -> int:
 
         mb = OmegaConf.to_container(cfg.model_bench)
         result = bench_model.run(**{k: tuple(v) if isinstance(v, list) else v for k, v in mb.items()})  # type: ignore[union-attr]
+    elif target == "dream":
+        from avworld.bench import dream as bench_dream
+
+        db = OmegaConf.to_container(cfg.dream_bench)
+        result = bench_dream.run(sim_config(cfg), **{k: tuple(v) if isinstance(v, list) else v for k, v in db.items()})  # type: ignore[union-attr]
     if as_json:
         print(json.dumps(result))
     else:

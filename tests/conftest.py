@@ -43,6 +43,17 @@ def box(w: float, h: float, material: str = "brick", partition: Door | bool | No
     return Scene(tuple(walls), AgentStart((1, 1)), (SoundSource((w - 1, 1), "telephone"),), doors, floor_material="carpet")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and beside another busy process they spin-wait (tens of times slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def scene() -> Scene:
     return two_rooms()

@@ -14,13 +14,7 @@ TINY = AV_CDIT_PRESETS["tiny"]
 UNIMODAL = [("video", "audio"), ("video",), ("audio",)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and beside another busy process they spin-wait (tens of times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**overrides: object) -> AVCDiTConfig:

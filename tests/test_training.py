@@ -37,9 +37,9 @@ class Points(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         return {"x": self.x[i], "y": self.y[i]}
 
 
-def trainer(out: Path, steps: int) -> Trainer:
+def trainer(out: Path, steps: int, ema: float = 0.0) -> Trainer:
     torch.manual_seed(0)
-    config = TrainConfig(steps=steps, batch_size=16, lr=1e-2, warmup=3, log_every=2, sample_every=100, checkpoint_every=4)
+    config = TrainConfig(steps=steps, batch_size=16, lr=1e-2, warmup=3, log_every=2, sample_every=100, checkpoint_every=4, ema=ema)
     return Trainer(Regression(), Points(), config, out, lambda: ("regression", {"hidden": 16}, {"note": "toy"}))
 
 
@@ -53,17 +53,66 @@ def test_training_lowers_the_loss_and_writes_tensorboard(tmp_path: Path) -> None
     assert ckpt.meta["step"] == 60 and ckpt.meta["note"] == "toy" and ckpt.config == {"hidden": 16}
 
 
-def test_resume_is_exact(tmp_path: Path) -> None:
-    straight = trainer(tmp_path / "a", 12)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_is_exact(tmp_path: Path, ema: float) -> None:
+    straight = trainer(tmp_path / "a", 12, ema)
     straight.fit(progress=False)
-    interrupted = trainer(tmp_path / "b", 12)
+    interrupted = trainer(tmp_path / "b", 12, ema)
     interrupted.fit(progress=False, until=8)  # as if killed after the checkpoint of step 8
-    resumed = trainer(tmp_path / "b", 12)
+    resumed = trainer(tmp_path / "b", 12, ema)
     assert resumed.resume() and resumed.step == 8
     resumed.fit(progress=False)
-    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
-        assert torch.equal(a, b), name
+    for model in ("model", "inference_model"):
+        a_sd, b_sd = getattr(straight, model).state_dict(), getattr(resumed, model).state_dict()
+        for (name, a), (_, b) in zip(a_sd.items(), b_sd.items(), strict=True):
+            assert torch.equal(a, b), f"{model}.{name}"
     assert torch.equal(straight.opt.state_dict()["state"][0]["exp_avg"], resumed.opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_ema_weights_are_saved_for_inference(tmp_path: Path) -> None:
+    t = trainer(tmp_path, 8, ema=0.5)
+    t.fit(progress=False)
+    ckpt = load_checkpoint(tmp_path / "checkpoint", "regression", training=True)
+    assert ckpt.training is not None
+    online, average = t.model.state_dict(), t.ema.module.state_dict()  # type: ignore[union-attr]
+    for name, w in ckpt.weights.items():
+        assert torch.equal(w, average[name]) and torch.equal(ckpt.training["tensors"][f"online.{name}"], online[name])
+        assert not torch.equal(average[name], online[name]), name  # the average lags the online weights
+
+
+def test_frozen_parameters_stay_put(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Regression()
+    model.net[0].requires_grad_(False)
+    before = model.net[0].weight.detach().clone()
+    config = TrainConfig(steps=5, batch_size=8, warmup=1, checkpoint_every=5, weight_decay=0.1)
+    Trainer(model, Points(), config, tmp_path, lambda: ("regression", {}, {})).fit(progress=False)
+    assert torch.equal(model.net[0].weight, before) and not torch.equal(model.net[2].weight, torch.zeros_like(model.net[2].weight))
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="frozen"):
+        Trainer(model, Points(), config, tmp_path / "x", lambda: ("regression", {}, {}))
+
+
+def test_ddp_two_processes_agree(tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo): the run completes, rank 0 saves, and both ranks end with the same weights."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    worker = Path(__file__).with_name("ddp_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker), str(tmp_path)]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for name in ranks[0]:
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+    ckpt = load_checkpoint(tmp_path / "checkpoint", "world_model", training=True)
+    assert ckpt.meta["step"] == 4 and {"rng.torch.0", "rng.torch.1"} <= set(ckpt.training["tensors"])  # type: ignore[index]
+    initial = load_file(str(tmp_path / "initial.safetensors"))
+    assert any(not torch.equal(initial[k], ranks[0][k]) for k in initial)
 
 
 def test_a_crash_mid_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -141,6 +141,7 @@ def sample(
     steps: int = 4,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    noise: dict[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Imagine the next step: Euler integration of dx/dt = v from t = 1 (noise) to t = 0 in ``steps`` uniform steps.
 
@@ -154,6 +155,8 @@ def sample(
         callback: called after each step as ``callback(i, state)``, i = 0 … steps − 1, with state "t" (the time reached, a 0-d
             tensor), the current latents "video"/"audio" at that time, their denoised estimates "denoised_video"/"denoised_audio"
             (x_0 = x_t − t v at the step's start), "reward" and "termination" (probability).
+        noise: the initial noise at t = 1, {modality: (B, *latent)} for each imagined modality, instead of drawing it from
+            ``generator``: callers that keep one random stream per world (the imagined vector env) draw it themselves.
 
     Returns:
         "video" (B, C, h, w) and/or "audio" (B, C_a, n), the latents at t = 0; "reward" (B,) and "termination" (B,) probability,
@@ -166,7 +169,14 @@ def sample(
     dtype = next(net.parameters()).dtype
     latents = {"video": config.video_latent, "audio": config.audio_latent}
     modalities = [m for m, ctx in (("video", ctx_video), ("audio", ctx_audio)) if ctx is not None]
-    x = {m: torch.randn((b, *latents[m]), generator=generator, device=device, dtype=dtype) for m in modalities}
+    if noise is None:
+        x = {m: torch.randn((b, *latents[m]), generator=generator, device=device, dtype=dtype) for m in modalities}
+    else:
+        for m in modalities:
+            if m not in noise or tuple(noise[m].shape) != (b, *latents[m]):
+                got = tuple(noise[m].shape) if m in noise else None
+                raise ValueError(f"noise[{m!r}] must be a tensor of shape {(b, *latents[m])}, got {got}")
+        x = {m: noise[m].to(device=device, dtype=dtype) for m in modalities}
     if frame_skip is None:
         frame_skip = torch.ones_like(action)
     clean = torch.zeros(b, device=device, dtype=dtype)

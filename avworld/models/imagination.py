@@ -103,15 +103,21 @@ class Imagination:
 
     @torch.no_grad()
     def predict(
-        self, context: dict[str, Tensor], action: Tensor, steps: int = 4, generator: torch.Generator | None = None
+        self,
+        context: dict[str, Tensor],
+        action: Tensor,
+        steps: int = 4,
+        generator: torch.Generator | None = None,
+        noise: dict[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Imagine one step for a batch of worlds in one sampler call.
 
         context: {modality: (B, m, *latent)} scaled latents, oldest first; action (B,) int64.
+        noise: optional initial sampler noise {modality: (B, *latent)}; drawn from ``generator`` when None (see :func:`sample`).
         Returns the next latents {modality: (B, *latent)}, ``reward`` (B,) and ``termination`` (B,) probability.
         """
         action = action.to(self.device)
-        return sample(self.net, context.get("video"), context.get("audio"), action, steps=steps, generator=generator)
+        return sample(self.net, context.get("video"), context.get("audio"), action, steps=steps, generator=generator, noise=noise)
 
 
 def push(context: Tensor, latest: Tensor) -> Tensor:

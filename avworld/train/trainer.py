@@ -125,6 +125,9 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, config.warmup, config.steps))
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema > 0 else None
         self.step = 0
+        self.seconds = 0.0
+        """Wall-clock seconds of training so far, over every resumed run (saved as ``meta.json``'s ``train_seconds``)."""
+        self._clock = time.perf_counter()
         if len(dataset) == 0:  # type: ignore[arg-type]
             raise ValueError("training dataset is empty (no episodes in this split?)")
         self.train_model: nn.Module = self.model
@@ -170,6 +173,7 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(tensors[f"rng.torch.{self.rank}"] if f"rng.torch.{self.rank}" in tensors else tensors["rng.torch"])
         self.step = int(state["step"])
+        self.seconds = float(state.get("seconds", 0.0))
         return True
 
     def save(self) -> None:
@@ -181,6 +185,8 @@ class Trainer:
 
             states = [torch.empty_like(rng) for _ in range(self.world)]
             dist.all_gather_object(states, rng)
+        now = time.perf_counter()
+        self.seconds, self._clock = self.seconds + now - self._clock, now
         if self.rank == 0:
             kind, config, meta = self.describe()
             opt_state, tensors = optimizer_to_checkpoint(self.opt)
@@ -191,9 +197,11 @@ class Trainer:
             if self.ema is not None:
                 tensors |= {f"online.{k}": v for k, v in self.model.state_dict().items()}
                 tensors["ema.n_averaged"] = self.ema.n_averaged.detach().cpu()
-            training = {"state": {"step": self.step, "optimizer": opt_state, "scheduler": self.sched.state_dict()}, "tensors": tensors}
+            state = {"step": self.step, "seconds": self.seconds, "optimizer": opt_state, "scheduler": self.sched.state_dict()}
             weights = dict(self.inference_model.state_dict())
-            save_checkpoint(self.checkpoint_dir, Checkpoint(kind, config, weights, {**meta, "step": self.step}, training, self.attachments))
+            meta = {**meta, "step": self.step, "train_seconds": round(self.seconds, 1)}
+            training = {"state": state, "tensors": tensors}
+            save_checkpoint(self.checkpoint_dir, Checkpoint(kind, config, weights, meta, training, self.attachments))
         if self.world > 1:
             import torch.distributed as dist
 
@@ -206,6 +214,7 @@ class Trainer:
 
         c = self.config
         self.resume()
+        self._clock = time.perf_counter()
         lead = self.rank == 0
         writer = SummaryWriter(str(self.out_dir / "tb")) if lead else None
         logs: dict[str, float] = {}

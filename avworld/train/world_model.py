@@ -250,7 +250,8 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
     tokenizer_modules = {m: tokenizers[m][0] for m in modalities}
 
     def describe() -> tuple[str, dict[str, Any], dict[str, Any]]:
-        stages = [*history, {"stage": job.stage, "steps": trainer.step, "frozen": list(FROZEN[job.stage])}]
+        stage = {"stage": job.stage, "steps": trainer.step, "seconds": round(trainer.seconds, 1), "frozen": list(FROZEN[job.stage])}
+        stages = [*history, stage]
         return "world_model", config_to_dict(config), meta | {"stages": stages}
 
     def on_sample(model: nn.Module, batch: dict[str, torch.Tensor], writer: Any, step: int) -> None:

@@ -1,0 +1,128 @@
+"""Staged world-model training on latents: the latent cache, the windows, the three stages and their frozen groups, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avworld.data.collect import CollectConfig
+from avworld.data.windows import WindowConfig
+from avworld.models.checkpoint import CheckpointError, load_checkpoint
+from avworld.models.imagination import Imagination
+from avworld.models.registry import encode, load_model
+from avworld.train.tokenizers import DataRef
+from avworld.train.trainer import TrainConfig
+from avworld.train.world_model import FROZEN, LatentWindows, TokenizerRefs, WorldModelJob, latent_cache, stage_dir, train_world_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def job(collection: CollectConfig, tokenizers: dict[str, str] | None, stage: str, variant: str = "full", steps: int = 3) -> WorldModelJob:
+    return WorldModelJob(
+        model="tiny",
+        stage=stage,
+        variant=variant,
+        tokenizers=TokenizerRefs(**(tokenizers or {})),
+        data=DataRef(root=collection.root, name=collection.name),
+        train=TrainConfig(steps=steps, batch_size=4, warmup=1, checkpoint_every=steps, device="cpu", lr=1e-2),
+    )
+
+
+def weights_by_group(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    model, ckpt = load_model(path, "world_model")
+    groups = model.net.parameter_groups()  # type: ignore[operator, union-attr]
+    return {g: {n: ckpt.weights[f"net.{n}"] for n in names} for g, names in groups.items()}
+
+
+def changed(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return any(not torch.equal(a[n], b[n]) for n in a)
+
+
+def test_latent_cache_and_windows(collection: CollectConfig, tokenizer_checkpoints: dict[str, str]) -> None:
+    data = DataRef(root=collection.root, name=collection.name).load()
+    tok, _ = load_model(tokenizer_checkpoints["video"], "video_vae")
+    z = latent_cache(data, "video", tok, Path(tokenizer_checkpoints["video"]), torch.device("cpu"))
+    assert z.shape[0] == len(data.arrays["rgb"]) and isinstance(z, np.memmap)
+    direct = encode(tok, "video_vae", torch.from_numpy(np.array(data.arrays["rgb"][5:7])))
+    assert torch.allclose(torch.from_numpy(np.array(z[5:7])), direct, atol=1e-5)
+    again = latent_cache(data, "video", tok, Path(tokenizer_checkpoints["video"]), torch.device("cpu"))  # cached: same file
+    assert again.filename == z.filename
+    stats = {"video": (0.5, 2.0)}
+    windows = LatentWindows(data, {"video": z}, stats, WindowConfig(context=3, horizon=1, split="train"))
+    item = windows[0]
+    o, t = int(windows.windows.obs_index[0]), int(windows.windows.step_index[0])
+    assert item["ctx_video"].shape == (3, *z.shape[1:]) and item["video"].shape == z.shape[1:]
+    assert torch.allclose(item["video"], (torch.from_numpy(np.array(z[o + 3])) - 0.5) / 2.0)
+    assert int(item["action"]) == int(data.arrays["actions"][t + 2])  # the action from the last context step to the target
+    with pytest.raises(ValueError, match="horizon"):
+        LatentWindows(data, {"video": z}, stats, WindowConfig(context=3, horizon=2))
+
+
+def test_three_stages_freeze_what_the_paper_freezes(
+    collection: CollectConfig, tokenizer_checkpoints: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    train_world_model(job(collection, tokenizer_checkpoints, "1"), out, progress=False)
+    train_world_model(job(collection, None, "2"), out, progress=False)  # tokenizers come from stage 1's checkpoint
+    train_world_model(job(collection, None, "3"), out, progress=False)
+    s1, s2, s3 = (weights_by_group(stage_dir(out, s) / "checkpoint") for s in "123")
+    assert FROZEN["2"] == ("shared", "video")
+    assert not changed(s1["shared"], s2["shared"]) and not changed(s1["video"], s2["video"])  # bit-identical through stage 2
+    assert changed(s1["audio"], s2["audio"]) and changed(s1["heads"], s2["heads"])
+    assert all(changed(s2[g], s3[g]) for g in ("shared", "video", "audio", "heads"))
+    meta = load_checkpoint(stage_dir(out, "3") / "checkpoint").meta
+    assert [s["stage"] for s in meta["stages"]] == ["1", "2", "3"] and meta["stages"][1]["frozen"] == ["shared", "video"]
+    assert meta["train_seconds"] > 0 and meta["latent"]["audio"]["std"] > 0
+    world = Imagination.load(stage_dir(out, "3") / "checkpoint")  # self-contained: tokenizers inside
+    assert world.modalities == ("video", "audio")
+
+
+def test_stage_one_trains_video_only(collection: CollectConfig, tokenizer_checkpoints: dict[str, str], tmp_path: Path) -> None:
+    import avworld.train.world_model as wm
+
+    train_world_model(job(collection, tokenizer_checkpoints, "1"), tmp_path, progress=False)
+    torch.manual_seed(0)  # train_world_model seeds train.seed = 0 before building the model
+    fresh = wm.build("world_model", load_checkpoint(stage_dir(tmp_path, "1") / "checkpoint").config)
+    trained = weights_by_group(stage_dir(tmp_path, "1") / "checkpoint")
+    initial = {n: p for n, p in fresh.net.named_parameters()}  # type: ignore[union-attr]
+    assert not changed(trained["audio"], {n: initial[n].detach() for n in trained["audio"]})  # audio untouched in stage 1
+    assert changed(trained["video"], {n: initial[n].detach() for n in trained["video"]})
+
+
+def test_stage_order_and_variants_are_checked(collection: CollectConfig, tokenizer_checkpoints: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="previous stage"):
+        train_world_model(job(collection, tokenizer_checkpoints, "2"), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="stage=joint"):
+        train_world_model(job(collection, tokenizer_checkpoints, "1", variant="audio_only"), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"tokenizers\.audio"):
+        train_world_model(job(collection, {"video": tokenizer_checkpoints["video"]}, "joint"), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="stage must be one of"):
+        job(collection, None, "4")
+    with pytest.raises(CheckpointError, match="'video_vae' checkpoint, expected 'audio_codec'"):
+        swapped = {"video": tokenizer_checkpoints["video"], "audio": tokenizer_checkpoints["video"]}
+        train_world_model(job(collection, swapped, "joint"), tmp_path, progress=False)
+
+
+def test_no_experts_and_unimodal_variants(collection: CollectConfig, tokenizer_checkpoints: dict[str, str], tmp_path: Path) -> None:
+    train_world_model(job(collection, tokenizer_checkpoints, "joint", "no_experts", steps=1), tmp_path / "a", progress=False)
+    model, _ = load_model(stage_dir(tmp_path / "a", "joint") / "checkpoint", "world_model")
+    assert not model.net.config.experts and model.net.blocks[0].ffn.keys() == {"shared"}  # type: ignore[union-attr]
+    train_world_model(job(collection, {"audio": tokenizer_checkpoints["audio"]}, "joint", "audio_only", 1), tmp_path / "b", progress=False)
+    world = Imagination.load(stage_dir(tmp_path / "b", "joint") / "checkpoint")
+    assert world.modalities == ("audio",) and set(world.tokenizers) == {"audio"}
+
+
+def test_cli_trains_a_stage(collection: CollectConfig, tokenizer_checkpoints: dict[str, str], tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "avworld.cli", "train", "model=av_cdit", "stage=joint", "preset=tiny", "preset.world_model.train.steps=2"]
+    cmd += [f"data.root={collection.root}", f"data.name={collection.name}", f"out_dir={tmp_path}", "+preset.world_model.train.device=cpu"]
+    cmd += [f"tokenizers.{m}={p}" for m, p in tokenizer_checkpoints.items()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "checkpoint:" in done.stdout and (tmp_path / "joint" / "checkpoint" / "tokenizers" / "video" / "meta.json").exists()
+    missing = subprocess.run([*cmd[:5], "stage=2", f"out_dir={tmp_path / 'new'}"], capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "previous stage" in missing.stderr
