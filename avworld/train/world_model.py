@@ -115,6 +115,7 @@ def latent_cache(data: FlatData, modality: str, tokenizer: nn.Module, checkpoint
         first = encode(tokenizer, TOKENIZERS[modality], torch.from_numpy(np.array(source[:1])).to(device))
         fd, tmp = tempfile.mkstemp(dir=data.path, prefix=f".{target.name}.", suffix=".npy")
         os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like the flat arrays beside it
         try:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(source), *first.shape[1:]))
             for start in range(0, len(source), ENCODE_BATCH):
