@@ -24,6 +24,23 @@ RENDER_HEIGHT = 256
 """Height in pixels of each half of ``render()``'s side-by-side image."""
 
 
+def observation_space(config: SimConfig, sensors: Sequence[str]) -> spaces.Dict:
+    """The observation space of ``sensors`` (names of :data:`SENSORS`) under ``config``; the real and imagined envs share it."""
+    r, ac = config.render, config.acoustics
+    obs: dict[str, spaces.Space[Any]] = {"rgb": spaces.Box(0, 255, (r.height, r.width, 3), np.uint8)}
+    n = round(config.agent.step_time * ac.fs)
+    if "audio" in sensors:
+        obs["audio"] = spaces.Box(-1.0, 1.0, (2, n), np.float32)
+    if "depth" in sensors:
+        obs["depth"] = spaces.Box(0.0, r.max_depth, (r.height, r.width, 1), np.float32)
+    if "spectrogram" in sensors:
+        lo, hi = spectrogram_bounds()
+        obs["spectrogram"] = spaces.Box(lo, hi, log_spectrogram(np.zeros((2, n), np.float32)).shape, np.float32)
+    if "pointgoal" in sensors:
+        obs["pointgoal"] = spaces.Box(np.array([0.0, -math.pi], np.float32), np.array([np.inf, math.pi], np.float32), dtype=np.float32)
+    return spaces.Dict(obs)
+
+
 class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
     """Audio-goal navigation: find and stop next to a sounding object.
 
@@ -113,19 +130,7 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         elif isinstance(scene, Scene):
             validate_scene(scene, agent.radius, self.config.nav_cell)
         self._fixed_scene = scene
-        r = self.config.render
-        obs: dict[str, spaces.Space[Any]] = {"rgb": spaces.Box(0, 255, (r.height, r.width, 3), np.uint8)}
-        n = round(self.config.agent.step_time * ac.fs)
-        if "audio" in self.sensors:
-            obs["audio"] = spaces.Box(-1.0, 1.0, (2, n), np.float32)
-        if "depth" in self.sensors:
-            obs["depth"] = spaces.Box(0.0, r.max_depth, (r.height, r.width, 1), np.float32)
-        if "spectrogram" in self.sensors:
-            lo, hi = spectrogram_bounds()
-            obs["spectrogram"] = spaces.Box(lo, hi, log_spectrogram(np.zeros((2, n), np.float32)).shape, np.float32)
-        if "pointgoal" in self.sensors:
-            obs["pointgoal"] = spaces.Box(np.array([0.0, -math.pi], np.float32), np.array([np.inf, math.pi], np.float32), dtype=np.float32)
-        self.observation_space = spaces.Dict(obs)
+        self.observation_space = observation_space(self.config, self.sensors)
         self.action_space = spaces.Discrete(len(Action))
         self.sim: BuiltinSimulator | None = None
         self._scene_seed: int | None = None

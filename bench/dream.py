@@ -1,0 +1,137 @@
+"""``avworld bench dream``: imagined steps/s of the Dream-v0 vector env per preset, batch, mode and device, against the real env.
+
+The world models are untrained presets with tiny (untrained) tokenizers, built in memory:
+speed does not depend on weights. Each vector env starts from random context (no real
+episode) and steps with moves only (never STOP) under a long horizon, so no world
+restarts while timed: the figures are pure imagination (noise, one batched sampler call
+of ``sampler_steps`` net evaluations, context update and, in decoded mode, decoding and
+the copy-out of observations).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from avworld.envs.audio_nav import AudioNavEnv
+from avworld.envs.dream_vector import DreamVectorEnv
+from avworld.models.flow import WorldModel
+from avworld.models.imagination import TOKENIZERS, Imagination
+from avworld.models.registry import build, encode, preset
+from avworld.sim.simulator import SimConfig
+
+MODES = ("decoded", "latent")
+
+
+def imagination(name: str, tokenizers: str, sim: SimConfig, device: torch.device) -> Imagination:
+    """An untrained world model of AV-CDiT preset ``name`` with untrained ``tokenizers``-sized tokenizers, for ``sim``'s shapes."""
+    torch.manual_seed(0)
+    n = round(sim.agent.step_time * sim.acoustics.fs)
+    rgb_shape, audio_shape = [sim.render.height, sim.render.width, 3], [2, n]
+    video = build("video_vae", preset("video_vae", tokenizers, image_size=sim.render.height)).eval()
+    audio = build("audio_codec", preset("audio_codec", tokenizers, samples=n)).eval()
+    with torch.no_grad():
+        video_latent = tuple(encode(video, TOKENIZERS["video"], torch.zeros(1, *rgb_shape, dtype=torch.uint8)).shape[1:])
+        audio_latent = tuple(encode(audio, TOKENIZERS["audio"], torch.zeros(1, *audio_shape)).shape[1:])
+    config = preset("world_model", name)
+    config = dataclasses.replace(config, net=dataclasses.replace(config.net, video_latent=video_latent, audio_latent=audio_latent))
+    model = build("world_model", config)
+    assert isinstance(model, WorldModel)
+    meta = {
+        "latent": {m: {"mean": 0.0, "std": 1.0} for m in ("video", "audio")},
+        "rgb_shape": rgb_shape,
+        "audio_shape": audio_shape,
+        "sample_rate": sim.acoustics.fs,
+        "sim": dataclasses.asdict(sim),
+    }
+    return Imagination(model, {"video": video, "audio": audio}, meta, device)
+
+
+def _imagined_steps_per_s(world: Imagination, batch: int, latent: bool, sampler_steps: int, repeats: int) -> float:
+    """World-steps per second of a ``batch``-world vector env over ``repeats`` timed steps (after one warm-up step)."""
+    envs = DreamVectorEnv(batch, checkpoint=world, sampler_steps=sampler_steps, latent=latent, horizon=10**9)
+    rng = np.random.default_rng(0)
+    m = world.context
+    h, w, _ = world.meta["rgb_shape"]
+    context = {
+        "rgb": rng.integers(0, 256, (batch, m, h, w, 3), dtype=np.uint8),
+        "audio": rng.uniform(-0.1, 0.1, (batch, m, *world.meta["audio_shape"])).astype(np.float32),
+    }
+    envs.reset(seed=0, options={"context": context})
+    actions = rng.integers(1, 4, size=(repeats + 1, batch))  # moves only: no episode ends while timed
+    envs.step(actions[0])
+    if world.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for a in actions[1:]:
+        envs.step(a)
+    if world.device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * repeats / (time.perf_counter() - start)
+
+
+def real_steps_per_s(sim: SimConfig, steps: int, seed: int = 0) -> float:
+    """Steps per second of ``AudioNav-v0`` with rgb and audio under random moves (resets included, the first excluded)."""
+    env = AudioNavEnv(split="test", sensors=("rgb", "audio"), sim=sim)
+    env.reset(seed=seed)
+    actions = np.random.default_rng(seed).integers(1, 4, size=steps)
+    start = time.perf_counter()
+    for a in actions:
+        _, _, terminated, truncated, _ = env.step(int(a))
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - start)
+
+
+def run(
+    sim: SimConfig,
+    presets: tuple[str, ...] = ("tiny", "small"),
+    tokenizers: str = "tiny",
+    batches: tuple[int, ...] = (1, 16, 64, 256),
+    sampler_steps: int = 4,
+    world_steps: int = 256,
+    min_repeats: int = 2,
+    max_repeats: int = 30,
+    real_steps: int = 200,
+) -> dict[str, Any]:
+    """Time the Dream-v0 vector env per preset, device (cpu, and cuda when present), mode and batch, and the real env.
+
+    A batch of B is timed over clip(world_steps // B, min_repeats, max_repeats) steps: fewer repeats for large batches.
+    """
+    real = real_steps_per_s(sim, real_steps)
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    results: dict[str, Any] = {}
+    for name in presets:
+        entry: dict[str, Any] = {}
+        for device in devices:
+            world = imagination(name, tokenizers, sim, device)
+            entry["parameters"] = sum(p.numel() for p in world.net.parameters())
+            per_mode: dict[str, Any] = {}
+            for mode in MODES:
+                per_batch = {}
+                for b in batches:
+                    repeats = int(np.clip(world_steps // b, min_repeats, max_repeats))
+                    speed = _imagined_steps_per_s(world, b, mode == "latent", sampler_steps, repeats)
+                    per_batch[f"batch{b}"] = {"steps_per_s": speed, "vs_real": speed / real}
+                per_mode[mode] = per_batch
+            entry[device.type] = per_mode
+        results[name] = entry
+    n = round(sim.agent.step_time * sim.acoustics.fs)
+    return {
+        "target": "dream",
+        "real_steps_per_s": real,
+        "presets": results,
+        "tokenizers": tokenizers,
+        "sampler_steps": sampler_steps,
+        "batches": list(batches),
+        "observation": {"rgb": [sim.render.height, sim.render.width, 3], "audio": [2, n]},
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": os.cpu_count(),
+    }

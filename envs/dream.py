@@ -1,0 +1,496 @@
+"""``avworld/Dream-v0``: audio-goal navigation imagined by a trained world model (AV-CDiT).
+
+The imagined world has the real world's spaces and contract (DESIGN.md), so a policy
+moves between the two unchanged. It starts from real context (a few steps of a real
+episode, a window of a collection, or the caller's observations) and from there on
+every observation, reward and episode end comes from one :meth:`Imagination.predict`
+call. :class:`DreamWorlds` holds B imagined worlds at once; :class:`DreamEnv` is one
+of them behind ``gymnasium.Env`` and :class:`avworld.envs.dream_vector.DreamVectorEnv`
+is B of them behind ``gymnasium.vector.VectorEnv``, stepped in one batched call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from avworld.envs.audio_nav import RENDER_HEIGHT, SENSORS, AudioNavEnv, observation_space
+from avworld.models.checkpoint import CheckpointError
+from avworld.models.imagination import FIELDS, Imagination, push
+from avworld.sim.audio import log_spectrogram, spectrogram_bounds
+from avworld.sim.procedural import SPLITS
+from avworld.sim.simulator import Action, SimConfig
+
+DREAM_SENSORS = ("rgb", "audio", "spectrogram")
+"""Sensors the world model imagines (depth and pointgoal it does not)."""
+STARTS = ("episode", "dataset")
+TERMINATIONS = ("stop", "model")
+LEARNED_FIELDS = (
+    ("render", "width"),
+    ("render", "height"),
+    ("render", "hfov_deg"),
+    ("agent", "forward_step"),
+    ("agent", "turn_deg"),
+    ("agent", "step_time"),
+    ("acoustics", "enabled"),
+    ("acoustics", "fs"),
+)
+"""Simulator settings a world model learns: an imagined world must use those of its training data."""
+DATA_KEYS = ("root", "name", "cache", "fractions")
+
+
+@dataclass
+class DreamConfig:
+    """The arguments of ``avworld/Dream-v0`` and of its vector env; see :class:`DreamEnv` (Arguments)."""
+
+    checkpoint: str | os.PathLike[str] | Imagination | None = None
+    sensors: Sequence[str] = ("rgb", "audio")
+    horizon: int | None = None
+    sampler_steps: int = 4
+    device: str = "cpu"
+    start: str = "episode"
+    split: str = "test"
+    data: Mapping[str, Any] | None = None
+    latent: bool = False
+    termination: str = "stop"
+    termination_threshold: float = 0.5
+    sim: SimConfig | Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.checkpoint is None:
+            raise ValueError("checkpoint: Dream-v0 needs a world-model checkpoint directory (checkpoint=DIR)")
+        unknown = sorted(set(self.sensors) - set(SENSORS))
+        if unknown:
+            raise ValueError(f"sensors: unknown sensor {unknown[0]!r}; available: {', '.join(SENSORS)}")
+        unseen = [s for s in self.sensors if s not in DREAM_SENSORS]
+        if unseen:
+            raise ValueError(f"sensors: the world model does not imagine {unseen[0]!r}; Dream-v0 provides {', '.join(DREAM_SENSORS)}")
+        self.sensors = tuple(s for s in DREAM_SENSORS if s in {"rgb", *self.sensors})
+        if self.horizon is not None and self.horizon < 1:
+            raise ValueError(f"horizon must be ≥ 1 imagined steps, got {self.horizon}")
+        if self.sampler_steps < 1:
+            raise ValueError(f"sampler_steps must be ≥ 1, got {self.sampler_steps}")
+        if self.start not in STARTS:
+            raise ValueError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if self.termination not in TERMINATIONS:
+            raise ValueError(f"termination must be one of {', '.join(TERMINATIONS)}, got {self.termination!r}")
+        if not 0.0 < self.termination_threshold < 1.0:
+            raise ValueError(f"termination_threshold must lie in (0, 1), got {self.termination_threshold}")
+        if self.data is not None:
+            extra = sorted(set(self.data) - set(DATA_KEYS))
+            if extra or "root" not in self.data or "name" not in self.data:
+                raise ValueError(f"data must be a mapping with root and name (optional cache, fractions), got keys {sorted(self.data)}")
+
+
+def load_world(checkpoint: str | os.PathLike[str] | Imagination, device: str) -> tuple[Imagination, Path]:
+    """The world model (loaded onto ``device``, or as given) and the path its errors name; refuses one Dream-v0 cannot use."""
+    if isinstance(checkpoint, Imagination):
+        world, where = checkpoint, Path("<in-memory world model>")
+    else:
+        world, where = Imagination.load(checkpoint, device), Path(checkpoint)
+    if "video" not in world.modalities:
+        raise CheckpointError(where, f"Dream-v0 needs a world model that imagines video (observations have rgb), not {world.modalities}")
+    if "sim" not in world.meta:
+        raise CheckpointError(where / "meta.json", "missing 'sim' (the simulator settings of the training data)")
+    return world, where
+
+
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested mappings: ``overrides`` over ``base``."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merge(base[key], value) if isinstance(value, Mapping) and isinstance(base.get(key), Mapping) else value
+    return out
+
+
+def check_learned(config: SimConfig, reference: SimConfig, what: str, where: str) -> None:
+    """Refuse ``config`` where it differs from ``reference`` (the world model's) in a field of :data:`LEARNED_FIELDS`."""
+    for part, name in LEARNED_FIELDS:
+        got, want = getattr(getattr(config, part), name), getattr(getattr(reference, part), name)
+        if got != want:
+            raise ValueError(
+                f"sim.{part}.{name}: {what} has {got!r} but the world model {where} was trained with {want!r}; "
+                "an imagined world only has the render size, audio rate and samples, and agent motion of its training data"
+            )
+
+
+def dream_sim(world: Imagination, sim: SimConfig | Mapping[str, Any] | None, where: Path) -> SimConfig:
+    """The settings of an imagined world: the checkpoint's ``meta["sim"]`` with the caller's ``sim`` over them."""
+    reference = SimConfig.from_dict(world.meta["sim"])
+    if sim is None:
+        config = reference
+    elif isinstance(sim, SimConfig):
+        config = sim
+    else:
+        config = SimConfig.from_dict(_merge(world.meta["sim"], sim))
+    check_learned(config, reference, "sim", str(where))
+    n = round(config.agent.step_time * config.acoustics.fs)
+    shapes = {"rgb_shape": [config.render.height, config.render.width, 3], "audio_shape": [2, n]}
+    for key, shape in shapes.items():
+        if list(world.meta[key]) != shape:
+            raise CheckpointError(where / "meta.json", f"{key} {world.meta[key]} disagrees with its sim settings, which give {shape}")
+    return config
+
+
+def latent_shapes(world: Imagination) -> dict[str, tuple[int, ...]]:
+    """{modality: latent shape of one step}: ``video`` (C, h, w), ``audio`` (C_a, n)."""
+    net = world.net.config
+    shapes = {"video": tuple(net.video_latent), "audio": tuple(net.audio_latent)}
+    return {m: shapes[m] for m in world.modalities}
+
+
+def dream_spaces(world: Imagination, config: DreamConfig, sim: SimConfig) -> tuple[spaces.Dict, spaces.Dict]:
+    """(observation space, decoded space): the real env's for ``sensors``, or in latent mode float32 latents of each modality."""
+    decoded = observation_space(sim, config.sensors)
+    if not config.latent:
+        return decoded, decoded
+    boxes = {m: spaces.Box(-np.inf, np.inf, shape, np.float32) for m, shape in latent_shapes(world).items()}
+    return spaces.Dict(boxes), decoded
+
+
+def spectrograms(audio: np.ndarray) -> np.ndarray:
+    """Log-magnitude spectrograms of a batch of waveforms: (n, 2, N) → (n, 2, F, T) float32, clipped to the real env's bounds."""
+    n = audio.shape[0]
+    spec = log_spectrogram(audio.reshape(n * 2, -1))  # (n·2, F, T): rows are independent channels
+    lo, hi = spectrogram_bounds()
+    return np.clip(spec, lo, hi).reshape(n, 2, *spec.shape[1:])
+
+
+class ContextSource:
+    """Real context for an imagined world: {field: (k, ...)} arrays of k ≤ m consecutive real observations, oldest first.
+
+    ``start="episode"``: a fresh real ``AudioNav-v0`` episode of ``split``, seeded from the world's generator, run for m − 1
+    random moves (FORWARD, TURN_LEFT, TURN_RIGHT: never STOP); ``start="dataset"``: the first m observations of a random
+    window of the collection ``data`` (its scenes of ``split``). ``options["context"]`` overrides both.
+    """
+
+    def __init__(self, config: DreamConfig, world: Imagination, sim: SimConfig, where: Path) -> None:
+        self.context = world.context
+        self.fields = tuple(FIELDS[m] for m in world.modalities)
+        self.shapes = {"rgb": (sim.render.height, sim.render.width, 3), "audio": (2, round(sim.agent.step_time * sim.acoustics.fs))}
+        self.real: AudioNavEnv | None = None
+        self.windows: Any = None
+        if config.start == "episode":
+            self.real = AudioNavEnv(split=config.split, sensors=self.fields, sim=sim)
+        else:
+            self.windows = self._windows(config, world, sim, where)
+
+    def _windows(self, config: DreamConfig, world: Imagination, sim: SimConfig, where: Path) -> Any:
+        """Windows of m + 1 observations of the collection's scenes of ``split``."""
+        from avworld.data.storage import flatten, open_collection  # lazily: avworld.data itself imports the envs
+        from avworld.data.windows import WindowConfig, WindowDataset
+
+        data = dict(config.data or {k: world.meta.get("data", {}).get(k) for k in ("root", "name")})
+        if data.get("root") is None or data.get("name") is None:
+            raise ValueError("data: start='dataset' needs data={'root': ..., 'name': ...} (the checkpoint names no collection)")
+        flat = flatten(open_collection(data["root"], data["name"]), data.get("cache") or os.path.join(data["root"], "cache"))
+        collection = f"collection {data['root']}/{data['name']}"
+        check_learned(SimConfig.from_dict(flat.meta["sim"]), sim, collection, str(where))
+        fractions = tuple(data.get("fractions") or (0.9, 0.05, 0.05))
+        windows = WindowDataset(flat, WindowConfig(context=self.context, horizon=1, split=config.split, fractions=fractions))
+        if len(windows) == 0:
+            raise ValueError(f"data: {collection} has no episode of split {config.split!r} with {self.context} steps; pick another split")
+        return windows
+
+    def __call__(self, rng: np.random.Generator, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        extra = sorted(set(options) - {"context", "scene_seed", "actions"})
+        if extra:
+            raise ValueError(f"options: unknown key {extra[0]!r}; Dream-v0's reset takes context, scene_seed, actions")
+        if self.real is None and {"scene_seed", "actions"} & set(options):
+            raise ValueError("options: 'scene_seed' and 'actions' choose a real context episode; they need start='episode'")
+        if "context" in options:
+            return self.given(options["context"])
+        if self.real is not None:
+            return self._episode(rng, options)
+        item = self.windows[int(rng.integers(len(self.windows)))]
+        return {f: item[f][: self.context].numpy() for f in self.fields}
+
+    def _episode(self, rng: np.random.Generator, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Observations of a real episode: reset (``options["scene_seed"]`` picks the scene), then ``options["actions"]`` or
+        m − 1 random moves; the last m observations (fewer if the episode ends first)."""
+        assert self.real is not None
+        reset_options = {"scene_seed": int(options["scene_seed"])} if "scene_seed" in options else None
+        obs, _ = self.real.reset(seed=int(rng.integers(2**31)), options=reset_options)
+        actions = options.get("actions")
+        if actions is None:
+            actions = rng.integers(Action.FORWARD, len(Action), size=self.context - 1)
+        frames = [obs]
+        for a in actions:
+            obs, _, terminated, truncated, _ = self.real.step(int(a))
+            frames.append(obs)
+            if terminated or truncated:
+                break
+        frames = frames[-self.context :]
+        return {f: np.stack([o[f] for o in frames]) for f in self.fields}
+
+    def given(self, context: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The caller's context {"rgb": uint8 (k, H, W, 3), "audio": float (k, 2, N)}, 1 ≤ k ≤ m, checked."""
+        out, steps = {}, set()
+        for f in self.fields:
+            if f not in context:
+                raise ValueError(f"options['context'] needs {f!r} (this world model imagines {', '.join(self.fields)})")
+            x = np.asarray(context[f])
+            if x.ndim != 1 + len(self.shapes[f]) or x.shape[1:] != self.shapes[f] or not 1 <= x.shape[0] <= self.context:
+                shape = ", ".join(map(str, self.shapes[f]))
+                raise ValueError(f"options['context'][{f!r}] must have shape (k, {shape}), 1 ≤ k ≤ {self.context}, got {x.shape}")
+            if f == "rgb" and x.dtype != np.uint8:
+                raise ValueError(f"options['context']['rgb'] must be uint8, got {x.dtype}")
+            out[f] = x if f == "rgb" else np.clip(x, -1.0, 1.0).astype(np.float32)
+            steps.add(x.shape[0])
+        if len(steps) > 1:
+            raise ValueError(f"options['context'] arrays must hold the same number of steps, got {sorted(steps)}")
+        return out
+
+
+def _pad(x: np.ndarray, m: int) -> np.ndarray:
+    """(k, ...) → (m, ...): the oldest step repeated in front, as if the agent had stood still (k ≤ m)."""
+    return np.concatenate([np.repeat(x[:1], m - len(x), axis=0), x]) if len(x) < m else x
+
+
+class DreamWorlds:
+    """B imagined worlds on one device: their context windows and batched start, step, observe and decode.
+
+    Each world draws its sampler noise from its own ``np.random.Generator`` (passed per call), so world i of a batch
+    imagines what a single env seeded alike imagines, whatever the batch holds; one :meth:`Imagination.predict` call
+    steps every world of a call.
+    """
+
+    def __init__(self, config: DreamConfig, batch: int) -> None:
+        if batch < 1:
+            raise ValueError(f"num_envs must be ≥ 1, got {batch}")
+        assert config.checkpoint is not None
+        self.config, self.batch = config, batch
+        self.world, where = load_world(config.checkpoint, config.device)
+        if "audio" not in self.world.modalities and {"audio", "spectrogram"} & set(config.sensors):
+            raise ValueError(f"sensors: the world model {where} imagines no audio; use sensors=('rgb',)")
+        self.sim = dream_sim(self.world, config.sim, where)
+        self.observation_space, self.decoded_space = dream_spaces(self.world, config, self.sim)
+        self.action_space = spaces.Discrete(len(Action))
+        self.horizon = config.horizon or self.sim.episode.max_steps
+        self.source = ContextSource(config, self.world, self.sim, where)
+        self.shapes = latent_shapes(self.world)
+        m, device = self.world.context, self.world.device
+        self.context = {mod: torch.zeros((batch, m, *shape), device=device) for mod, shape in self.shapes.items()}  # (B, m, *latent)
+        self.latest = {mod: torch.zeros((batch, *shape), device=device) for mod, shape in self.shapes.items()}  # (B, *latent)
+
+    def start(self, index: np.ndarray, contexts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """(Re)start worlds ``index`` (n,) from real contexts (each {field: (k, ...)}, padded to m); their first observations (n, ...).
+
+        The first observation is the last real context step (in latent mode, its latents).
+        """
+        m = self.world.context
+        real = {f: np.stack([_pad(np.asarray(c[f]), m) for c in contexts]) for f in self.source.fields}  # (n, m, ...)
+        z = self.world.encode({f: torch.from_numpy(x) for f, x in real.items()})  # {mod: (n, m, *latent)}
+        rows = torch.as_tensor(index, device=self.world.device)
+        for mod, zm in z.items():
+            self.context[mod][rows] = zm
+            self.latest[mod][rows] = zm[:, -1]
+        if self.config.latent:
+            return {mod: zm[:, -1].cpu().numpy() for mod, zm in z.items()}
+        return self._observations({f: x[:, -1] for f, x in real.items()})
+
+    def step(
+        self, index: np.ndarray, actions: np.ndarray, rngs: Sequence[np.random.Generator]
+    ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
+        """Imagine one step of worlds ``index`` (n,) under ``actions`` (n,), world i's noise from ``rngs[i]``, in one predict call.
+
+        Returns the new latents {modality: (n, *latent)}, rewards (n,) float64 and termination probabilities (n,) float64.
+        """
+        device = self.world.device
+        rows = torch.as_tensor(index, device=device)
+        noise = {
+            mod: torch.from_numpy(np.stack([rng.standard_normal(shape, dtype=np.float32) for rng in rngs])).to(device)
+            for mod, shape in self.shapes.items()
+        }
+        context = {mod: c[rows] for mod, c in self.context.items()}
+        action = torch.as_tensor(np.asarray(actions, np.int64), device=device)
+        out = self.world.predict(context, action, steps=self.config.sampler_steps, noise=noise)
+        latents = {mod: out[mod] for mod in self.shapes}
+        for mod, z in latents.items():
+            self.context[mod][rows] = push(context[mod], z)
+            self.latest[mod][rows] = z
+        return latents, out["reward"].double().cpu().numpy(), out["termination"].double().cpu().numpy()
+
+    def terminated(self, actions: np.ndarray, termination: np.ndarray) -> np.ndarray:
+        """Episode ends (n,) bool: on STOP, as in the real env (``termination="stop"``), or where the model's termination
+        probability exceeds ``termination_threshold`` (``termination="model"``)."""
+        if self.config.termination == "stop":
+            return np.asarray(actions) == Action.STOP
+        return termination > self.config.termination_threshold
+
+    def observe(self, latents: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Observations (n, ...) of new latents (n, *latent): the latents themselves in latent mode, else decoded."""
+        if self.config.latent:
+            return {mod: z.float().cpu().numpy() for mod, z in latents.items()}
+        decoded = self.world.decode(dict(latents))
+        return self._observations({f: x.cpu().numpy() for f, x in decoded.items()})
+
+    def decode(self, latents: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Decoded observations of latents {modality: (..., *latent)} (any leading dims): {sensor: (..., *shape)}."""
+        missing = [mod for mod in self.shapes if mod not in latents]
+        if missing:
+            raise ValueError(f"decode: latents need {missing[0]!r} (this world model imagines {', '.join(self.shapes)})")
+        z = {mod: torch.as_tensor(np.asarray(latents[mod], np.float32), device=self.world.device) for mod in self.shapes}
+        lead = z["video"].shape[: z["video"].dim() - len(self.shapes["video"])]
+        for mod, x in z.items():
+            if tuple(x.shape) != (*lead, *self.shapes[mod]):
+                raise ValueError(
+                    f"decode: latents[{mod!r}] must have shape (..., {', '.join(map(str, self.shapes[mod]))}), got {tuple(x.shape)}"
+                )
+        flat = {mod: x.reshape(-1, *self.shapes[mod]) for mod, x in z.items()}
+        decoded = self.world.decode(flat)
+        obs = self._observations({f: x.cpu().numpy() for f, x in decoded.items()})
+        return {k: v.reshape(*lead, *v.shape[1:]) for k, v in obs.items()}
+
+    def _observations(self, fields: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Sensor observations (n, ...) from ``rgb`` (n, H, W, 3) and ``audio`` (n, 2, N), clipped to the space."""
+        obs = {"rgb": np.ascontiguousarray(fields["rgb"], dtype=np.uint8)}
+        sensors = self.config.sensors
+        if "audio" in sensors or "spectrogram" in sensors:
+            audio = np.clip(fields["audio"], -1.0, 1.0).astype(np.float32)
+            if "audio" in sensors:
+                obs["audio"] = audio
+            if "spectrogram" in sensors:
+                obs["spectrogram"] = spectrograms(audio)
+        return obs
+
+
+def upscale(rgb: np.ndarray, height: int = RENDER_HEIGHT) -> np.ndarray:
+    """Nearest-neighbour upscaling of a frame (H, W, 3) to (height, height · W / H, 3)."""
+    h, w, _ = rgb.shape
+    rows = (np.arange(height) * h) // height
+    cols = (np.arange(height * w // h) * h) // height
+    return rgb[rows][:, cols]
+
+
+class DreamEnv(gym.Env[dict[str, np.ndarray], int]):
+    """Audio-goal navigation imagined by a world model: ``AudioNav-v0``'s interface, AV-CDiT's dynamics.
+
+    ## Description
+    A trained world model (AV-CDiT with its video and audio tokenizers, a checkpoint directory) imagines the agent's
+    next frame, binaural sound, reward and episode end from the last m observations (its context, m = 4 by default) and
+    the action. Each episode starts from real context, then every step is imagined: agents learn and plan here and are
+    judged in ``avworld/AudioNav-v0``.
+
+    ## Action Space
+    ``Discrete(4)``: 0 STOP, 1 FORWARD, 2 TURN_LEFT, 3 TURN_RIGHT, as in the real env. Anything else raises ``ValueError``.
+
+    ## Observation Space
+    The real env's ``Dict`` for ``sensors`` under the checkpoint's simulator settings (``rgb`` always):
+    - ``rgb``: uint8 (H, W, 3), the decoded imagined frame.
+    - ``audio``: float32 (2, N) in [-1, 1], the decoded imagined binaural waveform of the step (clipped).
+    - ``spectrogram``: float32 (2, F, T), the real env's log-magnitude STFT of the imagined ``audio``.
+    ``depth`` and ``pointgoal`` are refused: the model does not imagine them. With ``latent=True`` the observation is
+    instead ``{"video": (C, h, w), "audio": (C_a, n)}`` float32 latents (unbounded ``Box``es), for fast imagination
+    training; :meth:`decode` turns latents into the observations above on demand.
+
+    ## Rewards
+    The model's reward head: its estimate of the real reward (−0.01 per step, plus the decrease of the geodesic
+    distance, plus 10 for a successful STOP).
+
+    ## Starting State
+    ``reset`` builds the context from real observations and returns the last of them (real, not imagined):
+    - ``start="episode"`` (default): a fresh real episode of ``split`` (default ``"test"`` scenes), seeded from this env's
+      ``np_random``, for m − 1 random moves (never STOP); ``options={"scene_seed": s}`` picks the scene and
+      ``options={"actions": [...]}`` the moves (the last m observations are kept).
+    - ``start="dataset"``: the first m observations of a random window of the collection ``data`` (``{"root", "name"}``,
+      optional ``cache``, ``fractions``; default: the checkpoint's training collection), its scenes of ``split``.
+    - ``options={"context": {"rgb": uint8 (k, H, W, 3), "audio": float (k, 2, N)}}``, 1 ≤ k ≤ m: the caller's context.
+    Contexts shorter than m are padded in front with their oldest step (as if the agent had stood still).
+
+    ## Episode End
+    ``termination="stop"`` (default): terminates exactly when the action is STOP, as the real env does; the model's
+    termination head (trained on that very event) is reported in ``info["termination_prob"]`` but decides nothing, so an
+    imperfect model never ends an episode the real world would not. ``termination="model"``: terminates when the
+    predicted probability exceeds ``termination_threshold`` (0.5), for models of tasks whose ends are not known in
+    advance. Truncates after ``horizon`` imagined steps (default ``sim.episode.max_steps`` of the checkpoint).
+
+    ## Info
+    ``imagined`` (False at reset, True after a step), ``step`` (imagined steps so far), ``termination_prob`` (0 at reset).
+    The real env's ``pose``, geodesic distance and metrics do not exist in imagination.
+
+    ## Arguments
+    - ``checkpoint``: a world-model checkpoint directory (or an :class:`Imagination`); checked at make time.
+    - ``sensors``: ``("rgb", "audio")`` by default; any of ``rgb``, ``audio``, ``spectrogram``.
+    - ``horizon``: imagined steps before truncation. ``sampler_steps``: Euler steps of the flow sampler (4).
+    - ``device``: ``"cpu"`` or ``"cuda"``. ``start``, ``split``, ``data``: see Starting State.
+    - ``latent``: observations are latents (see Observation Space).
+    - ``termination``, ``termination_threshold``: see Episode End.
+    - ``sim``: overrides of the checkpoint's simulator settings (a mapping merged over them, or a :class:`SimConfig`);
+      those the model learned (render size and field of view, audio rate and step samples, agent motion) must match.
+    - ``render_mode``: ``"rgb_array"``: the current frame, upscaled to 256 pixels high.
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.worlds = DreamWorlds(_config(kwargs), 1)
+        self.observation_space = self.worlds.observation_space
+        self.action_space = self.worlds.action_space
+        self._steps, self._done, self._started = 0, True, False
+        self._frame: np.ndarray | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        context = self.worlds.source(self.np_random, options or {})
+        obs = self.worlds.start(np.zeros(1, np.int64), [context])
+        self._steps, self._done, self._started = 0, False, True
+        self._frame = context["rgb"][-1]
+        return {k: v[0] for k, v in obs.items()}, {"imagined": False, "step": 0, "termination_prob": 0.0}
+
+    def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if self._done:
+            raise RuntimeError("step() called before reset() or after the episode ended; call reset()")
+        if not self.action_space.contains(action) and not (
+            isinstance(action, np.ndarray) and action.shape == () and self.action_space.contains(int(action))
+        ):
+            raise ValueError(f"invalid action {action!r}: expected an int in [0, 4) (0 STOP, 1 FORWARD, 2 TURN_LEFT, 3 TURN_RIGHT)")
+        actions = np.array([int(action)], np.int64)
+        latents, reward, termination = self.worlds.step(np.zeros(1, np.int64), actions, [self.np_random])
+        self._steps += 1
+        terminated = bool(self.worlds.terminated(actions, termination)[0])
+        truncated = not terminated and self._steps >= self.worlds.horizon
+        self._done = terminated or truncated
+        obs = {k: v[0] for k, v in self.worlds.observe(latents).items()}
+        self._frame = obs.get("rgb")
+        info = {"imagined": True, "step": self._steps, "termination_prob": float(termination[0])}
+        return obs, float(reward[0]), terminated, truncated, info
+
+    def decode(self, latents: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Decoded observations of latents {"video": (..., C, h, w), "audio": (..., C_a, n)}: {sensor: (..., *shape)}."""
+        return self.worlds.decode(latents)
+
+    def render(self) -> np.ndarray | None:
+        """The current frame (the last real one after reset, then imagined), upscaled: uint8 (256, 256 · W / H, 3)."""
+        if self.render_mode != "rgb_array" or not self._started:
+            return None
+        frame = self._frame
+        if frame is None:  # latent mode: decode the newest video latent
+            frame = self.worlds.decode({m: z[0].cpu().numpy() for m, z in self.worlds.latest.items()})["rgb"]
+        return upscale(frame)
+
+
+def _config(kwargs: Mapping[str, Any]) -> DreamConfig:
+    """The :class:`DreamConfig` of env keyword arguments; an unknown one raises naming it."""
+    known = {f.name for f in dataclasses.fields(DreamConfig)}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ValueError(f"unknown argument {unknown[0]!r}; Dream-v0 takes render_mode, {', '.join(sorted(known))}")
+    return DreamConfig(**kwargs)
