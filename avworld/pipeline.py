@@ -1,0 +1,119 @@
+"""Incremental, resumable pipelines of named stages (what ``avworld demo`` runs).
+
+Each stage writes into its own directory ``<root>/<name>-<key>``, where the key hashes
+the stage's config together with the keys of the stages it needs: change a setting
+and that stage and everything downstream of it run again; change nothing and a re-run
+reuses every finished stage. A stage is finished when its ``result.json`` exists
+(written atomically, last); an interrupted stage runs again and resumes from whatever
+its own job left in its directory (trainers resume from their checkpoints, collection
+from its finished shards). One progress bar covers the whole pipeline, advancing by
+each stage's estimated cost, so its ETA speaks for the whole run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+StageFn = Callable[[Path, Mapping[str, dict[str, Any]]], dict[str, Any]]
+"""``run(stage_dir, results_of_needed_stages) -> result`` (JSON-able)."""
+
+
+@dataclass
+class Stage:
+    name: str
+    run: StageFn
+    config: dict[str, Any] = field(default_factory=dict)
+    """What the result depends on (JSON-able); hashed into the stage's directory name."""
+    needs: tuple[str, ...] = ()
+    cost: float = 1.0
+    """Relative expected duration, for the progress bar's ETA."""
+
+
+def _key(config: Mapping[str, Any], upstream: Sequence[str]) -> str:
+    text = json.dumps({"config": config, "upstream": list(upstream)}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Pipeline:
+    """Stages in dependency order under ``root``; see the module docstring."""
+
+    def __init__(self, root: str | os.PathLike[str], stages: Sequence[Stage]) -> None:
+        self.root = Path(root)
+        self.stages = list(stages)
+        self.keys: dict[str, str] = {}
+        seen: set[str] = set()
+        for stage in self.stages:
+            missing = [n for n in stage.needs if n not in seen]
+            if missing:
+                raise ValueError(f"stage {stage.name!r} needs {missing[0]!r}, which is not an earlier stage")
+            if stage.name in seen:
+                raise ValueError(f"two stages are named {stage.name!r}")
+            seen.add(stage.name)
+            self.keys[stage.name] = _key(stage.config, [self.keys[n] for n in stage.needs])
+
+    def stage_dir(self, name: str) -> Path:
+        return self.root / f"{name}-{self.keys[name]}"
+
+    def done(self, name: str) -> bool:
+        return (self.stage_dir(name) / "result.json").exists()
+
+    def run(
+        self, force: bool = False, progress: bool = True, on_stage: Callable[[str, str], None] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Run every unfinished stage (every stage, from an empty directory, with ``force``); returns each stage's result.
+
+        ``on_stage(name, status)`` is called with "reused", "running" and "done".
+        """
+        from tqdm import tqdm
+
+        results: dict[str, dict[str, Any]] = {}
+        total = sum(s.cost for s in self.stages)
+        with tqdm(total=total, desc="demo", unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining}", disable=not progress) as bar:
+            for stage in self.stages:
+                path = self.stage_dir(stage.name)
+                if self.done(stage.name) and not force:
+                    results[stage.name] = json.loads((path / "result.json").read_text())
+                    bar.total -= stage.cost  # reused stages take no time: keep the ETA about the work left
+                    bar.refresh()
+                    if on_stage:
+                        on_stage(stage.name, "reused")
+                    continue
+                if force:
+                    shutil.rmtree(path, ignore_errors=True)  # redo from nothing, not from a partial run's checkpoints
+                path.mkdir(parents=True, exist_ok=True)
+                bar.set_description(f"demo: {stage.name}")
+                if on_stage:
+                    on_stage(stage.name, "running")
+                start = time.perf_counter()
+                result = stage.run(path, {n: results[n] for n in stage.needs})
+                result = {**result, "seconds": round(time.perf_counter() - start, 1)}
+                write_json_atomic(path / "result.json", result)
+                results[stage.name] = result
+                bar.update(stage.cost)
+                if on_stage:
+                    on_stage(stage.name, "done")
+        return results
