@@ -15,7 +15,10 @@ imagined step). The imagined steps are scored against the real ones:
   audio energy of the steps, for the imagined and for the real rollout; AV-Lag error is
   |lag_imagined − lag_real| in steps, AV-Corr error |peak_imagined − peak_real|.
 
-Window scores are averaged over windows; PSNR is capped at :data:`PSNR_CAP`.
+Window scores are averaged over windows, except PSNR, which is the PSNR of the mean
+squared error over windows, 10 log10(1 / mean MSE): a blocked FORWARD repeats a frame
+exactly, and the infinite PSNR of such windows would otherwise rule a per-window mean
+(copy-last gets a large share of them).
 
 Baselines share the protocol: :class:`CopyLast` repeats the last context observation,
 :class:`Separate` pairs a video-only and an audio-only world model.
@@ -36,8 +39,6 @@ from avworld.eval.metrics import SPECTROGRAM_FLOOR, ild_error_db, lsd, psnr, spe
 from avworld.models.imagination import Imagination, push
 
 HORIZONS = (1, 2, 4, 8, 16)
-PSNR_CAP = 100.0
-"""PSNR of identical frames is infinite; it is capped here (dB) so that means stay finite."""
 AV_SYNC_MIN_STEPS = 4
 """Rollouts shorter than this have no meaningful cross-correlation: AV-Lag and AV-Corr are None."""
 VIDEO_METRICS = ("psnr", "ssim")
@@ -233,7 +234,7 @@ class _Totals:
             return metric(p, r).double().view(b, k).sum(dim=0).cpu()
 
         if "video" in self.modalities:
-            self.sums["psnr"] += at_horizons(lambda p, r: psnr(p, r).clamp(max=PSNR_CAP), "rgb")
+            self.sums["psnr"] += at_horizons(lambda p, r: 10.0 ** (-psnr(p, r) / 10.0), "rgb")  # summed MSE; PSNR in scores()
             self.sums["ssim"] += at_horizons(ssim, "rgb")
         if "audio" in self.modalities:
             for name, metric in zip(AUDIO_METRICS, (lsd, spectral_ssim, ild_error_db), strict=True):
@@ -261,6 +262,9 @@ class _Totals:
         metrics: dict[str, dict[int, float | None]] = {}
         for name in (*VIDEO_METRICS, *AUDIO_METRICS):
             metrics[name] = {h: float(v) / n for h, v in zip(hs, self.sums[name], strict=True)} if name in self.sums else dict.fromkeys(hs)
+        if "psnr" in self.sums:
+            # zero error reads 200 dB rather than infinity, which JSON cannot hold
+            metrics["psnr"] = {h: -10.0 * math.log10(max(mse, 1e-20)) for h, mse in metrics["psnr"].items()}  # type: ignore[arg-type]
         metrics["reward_mae"] = {h: float(v) for h, v in zip(hs, self.sums["reward_mae"] / (n * steps), strict=True)}
         tp, fp, fn = self.counts["tp"], self.counts["fp"], self.counts["fn"]
         metrics["termination_f1"] = {}

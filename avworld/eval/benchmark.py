@@ -1,0 +1,166 @@
+"""The navigation benchmark: every agent on the same real test episodes, heard and unheard sounds, with confidence intervals.
+
+Each agent runs :func:`avworld.eval.navigation.evaluate_navigation` on the same episodes (episode ``i`` of every agent
+and sound set resets with ``seed + i``: the same scene, start and source). Per agent and sound set it reports SR, SPL,
+SNA and DTG as means over episodes with a two-sided Student-t confidence interval (95% by default):
+
+    mean ± t_{n−1, (1+level)/2} · s / √n,   s the sample standard deviation (n − 1 in its denominator).
+
+The interval is not clipped to a metric's range: one that crosses [0, 1] says the episodes are too few. With one
+episode no interval exists (reported as null / "n/a").
+
+It also reports the real env steps each agent was trained with, by source (:func:`avworld.policies.planner.training_data`):
+its own steps in the real env (PPO trained there; a PPO trained in imagination counts the real moves that built its
+contexts) plus the training windows of each world model it learned or plans in (one per real transition of the world
+model's training split, ``meta["data"]["windows"]``), each source counted once: a planner whose proposal learned in the
+same world model does not count that data twice. Random and oracle learn nothing: 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+from scipy import stats
+
+from avworld.eval.navigation import METRICS, NavigationResult, evaluate_navigation
+from avworld.policies.base import Policy
+from avworld.policies.planner import training_data
+from avworld.sim.simulator import SimConfig
+
+SOUNDS = ("heard", "unheard", "all")
+NAMES = {"success": "SR", "spl": "SPL", "sna": "SNA", "dtg": "DTG"}
+"""Per-episode metric → the column it is reported as."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over ``n`` values and its confidence interval [low, high] (NaN when n < 2)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        """JSON-ready: NaN bounds become None."""
+        bounds = {k: None if math.isnan(v) else v for k, v in (("low", self.low), ("high", self.high), ("half_width", self.half_width))}
+        return {"mean": self.mean, **bounds, "n": self.n}
+
+
+def mean_interval(values: Sequence[float], level: float = 0.95) -> Interval:
+    """The mean of ``values`` and its two-sided Student-t interval at ``level`` (see the module docstring)."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    n = len(values)
+    if n == 0:
+        raise ValueError("values is empty: no mean without episodes")
+    mean = math.fsum(values) / n
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, n)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf((1.0 + level) / 2.0, n - 1)) * std / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def summarize(result: NavigationResult, level: float = 0.95) -> dict[str, Interval]:
+    """{SR, SPL, SNA, DTG: :class:`Interval`} over the episodes of ``result``."""
+    return {NAMES[m]: mean_interval([e[m] for e in result.episodes], level) for m in METRICS}
+
+
+@dataclass
+class AgentRun:
+    """One agent's benchmark: the real transitions it was trained with, by source, and its episodes per sound set."""
+
+    training_data: dict[str, int]
+    results: dict[str, NavigationResult]
+
+    @property
+    def real_steps(self) -> int:
+        """Real env steps behind the agent: the sum over its training data's sources."""
+        return sum(self.training_data.values())
+
+
+def run_benchmark(
+    agents: Mapping[str, Policy],
+    sim: SimConfig,
+    sounds: Sequence[str] = ("heard", "unheard"),
+    split: str = "test",
+    episodes: int = 50,
+    seed: int = 0,
+    sensors: Sequence[str] = ("rgb", "audio"),
+    on_episode: Callable[[str, str, int], None] | None = None,
+) -> dict[str, AgentRun]:
+    """Run every agent for ``episodes`` episodes of ``split`` per sound set of ``sounds``; {agent name: :class:`AgentRun`}.
+
+    One real env per sound set (``sim`` with ``acoustics.sounds`` set) serves every agent, so its acoustic caches are
+    shared; ``on_episode(agent, sounds, i)`` is called after each episode.
+    """
+    unknown = [s for s in sounds if s not in SOUNDS]
+    if unknown or not sounds:
+        raise ValueError(f"sounds must be a non-empty list of {', '.join(SOUNDS)}, got {list(sounds)}")
+    if not agents:
+        raise ValueError("agents is empty: nothing to benchmark")
+    runs = {name: AgentRun(training_data(policy), {}) for name, policy in agents.items()}
+    for sound in sounds:
+        config = dataclasses.replace(sim, acoustics=dataclasses.replace(sim.acoustics, sounds=sound))
+        env = gym.make("avworld/AudioNav-v0", split=split, sensors=tuple(sensors), sim=config)
+        for name, policy in agents.items():
+
+            def progress(i: int, metrics: dict[str, float], name: str = name, sound: str = sound) -> None:
+                if on_episode is not None:
+                    on_episode(name, sound, i)
+
+            runs[name].results[sound] = evaluate_navigation(env, policy, episodes, seed=seed, on_episode=progress)
+        env.close()
+    return runs
+
+
+def benchmark_json(runs: Mapping[str, AgentRun], level: float = 0.95) -> dict[str, Any]:
+    """JSON-ready results: per agent its ``real_steps`` (and by source, ``training_data``) and per sound set the ``summary``
+    intervals and the ``episodes``."""
+    return {
+        name: {
+            "real_steps": run.real_steps,
+            "training_data": run.training_data,
+            "sounds": {
+                sound: {"summary": {k: v.as_dict() for k, v in summarize(result, level).items()}, "episodes": result.episodes}
+                for sound, result in run.results.items()
+            },
+        }
+        for name, run in runs.items()
+    }
+
+
+def _cell(interval: Interval) -> str:
+    width = "n/a" if math.isnan(interval.half_width) else f"{interval.half_width:.3f}"
+    return f"{interval.mean:.3f} ± {width}"
+
+
+def format_benchmark_table(runs: Mapping[str, AgentRun], level: float = 0.95) -> str:
+    """A markdown table: one row per sound set and agent (agents grouped by sound set, in run order); SR, SPL, SNA, DTG (m)
+    as mean ± half-width of the interval; real env steps."""
+    lines = [
+        "| sounds | agent | episodes | SR | SPL | SNA | DTG (m) | real env steps |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    sounds = dict.fromkeys(s for run in runs.values() for s in run.results)
+    for sound in sounds:
+        for name, run in runs.items():
+            if sound not in run.results:
+                continue
+            result = run.results[sound]
+            summary = summarize(result, level)
+            cells = " | ".join(_cell(summary[NAMES[m]]) for m in METRICS)
+            lines.append(f"| {sound} | {name} | {len(result.episodes)} | {cells} | {run.real_steps:,} |")
+    lines.append("")
+    lines.append(f"Means over episodes ± half-width of the {level:.0%} Student-t confidence interval.")
+    return "\n".join(lines)
