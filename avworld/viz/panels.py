@@ -3,7 +3,7 @@
 Layout, left to right at one height: the first-person view, an optional second first-person view (the
 imagined one), the top-down map, and the scrolling log-spectrograms of the left ear (top) and right ear
 (bottom), newest sound at the right edge, low frequencies at the bottom. A caption line below gives the
-step, action and reward. Images are scaled by nearest neighbour, so pixels stay sharp.
+step, action, reward and an optional note. Images are scaled by nearest neighbour, so pixels stay sharp.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def compose(
     step: int | None = None,
     action: str | None = None,
     reward: float | None = None,
+    note: str | None = None,
     config: PanelConfig | None = None,
 ) -> np.ndarray:
     """One frame, uint8 (height + caption_height, W, 3).
@@ -62,6 +63,7 @@ def compose(
     ``rgb`` and ``imagined``: uint8 (h, w, 3) first-person views; ``topdown``: uint8 (h', w', 3) map;
     ``spectrogram``: (2, F, T) log-magnitudes of the left and right ear, the last column the newest (only the
     last ``spectrogram_columns`` are shown; fewer leave the left side blank, as at an episode's start).
+    ``note`` ends the caption (e.g. the imagined reward, or which world is shown).
     """
     config = config or PanelConfig()
     h = config.height
@@ -92,6 +94,7 @@ def compose(
             f"step {step}" if step is not None else "",
             f"action {action}" if action is not None else "",
             f"reward {reward:+.3f}" if reward is not None else "",
+            note or "",
         )
         if part
     )
