@@ -1,13 +1,17 @@
 """The ``avworld`` command: one subcommand per job, each a Hydra app over ``avworld.configs``.
 
     avworld demo [overrides...]          the main job
-    avworld eval [overrides...]          evaluate an agent (agent=oracle|random, eval.episodes=N),
-                                         a tokenizer (tokenizer=CHECKPOINT) or a world model (model=CHECKPOINT baselines.joint=...)
-    avworld train [overrides...]         train a tokenizer (tokenizer=video|audio preset=tiny|small|base data.name=...)
-                                         or the world model (model=av_cdit stage=1|2|3|joint tokenizers.video=... out_dir=...)
+    avworld eval [overrides...]          evaluate an agent (agent=oracle|random|planner|cem, eval.episodes=N),
+                                         a tokenizer (tokenizer=CHECKPOINT), a world model (model=CHECKPOINT baselines.joint=...)
+                                         or run the navigation benchmark (nav=benchmark world_model=CHECKPOINT nav.episodes=N)
+    avworld train [overrides...]         train a tokenizer (tokenizer=video|audio preset=tiny|small|base data.name=...),
+                                         the world model (model=av_cdit stage=1|2|3|joint tokenizers.video=... out_dir=...)
+                                         or a PPO agent (agent=ppo world=real|dream checkpoint=WORLD agent_train=tiny|small)
     avworld collect [overrides...]       collect trajectories into Minari shards (collect=tiny, collect.episodes=N)
     avworld precompute [overrides...]    fill a scene's acoustic cache (scene=PATH or scene_seed=N, workers=N)
-    avworld viz [overrides...]           a video with sound of an agent's episode (agent=random, seed=N, max_steps=N)
+    avworld viz [overrides...]           a video with sound of an agent's episode (agent=random, seed=N, max_steps=N),
+                                         with checkpoint=DIR the world model's imagination of it beside the real view
+    avworld play [overrides...]          drive the agent with the keyboard in a window (world=real|dream checkpoint=DIR)
     avworld bench TARGET [--json] [...]  speed figures (TARGET: sim, data, model, dream)
 
 Overrides are Hydra's (``sim=avw4k``, ``sim.render.width=128``, ``--cfg job``, ``-m``).
@@ -16,16 +20,20 @@ Overrides are Hydra's (``sim=avw4k``, ``sim.render.width=128``, ``--cfg job``, `
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from avworld.sim.simulator import SimConfig
 
 if TYPE_CHECKING:
+    from avworld.models.imagination import Imagination
     from avworld.train.tokenizers import DataRef
 
 CONFIGS = "pkg://avworld.configs"
@@ -89,9 +97,12 @@ def demo_job(cfg: DictConfig) -> None:
 
 
 def eval_job(cfg: DictConfig) -> None:
-    """Evaluate ``cfg.agent`` in the real world (``navigation.json``), or ``tokenizer=CHECKPOINT`` / ``model=CHECKPOINT`` on test scenes."""
+    """Evaluate ``cfg.agent`` in the real world (``navigation.json``), ``tokenizer=CHECKPOINT`` / ``model=CHECKPOINT`` on test
+    scenes, or every agent of the navigation benchmark (``nav=benchmark``, ``navigation_benchmark.json``)."""
     import avworld  # noqa: F401
 
+    if cfg.get("nav"):
+        return _benchmark(cfg)
     if cfg.get("tokenizer"):
         return _eval_tokenizer(cfg)
     if cfg.get("model"):
@@ -99,15 +110,53 @@ def eval_job(cfg: DictConfig) -> None:
     result = _navigate(cfg, cfg.eval, cfg.agent, cfg.agent._target_.rsplit(".", 1)[-1])
     out = _output_dir()
     _write_json(out / "navigation.json", {"config": OmegaConf.to_container(cfg), **result})
+    _report(cfg, out, "navigation")
     print(_table({"agent": result["summary"]}))
     print(f"results written to {out / 'navigation.json'}")
 
 
+def _benchmark(cfg: DictConfig) -> None:
+    """Agents ``nav.run`` of ``nav.agents`` on the same real episodes per sound set of ``nav.sounds`` (see avworld.eval.benchmark)."""
+    from hydra.utils import instantiate
+    from tqdm import tqdm
+
+    from avworld.eval.benchmark import benchmark_json, format_benchmark_table, run_benchmark
+
+    nav = cfg.nav
+    for name in nav.run:
+        if name not in nav.agents:
+            raise ValueError(f"nav.run: no agent {name!r} in nav.agents ({', '.join(nav.agents)}); add one: +agent@nav.agents.{name}=FILE")
+        agent = nav.agents[name]
+        if "checkpoint" in agent and (OmegaConf.is_missing(agent, "checkpoint") or agent.checkpoint is None):
+            raise ValueError(f"nav.agents.{name}.checkpoint is not set: give world_model=DIR (the planners' world model) or set it")
+    agents = {name: instantiate(nav.agents[name]) for name in nav.run}
+    with tqdm(total=len(agents) * len(nav.sounds) * nav.episodes, unit="ep") as bar:
+
+        def progress(agent: str, sounds: str, i: int) -> None:
+            bar.set_description(f"{agent} ({sounds})")
+            bar.update()
+
+        runs = run_benchmark(agents, sim_config(cfg), list(nav.sounds), nav.split, nav.episodes, nav.seed, list(nav.sensors), progress)
+    table = format_benchmark_table(runs, nav.level)
+    settings: dict[str, Any] = OmegaConf.to_container(nav, resolve=True)  # type: ignore[assignment]
+    settings |= {"agents": {n: settings["agents"][n] for n in nav.run}, "world_model": cfg.world_model, "interval": "Student-t"}
+    out = _output_dir()
+    _write_json(
+        out / "navigation_benchmark.json",
+        {"config": OmegaConf.to_container(cfg), "settings": settings, "agents": benchmark_json(runs, nav.level), "table": table},
+    )
+    print(table)
+    print(f"results written to {out / 'navigation_benchmark.json'}")
+
+
 def train_job(cfg: DictConfig) -> None:
-    """Train a tokenizer (``tokenizer=video|audio``) or the world model (``model=av_cdit stage=1|2|3|joint``); resumes."""
+    """Train a tokenizer (``tokenizer=video|audio``), the world model (``model=av_cdit stage=1|2|3|joint``) or an agent
+    (``agent=ppo world=real|dream``); resumes."""
     from avworld.train.tokenizers import DataRef, TokenizerJob, train_tokenizer
     from avworld.train.trainer import TrainConfig
 
+    if cfg.get("agent") is not None:
+        return _train_agent(cfg)
     if cfg.model is not None:
         return _train_world_model(cfg)
 
@@ -141,6 +190,25 @@ def _train_world_model(cfg: DictConfig) -> None:
     result = train_world_model(job, cfg.out_dir)
     print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
     print(f"checkpoint: {stage_dir(cfg.out_dir, job.stage) / 'checkpoint'}")
+
+
+def _train_agent(cfg: DictConfig) -> None:
+    """PPO (``agent=ppo``) in ``cfg.world`` with the settings ``cfg.agent_train``; the agent lands in ``<out_dir>/checkpoint``."""
+    from avworld.policies.ppo import AgentTrainConfig, train_ppo
+
+    target = str(cfg.agent.get("_target_", ""))
+    if not target.endswith(".PPOAgent"):
+        raise ValueError(f"agent: avworld train trains agent=ppo, got an agent config for {target or cfg.agent!r}")
+    fields = {"world": cfg.world, "checkpoint": cfg.checkpoint}
+    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AgentTrainConfig), cfg.agent_train, fields))
+    assert isinstance(config, AgentTrainConfig)
+    out = Path(cfg.out_dir) if cfg.out_dir else _output_dir()
+    result = train_ppo(config, out)
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items() if k != "world_model"))
+    world = result["world_model"]
+    if world is not None:
+        print(f"world model {world['checkpoint']}: trained on {world['windows']} real transitions (its training windows)")
+    print(f"agent: {out / 'checkpoint'} (avworld eval agent=ppo agent.path={out / 'checkpoint'})")
 
 
 def collect_job(cfg: DictConfig) -> None:
@@ -183,65 +251,228 @@ def precompute_job(cfg: DictConfig) -> None:
     print(f"{n} positions cached in {sim.acoustics.cache_dir}")
 
 
-def viz_job(cfg: DictConfig) -> None:
-    """``what=rollout``: one episode of ``cfg.agent`` in the real world as an MP4 with binaural sound (``cfg.out``)."""
-    from collections.abc import Iterator
+@dataclass
+class _Rollout:
+    """One real episode for a video, and optionally a world model's open-loop imagination of it.
 
+    ``observations``: the start, then one per step; ``maps``: the top-down map of each; ``actions`` and ``rewards``: one per
+    step; ``imagined``: the first ``context`` real observations, then one per imagined step; ``imagined_rewards``: one per
+    imagined step.
+    """
+
+    observations: list[dict[str, np.ndarray]]
+    maps: list[np.ndarray]
+    actions: list[int]
+    rewards: list[float]
+    imagined: list[dict[str, np.ndarray]] | None = None
+    imagined_rewards: list[float] = field(default_factory=list)
+    context: int = 0
+
+
+def _run_episode(sim: SimConfig, agent: DictConfig, split: str, seed: int, scene_seed: int | None, max_steps: int) -> _Rollout:
+    """One episode of the agent ``agent`` (a Hydra ``_target_`` config) in the real world, at most ``max_steps`` steps."""
     import gymnasium as gym
-    import numpy as np
     from hydra.utils import instantiate
     from tqdm import tqdm
 
     import avworld  # noqa: F401
-    from avworld.sim.audio import log_spectrogram
-    from avworld.sim.simulator import Action
-    from avworld.viz.panels import PanelConfig, compose
-    from avworld.viz.video import write_video
 
-    if cfg.what != "rollout":
-        raise ValueError(f"what must be 'rollout', got {cfg.what!r}")
-    sim = sim_config(cfg)
-    env = gym.make("avworld/AudioNav-v0", split=cfg.split, sim=sim, sensors=("rgb", "audio"), render_mode="rgb_array")
-    policy = instantiate(cfg.agent)
+    env = gym.make("avworld/AudioNav-v0", split=split, sim=sim, sensors=("rgb", "audio"), render_mode="rgb_array")
+    policy = instantiate(agent)
 
     def topdown() -> np.ndarray:  # the right half of render(): the map
         image = env.render()
         return image[:, -image.shape[0] :].copy()
 
-    options = None if cfg.scene_seed is None else {"scene_seed": int(cfg.scene_seed)}
-    obs, info = env.reset(seed=cfg.seed, options=options)
-    policy.reset(env, seed=cfg.seed)
-    steps = [(obs, topdown(), None, None)]  # (observation, map, action name, reward); the first is the start
-    with tqdm(total=cfg.max_steps, desc="steps", unit="step") as bar:
-        for _ in range(cfg.max_steps):
-            action = policy.act(obs, info)
+    options = None if scene_seed is None else {"scene_seed": int(scene_seed)}
+    obs, info = env.reset(seed=seed, options=options)
+    policy.reset(env, seed=seed)
+    rollout = _Rollout([obs], [topdown()], [], [])
+    with tqdm(total=max_steps, desc="steps", unit="step") as bar:
+        for _ in range(max_steps):
+            action = int(policy.act(obs, info))
             obs, reward, terminated, truncated, info = env.step(action)
-            steps.append((obs, topdown(), Action(int(action)).name, reward))
+            rollout.observations.append(obs)
+            rollout.maps.append(topdown())
+            rollout.actions.append(action)
+            rollout.rewards.append(float(reward))
             bar.update()
             if terminated or truncated:
                 break
     env.close()
+    return rollout
 
-    audio = np.concatenate([o["audio"] for o, *_ in steps], axis=1)  # (2, T * N): step t's sound plays under frame t
-    n = steps[0][0]["audio"].shape[1]
+
+def _imagine(rollout: _Rollout, world: Imagination, sim: SimConfig, seed: int, sampler_steps: int) -> None:
+    """Fill ``rollout.imagined``: the world model's open loop (``avworld/Dream-v0``) from the first m real observations,
+    fed the actions the real agent took after them."""
+    import gymnasium as gym
+
+    fields = ("rgb", "audio") if "audio" in world.modalities else ("rgb",)
+    dream = gym.make("avworld/Dream-v0", checkpoint=world, sim=sim, sensors=fields, sampler_steps=sampler_steps)
+    k = min(world.context, len(rollout.observations))
+    context = {f: np.stack([o[f] for o in rollout.observations[:k]]) for f in fields}  # (k, ...) oldest first
+    dream.reset(seed=seed, options={"context": context})
+    rollout.imagined, rollout.imagined_rewards, rollout.context = list(rollout.observations[:k]), [], k
+    for action in rollout.actions[k - 1 :]:  # actions[i] leads from observation i to i + 1
+        obs, reward, terminated, truncated, _ = dream.step(action)
+        rollout.imagined.append(obs)
+        rollout.imagined_rewards.append(float(reward))
+        if terminated or truncated:
+            break
+    dream.close()
+
+
+def _write_rollout_video(
+    path: Path, rollout: _Rollout, sim: SimConfig, fps: float, spectrogram_seconds: float, sound: str = "real"
+) -> None:
+    """An MP4 of ``rollout``: the real view (and the imagined one beside it), the map, scrolling spectrograms of the
+    soundtrack, and the caption; the soundtrack is the real or the ``sound="imagined"`` binaural audio."""
+    from collections.abc import Iterator
+
+    from avworld.sim.audio import log_spectrogram
+    from avworld.sim.simulator import Action
+    from avworld.viz.panels import PanelConfig, compose
+    from avworld.viz.video import write_video
+
+    if sound not in ("real", "imagined"):
+        raise ValueError(f"audio must be 'real' or 'imagined', got {sound!r}")
+    heard = rollout.observations if sound == "real" else rollout.imagined
+    if heard is None or "audio" not in heard[0]:
+        raise ValueError("audio=imagined needs checkpoint=DIR, a world model that imagines audio")
+    audio = np.concatenate([o["audio"] for o in heard], axis=1)  # (2, T * N): step t's sound plays under frame t
+    n = heard[0]["audio"].shape[1]
     n_fft, hop = 256, 128
     spec = log_spectrogram(audio, n_fft, hop)  # (2, F, C); column c covers samples [c * hop, c * hop + n_fft)
-    repeat = max(1, round(cfg.fps * sim.agent.step_time))
+    repeat = max(1, round(fps * sim.agent.step_time))
     panel = PanelConfig(
-        spectrogram_columns=max(2, round(cfg.spectrogram_seconds * sim.acoustics.fs / hop)),
+        spectrogram_columns=max(2, round(spectrogram_seconds * sim.acoustics.fs / hop)),
         spectrogram_range=(float(np.percentile(spec, 1)), float(spec.max()) + 1e-3),
     )
 
-    def frames() -> Iterator[np.ndarray]:
-        for t, (o, top, action, reward) in enumerate(steps):
-            for k in range(repeat):
-                heard = (t * repeat + k + 1) * n // repeat  # samples played by the end of this frame
-                shown = max(0, (heard - n_fft) // hop + 1)  # spectrogram columns complete by then
-                yield compose(o["rgb"], top, spec[:, :, :shown], step=t, action=action, reward=reward, config=panel)
+    def imagined(t: int) -> tuple[np.ndarray | None, str | None]:  # the imagined frame of step t and its note
+        if rollout.imagined is None:
+            return None, None
+        frame = rollout.imagined[min(t, len(rollout.imagined) - 1)]["rgb"]
+        if t < rollout.context:
+            return frame, "imagined: real context"
+        i = t - rollout.context
+        return frame, f"imagined reward {rollout.imagined_rewards[i]:+.3f}" if i < len(rollout.imagined_rewards) else "imagination ended"
 
+    def frames() -> Iterator[np.ndarray]:
+        for t, (obs, top) in enumerate(zip(rollout.observations, rollout.maps, strict=True)):
+            action = Action(rollout.actions[t - 1]).name if t else None
+            reward = rollout.rewards[t - 1] if t else None
+            view, note = imagined(t)
+            for k in range(repeat):
+                played = (t * repeat + k + 1) * n // repeat  # samples played by the end of this frame
+                shown = max(0, (played - n_fft) // hop + 1)  # spectrogram columns complete by then
+                yield compose(
+                    obs["rgb"], top, spec[:, :, :shown], imagined=view, step=t, action=action, reward=reward, note=note, config=panel
+                )
+
+    write_video(path, frames(), repeat / sim.agent.step_time, audio, sim.acoustics.fs)
+
+
+def viz_job(cfg: DictConfig) -> None:
+    """``what=rollout``: one episode of ``cfg.agent`` in the real world as an MP4 with binaural sound (``cfg.out``); with
+    ``checkpoint=DIR``, the world model's open-loop imagination of the same episode beside it."""
+    if cfg.what != "rollout":
+        raise ValueError(f"what must be 'rollout', got {cfg.what!r}")
+    if cfg.audio == "imagined" and not cfg.checkpoint:
+        raise ValueError("audio=imagined needs checkpoint=DIR, a world-model checkpoint")
+    sim = sim_config(cfg)
+    rollout = _run_episode(sim, cfg.agent, cfg.split, cfg.seed, cfg.scene_seed, cfg.max_steps)
+    if cfg.checkpoint:
+        _imagine(rollout, _load_world(cfg.checkpoint, cfg.device, sim), sim, cfg.seed, cfg.sampler_steps)
     out = Path(cfg.out) if Path(cfg.out).is_absolute() else _output_dir() / cfg.out
-    write_video(out, frames(), repeat / sim.agent.step_time, audio, sim.acoustics.fs)
+    _write_rollout_video(out, rollout, sim, cfg.fps, cfg.spectrogram_seconds, cfg.audio)
     print(f"video written to {out}")
+
+
+def _load_world(checkpoint: str, device: str | None, sim: SimConfig | None = None) -> Imagination:
+    """The world model of a checkpoint directory, on ``device`` (cuda when available if None); refused, naming the
+    field, if ``sim`` differs from its training data in a setting the model learned."""
+    import torch
+
+    from avworld.envs.dream import check_learned
+    from avworld.models.imagination import Imagination
+
+    world = Imagination.load(checkpoint, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if sim is not None:
+        check_learned(sim, SimConfig.from_dict(world.meta["sim"]), "sim", str(checkpoint))
+    return world
+
+
+def play_job(cfg: DictConfig) -> None:
+    """Drive the agent with the keyboard in a pygame window (``world=real|dream``, ``checkpoint=DIR`` for the imagined world)."""
+    import gymnasium as gym
+
+    import avworld  # noqa: F401
+    from avworld.viz.play import PlaySession, run
+
+    if cfg.world not in ("real", "dream"):
+        raise ValueError(f"world must be 'real' or 'dream', got {cfg.world!r}")
+    if cfg.world == "dream" and not cfg.checkpoint:
+        raise ValueError("world=dream needs checkpoint=DIR, a world-model checkpoint")
+    sim = sim_config(cfg)
+    sensors = ("rgb", "audio", "spectrogram")
+    real = gym.make("avworld/AudioNav-v0", split=cfg.split, sim=sim, sensors=sensors, render_mode="rgb_array")
+    dream, context = None, 1
+    if cfg.checkpoint:
+        world = _load_world(cfg.checkpoint, cfg.device, sim)
+        dream = gym.make("avworld/Dream-v0", checkpoint=world, sim=sim, sensors=sensors, sampler_steps=cfg.sampler_steps)
+        context = world.context
+    options = None if cfg.scene_seed is None else {"scene_seed": int(cfg.scene_seed)}
+    session = PlaySession(real, dream, context=context, seed=cfg.seed, options=options, height=cfg.height)
+    if cfg.world == "dream":
+        session.press("tab")
+    run(session, cfg.fps, list(cfg.script), sim.acoustics.fs)
+    x, y, yaw = session.pose
+    print(f"real pose at the end: x={x:.3f} y={y:.3f} yaw={math.degrees(yaw):.1f}°")
+
+
+def _report(cfg: DictConfig, out: Path, kind: str) -> None:
+    """With ``report=true``: ``out/report/`` (index.html + assets) of ``out/{kind}.json``, with a rollout video of
+    ``cfg.agent`` (``report_video_steps`` steps at most, 0 for none) and, for a world model, its imagination beside it."""
+    import tempfile
+
+    from avworld.viz.report import Section, Text, Video, navigation_sections, prediction_sections, tokenizer_sections, write_report
+
+    if not cfg.get("report"):
+        return
+    result = json.loads((out / f"{kind}.json").read_text())
+    if kind == "navigation":
+        sections = navigation_sections(result, cfg.agent._target_.rsplit(".", 1)[-1])
+    elif kind == "prediction":
+        from avworld.eval.prediction import COLUMNS
+
+        sections = prediction_sections(result, {k: v[0] for k, v in COLUMNS.items()})
+    else:
+        sections = tokenizer_sections(result)
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "rollout.mp4"
+        if kind != "tokenizer" and cfg.get("report_video_steps", 0) > 0:
+            about = _report_video(cfg, video, with_model=kind == "prediction")
+            sections.append(Section("Rollout", [Text(about), Video(video)]))
+        index = write_report(out / "report", f"avworld eval: {kind}", sections, intro=f"Results of {out / f'{kind}.json'}.")
+    print(f"report written to {index}")
+
+
+def _report_video(cfg: DictConfig, path: Path, with_model: bool) -> str:
+    """The report's rollout video of ``cfg.agent`` at ``path`` (with ``cfg.model`` imagining beside it, in the simulator
+    settings it learned, if ``with_model``); what it shows, in words."""
+    sim, world = sim_config(cfg), None
+    if with_model:
+        world = _load_world(cfg.model, cfg.eval_model.device)
+        sim = SimConfig.from_dict(world.meta["sim"])
+    rollout = _run_episode(sim, cfg.agent, cfg.eval.split, cfg.eval.seed, None, int(cfg.report_video_steps))
+    about = f"{cfg.agent._target_.rsplit('.', 1)[-1]} in a {cfg.eval.split} scene, seed {cfg.eval.seed}: the real view"
+    if world is not None:
+        _imagine(rollout, world, sim, cfg.eval.seed, cfg.eval_model.sampler_steps)
+        about += f", and beside it the world model imagining the same actions from {rollout.context} real steps"
+    _write_rollout_video(path, rollout, sim, fps=12.0, spectrogram_seconds=3.0)
+    return about + "; the map, the binaural sound (left and right ear) and the reward."
 
 
 def _data_ref(cfg: DictConfig) -> DataRef:
@@ -268,6 +499,7 @@ def _eval_tokenizer(cfg: DictConfig) -> None:
     scores = evaluate_tokenizer(model, ckpt.kind, frames(data, ckpt.kind, cfg.data.split, data_ref.fractions))
     out = _output_dir()
     _write_json(out / "tokenizer.json", {"checkpoint": str(cfg.tokenizer), "kind": ckpt.kind, "split": cfg.data.split, "scores": scores})
+    _report(cfg, out, "tokenizer")
     print(f"{'metric':<16}{'value':>10}")
     for k, v in scores.items():
         print(f"{k:<16}{v:>10.4f}")
@@ -357,6 +589,7 @@ def _eval_model(cfg: DictConfig) -> None:
             "table": table,
         },
     )
+    _report(cfg, out, "prediction")
     print(f"{data_ref.name}, split {split}: {evaluated} of {len(windows)} windows, context {context}, sampler steps {run.sampler_steps}")
     print(table)
     for note in dict.fromkeys(n for r in results.values() for n in r.notes):
@@ -367,10 +600,11 @@ def _eval_model(cfg: DictConfig) -> None:
 JOBS: dict[str, tuple[Callable[[DictConfig], None], str]] = {
     "demo": (demo_job, "the main job: agents in the real world, with a summary"),
     "eval": (eval_job, "evaluate an agent (SR/SPL/SNA/DTG), a tokenizer or a world model's predictions"),
-    "train": (train_job, "train a model: tokenizer=video|audio, or model=av_cdit stage=1|2|3|joint; preset=tiny|small|base"),
+    "train": (train_job, "train a model: tokenizer=video|audio, model=av_cdit stage=1|2|3|joint, or agent=ppo world=real|dream"),
     "collect": (collect_job, "collect trajectories (rgb + binaural audio) into Minari datasets"),
     "precompute": (precompute_job, "fill a scene's on-disk acoustic cache in parallel"),
-    "viz": (viz_job, "a video with sound of one episode: avworld viz agent=random seed=3"),
+    "viz": (viz_job, "a video with sound of one episode: avworld viz agent=random seed=3 [checkpoint=WORLD_MODEL]"),
+    "play": (play_job, "drive the agent with the keyboard, seeing and hearing: avworld play [world=dream checkpoint=DIR]"),
 }
 
 

@@ -9,7 +9,7 @@ SNA and DTG as means over episodes with a two-sided Student-t confidence interva
 The interval is not clipped to a metric's range: one that crosses [0, 1] says the episodes are too few. With one
 episode no interval exists (reported as null / "n/a").
 
-It also reports the real env steps each agent was trained with, by source (:func:`avworld.policies.planner.training_data`):
+It also reports the real env steps each agent was trained with, by source (:func:`avworld.policies.worlds.training_data`):
 its own steps in the real env (PPO trained there; a PPO trained in imagination counts the real moves that built its
 contexts) plus the training windows of each world model it learned or plans in (one per real transition of the world
 model's training split, ``meta["data"]["windows"]``), each source counted once: a planner whose proposal learned in the
@@ -29,7 +29,7 @@ from scipy import stats
 
 from avworld.eval.navigation import METRICS, NavigationResult, evaluate_navigation
 from avworld.policies.base import Policy
-from avworld.policies.planner import training_data
+from avworld.policies.worlds import training_data
 from avworld.sim.simulator import SimConfig
 
 SOUNDS = ("heard", "unheard", "all")

@@ -1,0 +1,273 @@
+"""Planning in imagination: beam search and the cross-entropy method over k-step rollouts of a world model.
+
+At every real step a planner imagines where candidate action sequences lead k steps ahead, scores each by its
+discounted predicted return plus γ^k times a value estimate of where it ends (when a proposal policy offers one), and
+executes the first action of the best sequence: model-predictive control, as in the navigation experiment of the
+AV-CDiT paper. :class:`BeamPlanner` grows a beam of sequences one depth at a time; :class:`CEMPlanner` refines
+categorical distributions over whole sequences with the cross-entropy method, as Navigation World Models (Bar et al.,
+2025) plan.
+
+Both search a :class:`~avworld.policies.worlds.PlanningWorld`: an :class:`~avworld.policies.worlds.ImaginedWorld` (a
+trained AV-CDiT; every node of a depth is imagined in one batched :meth:`Imagination.predict` call) or the
+:class:`~avworld.policies.worlds.RealWorldModel` (the real simulator branched: a perfect model).
+
+A proposal policy is optional. It proposes the beam planner's candidate moves (each node is expanded by its
+``candidates`` most probable; without a proposal, by ``candidates`` random ones) and its value scores the leaves of both
+planners: return + γ^depth · value. Two kinds are understood, both scoring all nodes of a depth in one call:
+
+- batched: ``action_probs(observations) -> (B, 4)`` and/or ``value(observations) -> (B,)``, observations being dicts
+  {sensor: (B, ...)} like the env's, decoded from the imagined latents;
+- frame-stacked, like :class:`avworld.policies.ppo.PPOAgent`: ``stack(observations) -> {key: (1, ...)}`` and
+  ``evaluate(stacked) -> (probs (B, 4), values (B,))``; each node is stacked after the episode's last real observations
+  (``frame_stack`` − 1 of them), a node's imagined ancestors left out.
+
+STOP rule: STOP ends the real episode, a failure unless the agent is within the success distance. So STOP is tried at
+every node besides the candidate moves, and a STOP node is kept only when its predicted reward reaches ``stop_reward``
+(5 by default: half the success bonus of 10, i.e. the world predicts success); otherwise it is pruned, never chosen.
+A kept STOP node is finished: its score is its return, with no value after it.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from avworld.policies.worlds import STOP, ImaginedWorld, Observations, PlanningWorld, training_data
+from avworld.sim.simulator import Action
+
+MOVES = np.array([Action.FORWARD, Action.TURN_LEFT, Action.TURN_RIGHT], np.int64)
+"""The actions that move the agent (all but STOP)."""
+
+
+class Planner(ABC):
+    """What both planners share: the world, the optional proposal policy and the per-step plumbing of :class:`Policy`.
+
+    Give either ``checkpoint`` (a world-model directory, loaded as an :class:`ImaginedWorld` on ``device`` with
+    ``sampler_steps``) or ``world`` (any :class:`PlanningWorld`, e.g. :class:`RealWorldModel`). ``use_value=False``
+    ignores the proposal's value.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | None,
+        world: PlanningWorld | None,
+        proposal: Any,
+        use_value: bool,
+        horizon: int,
+        discount: float,
+        stop_reward: float,
+        sampler_steps: int,
+        device: str | None,
+    ) -> None:
+        if (checkpoint is None) == (world is None):
+            raise ValueError(f"checkpoint: give a world-model checkpoint directory or a world, exactly one (got {checkpoint!r}, {world!r})")
+        if horizon < 1:
+            raise ValueError(f"horizon must be ≥ 1 imagined steps, got {horizon}")
+        if not 0.0 < discount <= 1.0:
+            raise ValueError(f"discount must lie in (0, 1], got {discount}")
+        self.world = world if world is not None else ImaginedWorld.load(checkpoint, device, sampler_steps)  # type: ignore[arg-type]
+        self.proposal = proposal
+        self.stacked = callable(getattr(proposal, "stack", None)) and callable(getattr(proposal, "evaluate", None))
+        self.has_probs = self.stacked or callable(getattr(proposal, "action_probs", None))
+        self.has_value = use_value and (self.stacked or callable(getattr(proposal, "value", None)))
+        self.horizon, self.discount, self.stop_reward = horizon, discount, stop_reward
+        self.rng = np.random.default_rng()
+        self.observation: Observations = {}
+        self.history: deque[Observations] = deque(maxlen=max(1, int(getattr(proposal, "frame_stack", 1))))
+        """The episode's last real observations, the newest last (for a frame-stacked proposal)."""
+
+    @property
+    def training_data(self) -> dict[str, int]:
+        """Real transitions behind this agent, by source: its world model's and its proposal's (shared sources once)."""
+        return training_data(self.proposal) | self.world.training_data
+
+    def reset(self, env: Any, seed: int | None = None) -> None:
+        self.world.reset(env, seed)
+        if self.proposal is not None:
+            self.proposal.reset(env, seed)
+        self.rng = np.random.default_rng(seed)
+        self.history.clear()
+
+    def act(self, observation: dict[str, np.ndarray], info: dict[str, Any]) -> int:
+        self.world.observe(observation, info)
+        self.observation = {k: np.asarray(v)[None] for k, v in observation.items()}  # (1, ...)
+        self.history.append(observation)
+        return int(self.plan())
+
+    @abstractmethod
+    def plan(self) -> int:
+        """The action to execute now, planned from the world's root."""
+
+    def judge(
+        self, observations: Observations, root: bool = False, probs: bool = True, values: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The proposal's action probabilities (B, 4) and values (B,) of nodes' observations {sensor: (B, ...)}, in one
+        call; None for what is not asked (``probs``, ``values``), not offered or not used. ``root``: the observations are
+        the real present's, not imagined ones (for a frame-stacked proposal, the present is not stacked twice)."""
+        n = len(next(iter(observations.values())))
+        want_probs, want_values = probs and self.has_probs, values and self.has_value
+        p: Any = None
+        v: Any = None
+        if self.stacked and (want_probs or want_values):
+            before = list(self.history)[:-1] if root else list(self.history)
+            nodes = [self.proposal.stack([*before, {k: x[b] for k, x in observations.items()}]) for b in range(n)]
+            p, v = self.proposal.evaluate({k: np.concatenate([node[k] for node in nodes]) for k in nodes[0]})
+        elif not self.stacked:
+            p = self.proposal.action_probs(observations) if want_probs else None
+            v = self.proposal.value(observations) if want_values else None
+        p = np.asarray(p, np.float64).reshape(n, -1) if want_probs else None
+        v = np.asarray(v, np.float64).reshape(n) if want_values else None
+        return p, v
+
+
+def failed_stops(sequences: np.ndarray, rewards: np.ndarray, stop_reward: float) -> np.ndarray:
+    """(B,) bool: sequences (B, k) whose first STOP has a reward (B, k) below ``stop_reward`` (predicted to fail)."""
+    is_stop = sequences == STOP
+    first = is_stop.argmax(axis=1)
+    return is_stop.any(axis=1) & (rewards[np.arange(len(sequences)), first] < stop_reward)
+
+
+class BeamPlanner(Planner):
+    """Beam search in imagination: k depths, ``beam`` nodes kept per depth, the first action of the best sequence executed.
+
+    Each kept node is expanded by STOP and ``candidates`` moves (all three by default; fewer: the proposal's most probable,
+    or random ones without a proposal); all children of a depth are imagined in one batched world step. A child's score
+    is its discounted return plus γ^depth · value(its observation) when the proposal has a value; the best ``beam`` live
+    children go on. STOP children follow the module's STOP rule; kept ones finish with their return. The executed action
+    is the first of the best finished or final sequence (ties: the earliest found, STOP first). Imagined rows per depth:
+    at most ``beam`` × (1 + ``candidates``); imagined nodes are decoded only for the proposal.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | None = None,
+        horizon: int = 4,
+        beam: int = 4,
+        candidates: int = 3,
+        discount: float = 0.99,
+        stop_reward: float = 5.0,
+        sampler_steps: int = 4,
+        device: str | None = None,
+        proposal: Any = None,
+        use_value: bool = True,
+        world: PlanningWorld | None = None,
+    ) -> None:
+        super().__init__(checkpoint, world, proposal, use_value, horizon, discount, stop_reward, sampler_steps, device)
+        if beam < 1:
+            raise ValueError(f"beam must be ≥ 1, got {beam}")
+        if not 1 <= candidates <= len(MOVES):
+            raise ValueError(f"candidates must be 1 to {len(MOVES)} moves per node (STOP is always tried), got {candidates}")
+        self.beam, self.candidates = beam, candidates
+        self.proposes = self.has_probs and candidates < len(MOVES)
+        """Whether the proposal picks the candidates."""
+
+    def expand(self, probs: np.ndarray | None, n: int) -> np.ndarray:
+        """Actions (n, 1 + candidates) to try at n nodes: STOP, then the candidate moves (by ``probs`` (n, 4) if given)."""
+        c = self.candidates
+        if c == len(MOVES):
+            moves = np.broadcast_to(MOVES, (n, c))
+        elif probs is not None:
+            moves = MOVES[np.argsort(-probs[:, MOVES], axis=1, kind="stable")[:, :c]]
+        else:
+            moves = MOVES[np.argsort(self.rng.random((n, len(MOVES))), axis=1)[:, :c]]
+        return np.concatenate([np.full((n, 1), STOP), moves], axis=1)
+
+    def plan(self) -> int:
+        world = self.world
+        state = world.root()
+        sequences = np.zeros((1, 0), np.int64)  # (n, depth)
+        returns = np.zeros(1)
+        probs = self.judge(self.observation, root=True, values=False)[0] if self.proposes else None
+        finished: list[tuple[np.ndarray, np.ndarray]] = []  # (first actions, scores) of kept STOP nodes
+        for depth in range(self.horizon):
+            tried = self.expand(probs, len(returns))  # (n, 1 + c)
+            parent = np.repeat(np.arange(len(returns)), tried.shape[1])
+            actions = tried.ravel()
+            step = world.step(world.take(state, parent), actions)
+            sequences = np.concatenate([sequences[parent], actions[:, None]], axis=1)
+            returns = returns[parent] + self.discount**depth * step.reward
+            stop = actions == STOP
+            failed = stop & (step.reward < self.stop_reward)
+            ended = step.terminal | stop
+            done = ended & ~failed
+            finished.append((sequences[done, 0], returns[done]))
+            live = np.flatnonzero(~ended)
+            sequences, returns, state = sequences[live], returns[live], world.take(step.state, live)
+            probs, values, more = None, None, self.proposes and depth + 1 < self.horizon
+            if self.has_value or more:
+                probs, values = self.judge(world.observations(state), probs=more)
+            scores = returns if values is None else returns + self.discount ** (depth + 1) * values
+            keep = np.argsort(-scores, kind="stable")[: self.beam]
+            sequences, returns, scores, state = sequences[keep], returns[keep], scores[keep], world.take(state, keep)
+            probs = None if probs is None else probs[keep]
+        firsts = np.concatenate([f for f, _ in finished] + [sequences[:, 0]])
+        best = np.concatenate([s for _, s in finished] + [scores])
+        return int(firsts[np.argmax(best)])
+
+
+class CEMPlanner(Planner):
+    """Cross-entropy method over action sequences in imagination (Navigation World Models' planner, discrete actions).
+
+    Keeps one categorical distribution over the 4 actions per step (k × 4, uniform at first). Each of ``iterations``
+    rounds samples ``samples`` sequences, rolls them all in the world (one batched step per depth), scores them like
+    :class:`BeamPlanner` (return + γ^k · value of non-terminal ends; sequences whose first STOP is predicted to fail score
+    −∞) and refits the distributions to the frequencies of the ``elites`` best, mixed with ``smoothing`` of the old ones.
+    The first action of the best sequence seen is executed (with none scored finite, the most probable first move).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | None = None,
+        horizon: int = 6,
+        samples: int = 64,
+        elites: int = 8,
+        iterations: int = 3,
+        smoothing: float = 0.1,
+        discount: float = 0.99,
+        stop_reward: float = 5.0,
+        sampler_steps: int = 4,
+        device: str | None = None,
+        proposal: Any = None,
+        use_value: bool = True,
+        world: PlanningWorld | None = None,
+    ) -> None:
+        super().__init__(checkpoint, world, proposal, use_value, horizon, discount, stop_reward, sampler_steps, device)
+        if not 1 <= elites <= samples:
+            raise ValueError(f"elites must lie in [1, samples={samples}], got {elites}")
+        if iterations < 1:
+            raise ValueError(f"iterations must be ≥ 1, got {iterations}")
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must lie in [0, 1), got {smoothing}")
+        self.samples, self.elites, self.iterations, self.smoothing = samples, elites, iterations, smoothing
+
+    def sample(self, probs: np.ndarray) -> np.ndarray:
+        """``samples`` sequences (N, k) int64, step t drawn from the categorical ``probs[t]`` (k, 4)."""
+        u = self.rng.random((self.samples, len(probs), 1))  # (N, k, 1)
+        return (u > np.cumsum(probs, axis=1)[None, :, :-1]).sum(axis=2).astype(np.int64)
+
+    def plan(self) -> int:
+        k, a = self.horizon, len(Action)
+        probs = np.full((k, a), 1.0 / a)
+        best_score, best_first = -np.inf, -1
+        for _ in range(self.iterations):
+            sequences = self.sample(probs)
+            roll = self.world.rollout(sequences, self.discount)
+            scores = roll.returns
+            if self.has_value:
+                values = self.judge(self.world.observations(roll.state), probs=False)[1]
+                assert values is not None
+                scores = scores + np.where(roll.terminal, 0.0, self.discount**k * values)
+            scores[failed_stops(sequences, roll.rewards, self.stop_reward)] = -np.inf
+            order = np.argsort(-scores, kind="stable")[: self.elites]
+            elites = order[np.isfinite(scores[order])]
+            if elites.size == 0:
+                continue
+            if scores[elites[0]] > best_score:
+                best_score, best_first = float(scores[elites[0]]), int(sequences[elites[0], 0])
+            frequencies = (sequences[elites][:, :, None] == np.arange(a)).mean(axis=0)  # (k, 4)
+            probs = self.smoothing * probs + (1.0 - self.smoothing) * frequencies
+        return best_first if best_first >= 0 else int(MOVES[np.argmax(probs[0, MOVES])])

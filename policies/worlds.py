@@ -1,0 +1,277 @@
+"""Worlds a planner can branch (:mod:`avworld.policies.planner`): batched node states stepped together from the present.
+
+:class:`ImaginedWorld` is a trained world model (AV-CDiT): every node of a depth is imagined in one batched
+:meth:`Imagination.predict` call. :class:`RealWorldModel` is the real simulator branched: a perfect model, for
+known-answer tests and upper bounds. :func:`training_data` says which real transitions an agent learned from, by source
+(the real env, each world model's training windows), so a planner and a proposal trained in the same world model count
+its data once.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from avworld.envs.dream import check_learned
+from avworld.models.imagination import FIELDS, Imagination, push
+from avworld.sim.audio import log_spectrogram, spectrogram_bounds
+from avworld.sim.simulator import Action, BuiltinSimulator, Pose, SimConfig
+
+STOP = int(Action.STOP)
+STEP_REWARD, SUCCESS_REWARD = -0.01, 10.0
+"""The real env's reward terms (``AudioNavEnv.step``): −0.01 per step, +10 for a successful STOP."""
+
+Observations = dict[str, np.ndarray]
+REAL_ENV = "real env"
+"""The :func:`training_data` source of an agent's own steps in the real env."""
+
+
+def world_model_source(checkpoint: str | os.PathLike[str]) -> str:
+    """The :func:`training_data` source of a world model's training windows: its resolved checkpoint directory."""
+    return f"world model {Path(checkpoint).resolve()}"
+
+
+def training_data(agent: Any) -> dict[str, int]:
+    """Real env transitions ``agent`` learned from, by source: {:data:`REAL_ENV`: its own steps in the real env,
+    :func:`world_model_source`: that world model's training windows (one per real transition of its training split)}.
+
+    Read from the agent's ``training_data`` attribute (planners: their world model's and their proposal's), else from a PPO
+    agent's checkpoint ``meta`` (``usage.real_steps``, ``world_model.windows``); empty for agents that learn nothing.
+    """
+    own = getattr(agent, "training_data", None)
+    if isinstance(own, dict):
+        return dict(own)
+    meta = getattr(agent, "meta", None)
+    if not isinstance(meta, dict) or "usage" not in meta:
+        return {}
+    data = {REAL_ENV: int(meta["usage"].get("real_steps", 0))}
+    world = meta.get("world_model") or {}
+    if isinstance(world.get("windows"), int) and world.get("checkpoint"):
+        data[world_model_source(world["checkpoint"])] = world["windows"]
+    return data
+
+
+@dataclass
+class Transition:
+    """One step of B nodes: their ``state`` after it, ``reward`` (B,) float64 and ``terminal`` (B,) bool."""
+
+    state: Any
+    reward: np.ndarray
+    terminal: np.ndarray
+
+
+@dataclass
+class Rollout:
+    """B action sequences rolled k steps from the root.
+
+    ``rewards`` (B, k), zero after a sequence's terminal step; ``returns`` (B,) their discounted sum; ``terminal`` (B,)
+    bool, whether the sequence ended the episode; ``state``: the final states (for :meth:`PlanningWorld.observations`).
+    """
+
+    rewards: np.ndarray
+    returns: np.ndarray
+    terminal: np.ndarray
+    state: Any
+
+
+class PlanningWorld(ABC):
+    """A world a planner can branch: batched states of B nodes, stepped together from the real present (the root)."""
+
+    @property
+    def training_data(self) -> dict[str, int]:
+        """Real transitions the world's model learned from, by source (see :func:`training_data`); none for the real simulator."""
+        return {}
+
+    @abstractmethod
+    def reset(self, env: Any, seed: int | None) -> None:
+        """A new real episode of ``env`` begins."""
+
+    @abstractmethod
+    def observe(self, observation: Observations, info: dict[str, Any]) -> None:
+        """The real observation just received (the reset's, then each step's); it defines the root."""
+
+    @abstractmethod
+    def root(self) -> Any:
+        """The state of the real present: a batch of one node."""
+
+    @abstractmethod
+    def take(self, state: Any, rows: np.ndarray) -> Any:
+        """Nodes ``rows`` (n,) int of ``state``, repeats allowed."""
+
+    @abstractmethod
+    def step(self, state: Any, actions: np.ndarray) -> Transition:
+        """One step of every node of ``state`` under ``actions`` (B,) int64, in one batched call."""
+
+    @abstractmethod
+    def observations(self, state: Any) -> Observations:
+        """What the agent would observe at each node: {sensor: (B, ...)}."""
+
+    def rollout(self, sequences: np.ndarray, discount: float = 1.0) -> Rollout:
+        """Roll action sequences (B, k) from the root: one :meth:`step` of the whole batch per depth.
+
+        Rewards accumulate (discounted by ``discount``) up to and including each sequence's terminal step.
+        """
+        sequences = np.asarray(sequences, np.int64)
+        if sequences.ndim != 2 or sequences.shape[1] < 1:
+            raise ValueError(f"sequences must have shape (B, k) with k ≥ 1, got {sequences.shape}")
+        b, k = sequences.shape
+        state = self.take(self.root(), np.zeros(b, np.int64))
+        rewards = np.zeros((b, k))
+        ended = np.zeros(b, bool)
+        for t in range(k):
+            step = self.step(state, sequences[:, t])
+            rewards[:, t] = np.where(ended, 0.0, step.reward)
+            ended |= step.terminal
+            state = step.state
+        return Rollout(rewards, rewards @ discount ** np.arange(k), ended, state)
+
+
+class ImaginedWorld(PlanningWorld):
+    """A trained world model as a planning world; a node is a context window {modality: (m, *latent)} of scaled latents.
+
+    The root holds the last m real observations, encoded (at an episode's start the first one repeated, as if the agent
+    had stood still). A step of B nodes is one :meth:`Imagination.predict` call with ``sampler_steps`` Euler steps; its
+    reward is the model's reward head. Only STOP ends an episode, as in the real env (the termination head is trained on
+    exactly that event; an imperfect head must not cut branches). Its ``training_data`` is the checkpoint's training
+    windows (``meta["data"]["windows"]``): one per real transition of its training split.
+    """
+
+    def __init__(self, imagination: Imagination, sampler_steps: int = 4, name: str = "<in-memory world model>") -> None:
+        if sampler_steps < 1:
+            raise ValueError(f"sampler_steps must be ≥ 1, got {sampler_steps}")
+        self.imagination, self.sampler_steps, self.name = imagination, sampler_steps, name
+        meta = imagination.meta
+        self.fields = tuple(FIELDS[m] for m in imagination.modalities)
+        self.shapes = {"rgb": tuple(meta["rgb_shape"]), "audio": tuple(meta["audio_shape"])}
+        windows = meta.get("data", {}).get("windows")
+        source = name if name.startswith("<") else world_model_source(name)
+        self.data = {source: windows} if isinstance(windows, int) else {}
+        self.generator = torch.Generator(imagination.device)
+        self.history: dict[str, torch.Tensor] | None = None  # {modality: (1, m, *latent)}
+        self.sensors: tuple[str, ...] = ()
+
+    @classmethod
+    def load(cls, checkpoint: str | os.PathLike[str], device: str | None = None, sampler_steps: int = 4) -> ImaginedWorld:
+        """The world model of checkpoint directory ``checkpoint`` on ``device`` (cuda when available if None)."""
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(Imagination.load(checkpoint, device), sampler_steps, str(checkpoint))
+
+    @property
+    def training_data(self) -> dict[str, int]:
+        return dict(self.data)
+
+    def reset(self, env: Any, seed: int | None) -> None:
+        config = getattr(getattr(env, "unwrapped", env), "config", None)
+        if isinstance(config, SimConfig) and "sim" in self.imagination.meta:
+            check_learned(config, SimConfig.from_dict(self.imagination.meta["sim"]), "the env", self.name)
+        self.history = None
+        self.generator.manual_seed(int(np.random.default_rng(seed).integers(2**62)))
+
+    def observe(self, observation: Observations, info: dict[str, Any]) -> None:
+        real = {}
+        for f in self.fields:
+            if f not in observation:
+                raise KeyError(f"observation has no {f!r}: the world model {self.name} imagines from {', '.join(self.fields)}")
+            x = np.asarray(observation[f])
+            if x.shape != self.shapes[f]:
+                raise ValueError(f"observation[{f!r}] has shape {x.shape}; the world model {self.name} was trained on {self.shapes[f]}")
+            real[f] = torch.from_numpy(x)[None]
+        latest = self.imagination.encode(real)  # {modality: (1, *latent)}
+        if self.history is None:
+            m = self.imagination.context
+            self.history = {mod: z.unsqueeze(1).repeat_interleave(m, dim=1) for mod, z in latest.items()}
+        else:
+            self.history = {mod: push(self.history[mod], z) for mod, z in latest.items()}
+        self.sensors = tuple(s for s in ("rgb", "audio", "spectrogram") if s in observation)
+
+    def root(self) -> dict[str, torch.Tensor]:
+        if self.history is None:
+            raise RuntimeError("observe() a real observation after reset() before planning")
+        return self.history
+
+    def take(self, state: dict[str, torch.Tensor], rows: np.ndarray) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(np.asarray(rows, np.int64), device=self.imagination.device)
+        return {mod: z[index] for mod, z in state.items()}
+
+    def step(self, state: dict[str, torch.Tensor], actions: np.ndarray) -> Transition:
+        actions = np.asarray(actions, np.int64)
+        out = self.imagination.predict(state, torch.from_numpy(actions), self.sampler_steps, self.generator)
+        after = {mod: push(z, out[mod]) for mod, z in state.items()}  # (B, m, *latent)
+        return Transition(after, out["reward"].double().cpu().numpy(), actions == STOP)
+
+    def observations(self, state: dict[str, torch.Tensor]) -> Observations:
+        """Decoded newest step of each node: ``rgb`` uint8 (B, H, W, 3), and ``audio`` (B, 2, N) / ``spectrogram``
+        (B, 2, F, T) where the real observations have them."""
+        decoded = self.imagination.decode({mod: z[:, -1] for mod, z in state.items()})
+        obs = {"rgb": decoded["rgb"].cpu().numpy()}
+        if "audio" in decoded:
+            audio = decoded["audio"].clamp(-1.0, 1.0).float().cpu().numpy()  # (B, 2, N)
+            if "audio" in self.sensors:
+                obs["audio"] = audio
+            if "spectrogram" in self.sensors:
+                spec = log_spectrogram(audio.reshape(-1, audio.shape[-1]))  # (B·2, F, T): rows are independent channels
+                obs["spectrogram"] = np.clip(spec, *spectrogram_bounds()).reshape(len(audio), 2, *spec.shape[1:])
+        return obs
+
+
+@dataclass
+class RealState:
+    """Nodes of the real world: ``poses`` (B, 3) x, y, yaw and ``geodesic`` (B,) distances to the source (m)."""
+
+    poses: np.ndarray
+    geodesic: np.ndarray
+
+
+class RealWorldModel(PlanningWorld):
+    """The perfect model: branches of the real simulator's state, stepped with its own transition and reward.
+
+    A node is a pose (the only state navigation changes); a step applies :meth:`BuiltinSimulator.transition` (collision
+    and sliding included) and computes the reward exactly as ``AudioNavEnv.step`` does. Observations are the rendered
+    ``rgb`` only: the real acoustics are stateful and too costly to branch. Needs the real env (``avworld/AudioNav-v0``).
+    """
+
+    def __init__(self) -> None:
+        self.sim: BuiltinSimulator | None = None
+        self.present: RealState | None = None
+
+    def reset(self, env: Any, seed: int | None) -> None:
+        sim = getattr(getattr(env, "unwrapped", env), "sim", None)
+        if not isinstance(sim, BuiltinSimulator):
+            raise TypeError("RealWorldModel needs the real env (avworld/AudioNav-v0) after reset(); it branches the simulator")
+        self.sim = sim
+
+    def observe(self, observation: Observations, info: dict[str, Any]) -> None:
+        if self.sim is None:
+            raise RuntimeError("call reset(env) before observe()")
+        self.present = RealState(self.sim.pose.as_array()[None], np.array([self.sim.geodesic_distance()]))
+
+    def root(self) -> RealState:
+        if self.present is None:
+            raise RuntimeError("observe() a real observation after reset() before planning")
+        return self.present
+
+    def take(self, state: RealState, rows: np.ndarray) -> RealState:
+        return RealState(state.poses[rows], state.geodesic[rows])
+
+    def step(self, state: RealState, actions: np.ndarray) -> Transition:
+        sim = self.sim
+        assert sim is not None
+        actions = np.asarray(actions, np.int64)
+        poses = [sim.transition(Pose(*p), Action(int(a)))[0] for p, a in zip(state.poses.tolist(), actions, strict=True)]
+        geodesic = np.array([sim.geodesic_distance(p) for p in poses])
+        stop = actions == STOP
+        success = stop & (geodesic <= sim.config.episode.success_distance)
+        reward = STEP_REWARD + (state.geodesic - geodesic) + SUCCESS_REWARD * success
+        after = RealState(np.array([p.as_array() for p in poses]).reshape(-1, 3), geodesic)
+        return Transition(after, reward, stop)
+
+    def observations(self, state: RealState) -> Observations:
+        sim = self.sim
+        assert sim is not None
+        return {"rgb": np.stack([sim.renderer.render(x, y, yaw)[0] for x, y, yaw in state.poses])}

@@ -1,0 +1,112 @@
+"""The navigation benchmark: interval arithmetic with known answers, the table, same episodes for every agent, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from avworld.eval.benchmark import AgentRun, format_benchmark_table, mean_interval, run_benchmark, summarize
+from avworld.eval.navigation import NavigationResult
+from avworld.models.imagination import Imagination
+from avworld.policies import OraclePolicy, RandomPolicy
+from avworld.sim.simulator import SimConfig
+from tests.test_cli import run_cli
+
+T_975_3 = 3.182446305284263
+"""Student's t quantile 0.975 with 3 degrees of freedom."""
+
+
+def test_student_t_interval_with_known_answers() -> None:
+    sr = mean_interval([1.0, 0.0, 1.0, 1.0])  # mean 0.75, sample std 0.5, standard error 0.25
+    assert sr.mean == 0.75 and sr.n == 4
+    assert sr.half_width == pytest.approx(T_975_3 * 0.25)
+    assert (sr.low, sr.high) == pytest.approx((0.75 - T_975_3 * 0.25, 0.75 + T_975_3 * 0.25))
+    assert mean_interval([2.0, 2.0, 2.0]).as_dict() == {"mean": 2.0, "low": 2.0, "high": 2.0, "half_width": 0.0, "n": 3}
+    one = mean_interval([0.4])
+    assert one.mean == 0.4 and math.isnan(one.half_width) and one.as_dict()["low"] is None
+    assert mean_interval([0.0, 1.0], level=0.5).half_width == pytest.approx(0.5)  # t_{0.75, 1} = 1, s / √2 = 0.5
+    with pytest.raises(ValueError, match="empty"):
+        mean_interval([])
+    with pytest.raises(ValueError, match="level"):
+        mean_interval([1.0, 2.0], level=1.0)
+
+
+EPISODES = [
+    {"success": 1.0, "spl": 0.8, "sna": 0.6, "dtg": 0.5},
+    {"success": 0.0, "spl": 0.0, "sna": 0.0, "dtg": 3.5},
+    {"success": 1.0, "spl": 1.0, "sna": 0.9, "dtg": 0.8},
+    {"success": 1.0, "spl": 0.6, "sna": 0.5, "dtg": 0.2},
+]
+
+
+def test_summary_and_table() -> None:
+    summary = summarize(NavigationResult(EPISODES))
+    assert {k: round(v.mean, 6) for k, v in summary.items()} == {"SR": 0.75, "SPL": 0.6, "SNA": 0.5, "DTG": 1.25}
+    assert summary["SR"].half_width == pytest.approx(T_975_3 * 0.25)
+    runs = {
+        "oracle": AgentRun({}, {"heard": NavigationResult(EPISODES), "unheard": NavigationResult(EPISODES[:1])}),
+        "planner": AgentRun({"world model /a": 12_000, "real env": 345}, {"heard": NavigationResult(EPISODES)}),
+    }
+    lines = format_benchmark_table(runs).splitlines()
+    assert lines[0] == "| sounds | agent | episodes | SR | SPL | SNA | DTG (m) | real env steps |"
+    assert [line.split(" | ")[:2] for line in lines[2:5]] == [["| heard", "oracle"], ["| heard", "planner"], ["| unheard", "oracle"]]
+    assert lines[2].startswith("| heard | oracle | 4 | 0.750 ± 0.796 | 0.600 ± ")
+    assert lines[3].endswith(" | 12,345 |")
+    assert "| 1.000 ± n/a |" in lines[4]
+    assert "95% Student-t" in lines[-1]
+
+
+def test_every_agent_gets_the_same_episodes() -> None:
+    sim = SimConfig.from_dict({"episode": {"max_steps": 5}})
+    seen: list[tuple[str, str, int]] = []
+    runs = run_benchmark(
+        {"random": RandomPolicy(), "oracle": OraclePolicy()},
+        sim,
+        episodes=2,
+        seed=5,
+        sensors=("rgb",),
+        on_episode=lambda *a: seen.append(a),
+    )
+    assert seen == [(agent, s, i) for s in ("heard", "unheard") for agent in ("random", "oracle") for i in range(2)]
+    scenes = {(n, s): [e["scene_seed"] for e in r.episodes] for n, run in runs.items() for s, r in run.results.items()}
+    assert len(set(map(tuple, scenes.values()))) == 1 and all(r.real_steps == 0 for r in runs.values())
+    starts = {n: [e["geodesic_start"] for e in run.results["heard"].episodes] for n, run in runs.items()}
+    assert starts["random"] == starts["oracle"]
+    with pytest.raises(ValueError, match="sounds"):
+        run_benchmark({"random": RandomPolicy()}, sim, sounds=("loud",))
+
+
+def test_avworld_eval_nav_writes_the_benchmark(world_checkpoint: str, tmp_path: Path) -> None:
+    tiny = (
+        "nav.episodes=2",
+        "sim.episode.max_steps=3",
+        "nav.run=[random,oracle,planner,cem]",
+        "nav.agents.planner.horizon=2",
+        "nav.agents.planner.sampler_steps=1",
+        "nav.agents.cem.horizon=2",
+        "nav.agents.cem.samples=8",
+        "nav.agents.cem.elites=2",
+        "nav.agents.cem.iterations=1",
+        "nav.agents.cem.sampler_steps=1",
+    )
+    proc = run_cli("eval", "nav=benchmark", f"world_model={world_checkpoint}", *tiny, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "navigation_benchmark.json").read_text())
+    agents = result["agents"]
+    assert list(agents) == ["random", "oracle", "planner", "cem"]
+    windows = Imagination.load(world_checkpoint).meta["data"]["windows"]
+    assert {k: a["real_steps"] for k, a in agents.items()} == {"random": 0, "oracle": 0, "planner": windows, "cem": windows}
+    for agent in agents.values():
+        assert set(agent["sounds"]) == {"heard", "unheard"}
+        heard = agent["sounds"]["heard"]
+        assert heard["summary"]["SR"]["n"] == 2 and len(heard["episodes"]) == 2
+    assert result["settings"]["agents"]["planner"]["checkpoint"] == world_checkpoint
+    assert result["table"] in proc.stdout and result["table"].count("\n| ") == 9  # header rule + 4 agents × 2 sound sets
+
+    proc = run_cli("eval", "nav=benchmark", "nav.run=[random,planner]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
+    assert proc.returncode != 0 and "world_model=DIR" in proc.stderr
+    proc = run_cli("eval", "nav=benchmark", "nav.run=[ppo]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
+    assert proc.returncode != 0 and "+agent@nav.agents.ppo=FILE" in proc.stderr

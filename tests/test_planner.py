@@ -1,0 +1,268 @@
+"""Planning in imagination: known answers with a perfect model, the STOP rule, proposals and values, batched imagination."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from avworld.envs.audio_nav import AudioNavEnv
+from avworld.eval.navigation import evaluate_navigation
+from avworld.models.imagination import Imagination
+from avworld.policies import OraclePolicy
+from avworld.policies.planner import MOVES, BeamPlanner, CEMPlanner
+from avworld.policies.worlds import (
+    REAL_ENV,
+    STOP,
+    ImaginedWorld,
+    PlanningWorld,
+    RealWorldModel,
+    Transition,
+    training_data,
+    world_model_source,
+)
+from avworld.sim.scene import AgentStart, SoundSource
+from avworld.sim.simulator import Action
+from tests.conftest import box
+
+PLANNERS = {
+    "beam": lambda **kw: BeamPlanner(world=RealWorldModel(), horizon=6, beam=8, **kw),
+    "cem": lambda **kw: CEMPlanner(world=RealWorldModel(), horizon=6, samples=128, elites=12, iterations=4, **kw),
+}
+
+
+def real_env(start: tuple[float, float], source: tuple[float, float], yaw: float = 0.0) -> AudioNavEnv:
+    """A 6 × 4 m empty room, the agent at ``start`` facing ``yaw``, the source at ``source``; no sound (navigation only)."""
+    scene = dataclasses.replace(box(6.0, 4.0), start=AgentStart(start, yaw), sources=(SoundSource(source, "telephone"),))
+    return AudioNavEnv(scene=scene, sensors=("rgb",))
+
+
+# The best return within 6 steps is unambiguous in each: a source 1.2 m to the left (right) is reached soonest by turning
+# left (right) and walking; one 3.5 m ahead by walking; one 0.6 m behind, within the 1 m success distance, by stopping now.
+CASES = {
+    "source to the left": ((1.0, 1.0), (1.0, 2.2), Action.TURN_LEFT),
+    "source to the right": ((1.0, 3.0), (1.0, 1.8), Action.TURN_RIGHT),
+    "source ahead": ((1.0, 2.0), (4.5, 2.0), Action.FORWARD),
+    "source reached": ((1.0, 2.0), (0.4, 2.0), Action.STOP),
+}
+
+
+@pytest.mark.parametrize("planner", PLANNERS)
+@pytest.mark.parametrize("case", CASES)
+def test_a_perfect_model_gives_the_oracle_action(planner: str, case: str) -> None:
+    start, source, expected = CASES[case]
+    env = real_env(start, source)
+    obs, info = env.reset(seed=0)
+    oracle, agent = OraclePolicy(), PLANNERS[planner]()
+    oracle.reset(env)
+    agent.reset(env, seed=0)
+    assert oracle.act(obs, info) == expected
+    assert agent.act(obs, info) == expected
+
+
+def test_stop_is_chosen_only_when_success_is_predicted() -> None:
+    env = real_env((1.0, 1.0), (1.0, 2.2))  # 1.2 m away: STOP would fail (reward −0.01, like a turn)
+    obs, info = env.reset(seed=0)
+    for planner in (BeamPlanner(world=RealWorldModel(), horizon=1), CEMPlanner(world=RealWorldModel(), horizon=1, samples=16, elites=4)):
+        planner.reset(env, seed=0)
+        assert planner.act(obs, info) in (Action.TURN_LEFT, Action.TURN_RIGHT)
+    careless = BeamPlanner(world=RealWorldModel(), horizon=1, stop_reward=-1.0)  # every STOP "succeeds": it ties the turns, found first
+    careless.reset(env, seed=0)
+    assert careless.act(obs, info) == Action.STOP
+
+
+class ChainWorld(PlanningWorld):
+    """A known-answer world: a position on a line; FORWARD +1, TURN_LEFT −1, TURN_RIGHT stays; −0.01 per step, +10 for
+    STOP at ``goal``. Observations: ``position`` (B,)."""
+
+    def __init__(self, goal: int) -> None:
+        self.goal = goal
+
+    def reset(self, env: Any, seed: int | None) -> None:
+        pass
+
+    def observe(self, observation: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+        self.start = int(observation["position"])
+
+    def root(self) -> np.ndarray:
+        return np.array([self.start])
+
+    def take(self, state: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return state[rows]
+
+    def step(self, state: np.ndarray, actions: np.ndarray) -> Transition:
+        moved = state + (actions == Action.FORWARD) - (actions == Action.TURN_LEFT)
+        stop = actions == STOP
+        return Transition(moved, -0.01 + 10.0 * (stop & (moved == self.goal)), stop)
+
+    def observations(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        return {"position": state}
+
+
+class Proposal:
+    """A proposal policy: fixed action probabilities and value −|goal − position|; records the batch sizes it scores."""
+
+    def __init__(self, probs: list[float], goal: int = -3) -> None:
+        self.probs, self.goal, self.batches = np.array(probs), goal, []
+
+    def reset(self, env: Any, seed: int | None = None) -> None:
+        pass
+
+    def action_probs(self, observations: dict[str, np.ndarray]) -> np.ndarray:
+        self.batches.append(len(observations["position"]))
+        return np.tile(self.probs, (len(observations["position"]), 1))
+
+    def value(self, observations: dict[str, np.ndarray]) -> np.ndarray:
+        return -np.abs(self.goal - observations["position"]).astype(float)
+
+
+def _act(planner: BeamPlanner | CEMPlanner, position: int = 0) -> int:
+    planner.reset(None, seed=0)
+    return planner.act({"position": np.array(position)}, {})
+
+
+def test_values_score_the_leaves_and_proposals_pick_the_candidates() -> None:
+    assert _act(BeamPlanner(world=ChainWorld(goal=-3), horizon=1)) == Action.FORWARD  # all moves cost −0.01: the first wins
+    uniform = [0.25] * 4
+    assert _act(BeamPlanner(world=ChainWorld(goal=-3), horizon=1, proposal=Proposal(uniform))) == Action.TURN_LEFT  # toward the goal
+    assert _act(BeamPlanner(world=ChainWorld(goal=-3), horizon=1, proposal=Proposal(uniform), use_value=False)) == Action.FORWARD
+    assert _act(CEMPlanner(world=ChainWorld(goal=-3), horizon=2, proposal=Proposal(uniform))) == Action.TURN_LEFT
+    assert _act(BeamPlanner(world=ChainWorld(goal=-3), horizon=3), position=-2) == Action.TURN_LEFT  # one step, then STOP: +10
+    right = Proposal([0.1, 0.3, 0.2, 0.4], goal=3)  # moves by preference: TURN_RIGHT, FORWARD, TURN_LEFT; the goal ahead
+    assert _act(BeamPlanner(world=ChainWorld(goal=3), horizon=2, candidates=1, proposal=right)) == Action.TURN_RIGHT  # its only move
+    assert _act(BeamPlanner(world=ChainWorld(goal=3), horizon=2, candidates=2, proposal=right)) == Action.FORWARD  # valued higher
+    assert right.batches == [1, 1, 1, 2]  # per plan: the root, then the live nodes of depth 1 (1, then 2 moves tried)
+
+
+class StackedProposal:
+    """A frame-stacked proposal like PPOAgent (``stack`` + ``evaluate``), 2 frames: prefers TURN_RIGHT, then TURN_LEFT;
+    value −|goal − newest position|; records the stacked positions of each call."""
+
+    frame_stack = 2
+
+    def __init__(self, goal: int) -> None:
+        self.goal, self.calls = goal, []
+
+    def reset(self, env: Any, seed: int | None = None) -> None:
+        pass
+
+    def stack(self, observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        positions = [int(o["position"]) for o in observations][-2:]
+        return {"position": np.array([positions[:1] * (2 - len(positions)) + positions])}  # (1, 2), padded with the oldest
+
+    def evaluate(self, stacked: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        x = stacked["position"]
+        self.calls.append(x.tolist())
+        return np.tile([0.1, 0.2, 0.3, 0.4], (len(x), 1)), -np.abs(self.goal - x[:, -1]).astype(float)
+
+
+def test_frame_stacked_proposals_see_the_real_history() -> None:
+    proposal = StackedProposal(goal=2)
+    planner = BeamPlanner(world=ChainWorld(goal=2), horizon=1, candidates=2, proposal=proposal)
+    planner.reset(None, seed=0)
+    assert planner.act({"position": np.array(0)}, {}) == Action.TURN_RIGHT  # stays at 0 (value −2) rather than −1 (−3)
+    assert planner.act({"position": np.array(1)}, {}) == Action.TURN_RIGHT
+    # Per plan: the root (candidates), then the depth-1 nodes TURN_RIGHT and TURN_LEFT (values), each after the real history.
+    assert proposal.calls == [[[0, 0]], [[0, 0], [0, -1]], [[0, 1]], [[1, 1], [1, 0]]]
+
+
+def _count_predict_batches(imagination: Imagination) -> list[int]:
+    """Wrap ``imagination.predict`` to record the batch size of each call; the list it fills."""
+    batches: list[int] = []
+    predict = imagination.predict
+
+    def counted(context: dict[str, torch.Tensor], action: torch.Tensor, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        batches.append(len(action))
+        return predict(context, action, *args, **kwargs)
+
+    imagination.predict = counted  # type: ignore[method-assign]
+    return batches
+
+
+def test_imagined_planning_runs_real_episodes_one_predict_call_per_depth(world_checkpoint: str, one_thread: None) -> None:
+    env = AudioNavEnv(split="test", sim={"episode": {"max_steps": 3}})
+    beam = BeamPlanner(world_checkpoint, horizon=3, beam=2, sampler_steps=1, device="cpu")
+    cem = CEMPlanner(world_checkpoint, horizon=2, samples=8, elites=2, iterations=2, sampler_steps=1, device="cpu")
+    for planner, calls_per_step in ((beam, [4, 8, 8]), (cem, [8] * 4)):
+        world = planner.world
+        assert isinstance(world, ImaginedWorld)
+        batches = _count_predict_batches(world.imagination)
+        result = evaluate_navigation(env, planner, episodes=2, seed=0)
+        assert len(result.episodes) == 2 and all(e["num_actions"] == 3 for e in result.episodes)
+        assert batches == calls_per_step * 6  # 2 episodes × 3 real steps, each planned with one batched call per depth
+
+
+class TrainedProposal:
+    """A stand-in for a PPO agent: its checkpoint's ``meta`` says what it learned from."""
+
+    def __init__(self, real_steps: int, world_model: str, windows: int) -> None:
+        self.meta = {"usage": {"real_steps": real_steps}, "world_model": {"checkpoint": world_model, "windows": windows}}
+
+    def reset(self, env: Any, seed: int | None = None) -> None:
+        pass
+
+
+def test_training_data_counts_each_source_once(world_checkpoint: str) -> None:
+    windows = Imagination.load(world_checkpoint).meta["data"]["windows"]
+    ours = world_model_source(world_checkpoint)
+    assert BeamPlanner(world_checkpoint, device="cpu").training_data == {ours: windows} and windows > 0
+    same = TrainedProposal(7, world_checkpoint, windows)  # trained in the planner's own world model
+    assert BeamPlanner(world_checkpoint, device="cpu", proposal=same).training_data == {ours: windows, REAL_ENV: 7}
+    other = TrainedProposal(7, "elsewhere", 50)
+    assert CEMPlanner(world_checkpoint, device="cpu", proposal=other).training_data == {
+        ours: windows,
+        REAL_ENV: 7,
+        world_model_source("elsewhere"): 50,
+    }
+    assert BeamPlanner(world=RealWorldModel()).training_data == {} == training_data(OraclePolicy())
+
+
+def test_imagined_planning_is_reproducible(world_checkpoint: str, one_thread: None) -> None:
+    env = AudioNavEnv(split="test", sim={"episode": {"max_steps": 4}})
+    runs = [evaluate_navigation(env, BeamPlanner(world_checkpoint, horizon=2, sampler_steps=1), episodes=1, seed=3).episodes for _ in "ab"]
+    assert runs[0] == runs[1]
+
+
+def test_bad_arguments_are_named(world_checkpoint: str) -> None:
+    with pytest.raises(ValueError, match="checkpoint"):
+        BeamPlanner()
+    with pytest.raises(ValueError, match="checkpoint"):
+        BeamPlanner(world_checkpoint, world=RealWorldModel())
+    for kwargs, name in (
+        ({"horizon": 0}, "horizon"),
+        ({"beam": 0}, "beam"),
+        ({"candidates": 4}, "candidates"),
+        ({"discount": 0}, "discount"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            BeamPlanner(world=RealWorldModel(), **kwargs)
+    with pytest.raises(ValueError, match="elites"):
+        CEMPlanner(world=RealWorldModel(), samples=4, elites=5)
+    with pytest.raises(TypeError, match="real env"):
+        BeamPlanner(world=RealWorldModel()).reset(object())
+    world = ImaginedWorld.load(world_checkpoint, "cpu")
+    with pytest.raises(ValueError, match="turn_deg"):
+        world.reset(AudioNavEnv(split="test", sim={"agent": {"turn_deg": 10.0}}), seed=0)
+    with pytest.raises(ValueError, match="shape"):
+        world.observe({"rgb": np.zeros((32, 32, 3), np.uint8), "audio": np.zeros((2, 4000), np.float32)}, {})
+    assert set(MOVES) == {Action.FORWARD, Action.TURN_LEFT, Action.TURN_RIGHT}
+
+
+def test_a_ppo_agent_proposes_and_values_in_imagination(world_checkpoint: str, tmp_path: Path, one_thread: None) -> None:
+    from avworld.policies.ppo import AgentTrainConfig, PPOAgent, PPOConfig, train_ppo
+
+    ppo = PPOConfig(n_steps=8, batch_size=8, n_epochs=1)
+    train_ppo(AgentTrainConfig(steps=16, n_envs=2, frame_stack=2, ppo=ppo, checkpoint_every=16, device="cpu"), tmp_path, progress=False)
+    agent = PPOAgent(tmp_path / "checkpoint")
+    planner = BeamPlanner(world_checkpoint, horizon=2, beam=2, candidates=2, sampler_steps=1, device="cpu", proposal=agent)
+    calls = []
+    evaluate = agent.evaluate
+    agent.evaluate = lambda stacked: calls.append(len(stacked["rgb"])) or evaluate(stacked)  # type: ignore[method-assign]
+    result = evaluate_navigation(AudioNavEnv(split="test", sim={"episode": {"max_steps": 2}}), planner, episodes=1, seed=0)
+    assert result.episodes[0]["num_actions"] == 2
+    assert calls == [1, 2, 4] * 2  # per real step, one call each: the root, the children of depth 1 (2 moves) and 2 (2 nodes × 2)
+    assert planner.training_data[REAL_ENV] == 16 and len(planner.training_data) == 2
