@@ -23,17 +23,14 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from avworld.sim.simulator import SimConfig
 
 if TYPE_CHECKING:
-    from avworld.models.imagination import Imagination
     from avworld.train.tokenizers import DataRef
 
 CONFIGS = "pkg://avworld.configs"
@@ -251,129 +248,6 @@ def precompute_job(cfg: DictConfig) -> None:
     print(f"{n} positions cached in {sim.acoustics.cache_dir}")
 
 
-@dataclass
-class _Rollout:
-    """One real episode for a video, and optionally a world model's open-loop imagination of it.
-
-    ``observations``: the start, then one per step; ``maps``: the top-down map of each; ``actions`` and ``rewards``: one per
-    step; ``imagined``: the first ``context`` real observations, then one per imagined step; ``imagined_rewards``: one per
-    imagined step.
-    """
-
-    observations: list[dict[str, np.ndarray]]
-    maps: list[np.ndarray]
-    actions: list[int]
-    rewards: list[float]
-    imagined: list[dict[str, np.ndarray]] | None = None
-    imagined_rewards: list[float] = field(default_factory=list)
-    context: int = 0
-
-
-def _run_episode(sim: SimConfig, agent: DictConfig, split: str, seed: int, scene_seed: int | None, max_steps: int) -> _Rollout:
-    """One episode of the agent ``agent`` (a Hydra ``_target_`` config) in the real world, at most ``max_steps`` steps."""
-    import gymnasium as gym
-    from hydra.utils import instantiate
-    from tqdm import tqdm
-
-    import avworld  # noqa: F401
-
-    env = gym.make("avworld/AudioNav-v0", split=split, sim=sim, sensors=("rgb", "audio"), render_mode="rgb_array")
-    policy = instantiate(agent)
-
-    def topdown() -> np.ndarray:  # the right half of render(): the map
-        image = env.render()
-        return image[:, -image.shape[0] :].copy()
-
-    options = None if scene_seed is None else {"scene_seed": int(scene_seed)}
-    obs, info = env.reset(seed=seed, options=options)
-    policy.reset(env, seed=seed)
-    rollout = _Rollout([obs], [topdown()], [], [])
-    with tqdm(total=max_steps, desc="steps", unit="step") as bar:
-        for _ in range(max_steps):
-            action = int(policy.act(obs, info))
-            obs, reward, terminated, truncated, info = env.step(action)
-            rollout.observations.append(obs)
-            rollout.maps.append(topdown())
-            rollout.actions.append(action)
-            rollout.rewards.append(float(reward))
-            bar.update()
-            if terminated or truncated:
-                break
-    env.close()
-    return rollout
-
-
-def _imagine(rollout: _Rollout, world: Imagination, sim: SimConfig, seed: int, sampler_steps: int) -> None:
-    """Fill ``rollout.imagined``: the world model's open loop (``avworld/Dream-v0``) from the first m real observations,
-    fed the actions the real agent took after them."""
-    import gymnasium as gym
-
-    fields = ("rgb", "audio") if "audio" in world.modalities else ("rgb",)
-    dream = gym.make("avworld/Dream-v0", checkpoint=world, sim=sim, sensors=fields, sampler_steps=sampler_steps)
-    k = min(world.context, len(rollout.observations))
-    context = {f: np.stack([o[f] for o in rollout.observations[:k]]) for f in fields}  # (k, ...) oldest first
-    dream.reset(seed=seed, options={"context": context})
-    rollout.imagined, rollout.imagined_rewards, rollout.context = list(rollout.observations[:k]), [], k
-    for action in rollout.actions[k - 1 :]:  # actions[i] leads from observation i to i + 1
-        obs, reward, terminated, truncated, _ = dream.step(action)
-        rollout.imagined.append(obs)
-        rollout.imagined_rewards.append(float(reward))
-        if terminated or truncated:
-            break
-    dream.close()
-
-
-def _write_rollout_video(
-    path: Path, rollout: _Rollout, sim: SimConfig, fps: float, spectrogram_seconds: float, sound: str = "real"
-) -> None:
-    """An MP4 of ``rollout``: the real view (and the imagined one beside it), the map, scrolling spectrograms of the
-    soundtrack, and the caption; the soundtrack is the real or the ``sound="imagined"`` binaural audio."""
-    from collections.abc import Iterator
-
-    from avworld.sim.audio import log_spectrogram
-    from avworld.sim.simulator import Action
-    from avworld.viz.panels import PanelConfig, compose
-    from avworld.viz.video import write_video
-
-    if sound not in ("real", "imagined"):
-        raise ValueError(f"audio must be 'real' or 'imagined', got {sound!r}")
-    heard = rollout.observations if sound == "real" else rollout.imagined
-    if heard is None or "audio" not in heard[0]:
-        raise ValueError("audio=imagined needs checkpoint=DIR, a world model that imagines audio")
-    audio = np.concatenate([o["audio"] for o in heard], axis=1)  # (2, T * N): step t's sound plays under frame t
-    n = heard[0]["audio"].shape[1]
-    n_fft, hop = 256, 128
-    spec = log_spectrogram(audio, n_fft, hop)  # (2, F, C); column c covers samples [c * hop, c * hop + n_fft)
-    repeat = max(1, round(fps * sim.agent.step_time))
-    panel = PanelConfig(
-        spectrogram_columns=max(2, round(spectrogram_seconds * sim.acoustics.fs / hop)),
-        spectrogram_range=(float(np.percentile(spec, 1)), float(spec.max()) + 1e-3),
-    )
-
-    def imagined(t: int) -> tuple[np.ndarray | None, str | None]:  # the imagined frame of step t and its note
-        if rollout.imagined is None:
-            return None, None
-        frame = rollout.imagined[min(t, len(rollout.imagined) - 1)]["rgb"]
-        if t < rollout.context:
-            return frame, "imagined: real context"
-        i = t - rollout.context
-        return frame, f"imagined reward {rollout.imagined_rewards[i]:+.3f}" if i < len(rollout.imagined_rewards) else "imagination ended"
-
-    def frames() -> Iterator[np.ndarray]:
-        for t, (obs, top) in enumerate(zip(rollout.observations, rollout.maps, strict=True)):
-            action = Action(rollout.actions[t - 1]).name if t else None
-            reward = rollout.rewards[t - 1] if t else None
-            view, note = imagined(t)
-            for k in range(repeat):
-                played = (t * repeat + k + 1) * n // repeat  # samples played by the end of this frame
-                shown = max(0, (played - n_fft) // hop + 1)  # spectrogram columns complete by then
-                yield compose(
-                    obs["rgb"], top, spec[:, :, :shown], imagined=view, step=t, action=action, reward=reward, note=note, config=panel
-                )
-
-    write_video(path, frames(), repeat / sim.agent.step_time, audio, sim.acoustics.fs)
-
-
 def viz_job(cfg: DictConfig) -> None:
     """``what=rollout``: one episode of ``cfg.agent`` in the real world as an MP4 with binaural sound (``cfg.out``); with
     ``checkpoint=DIR``, the world model's open-loop imagination of the same episode beside it."""
@@ -381,27 +255,18 @@ def viz_job(cfg: DictConfig) -> None:
         raise ValueError(f"what must be 'rollout', got {cfg.what!r}")
     if cfg.audio == "imagined" and not cfg.checkpoint:
         raise ValueError("audio=imagined needs checkpoint=DIR, a world-model checkpoint")
+    from hydra.utils import instantiate
+
+    import avworld  # noqa: F401  (registers the envs)
+    from avworld.eval.rollouts import imagine, load_world, run_episode, write_rollout_video
+
     sim = sim_config(cfg)
-    rollout = _run_episode(sim, cfg.agent, cfg.split, cfg.seed, cfg.scene_seed, cfg.max_steps)
+    rollout = run_episode(sim, instantiate(cfg.agent), cfg.split, cfg.seed, cfg.scene_seed, cfg.max_steps)
     if cfg.checkpoint:
-        _imagine(rollout, _load_world(cfg.checkpoint, cfg.device, sim), sim, cfg.seed, cfg.sampler_steps)
+        imagine(rollout, load_world(cfg.checkpoint, cfg.device, sim), sim, cfg.seed, cfg.sampler_steps)
     out = Path(cfg.out) if Path(cfg.out).is_absolute() else _output_dir() / cfg.out
-    _write_rollout_video(out, rollout, sim, cfg.fps, cfg.spectrogram_seconds, cfg.audio)
+    write_rollout_video(out, rollout, sim, cfg.fps, cfg.spectrogram_seconds, cfg.audio)
     print(f"video written to {out}")
-
-
-def _load_world(checkpoint: str, device: str | None, sim: SimConfig | None = None) -> Imagination:
-    """The world model of a checkpoint directory, on ``device`` (cuda when available if None); refused, naming the
-    field, if ``sim`` differs from its training data in a setting the model learned."""
-    import torch
-
-    from avworld.envs.dream import check_learned
-    from avworld.models.imagination import Imagination
-
-    world = Imagination.load(checkpoint, device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if sim is not None:
-        check_learned(sim, SimConfig.from_dict(world.meta["sim"]), "sim", str(checkpoint))
-    return world
 
 
 def play_job(cfg: DictConfig) -> None:
@@ -409,6 +274,7 @@ def play_job(cfg: DictConfig) -> None:
     import gymnasium as gym
 
     import avworld  # noqa: F401
+    from avworld.eval.rollouts import load_world
     from avworld.viz.play import PlaySession, run
 
     if cfg.world not in ("real", "dream"):
@@ -420,7 +286,7 @@ def play_job(cfg: DictConfig) -> None:
     real = gym.make("avworld/AudioNav-v0", split=cfg.split, sim=sim, sensors=sensors, render_mode="rgb_array")
     dream, context = None, 1
     if cfg.checkpoint:
-        world = _load_world(cfg.checkpoint, cfg.device, sim)
+        world = load_world(cfg.checkpoint, cfg.device, sim)
         dream = gym.make("avworld/Dream-v0", checkpoint=world, sim=sim, sensors=sensors, sampler_steps=cfg.sampler_steps)
         context = world.context
     options = None if cfg.scene_seed is None else {"scene_seed": int(cfg.scene_seed)}
@@ -462,16 +328,20 @@ def _report(cfg: DictConfig, out: Path, kind: str) -> None:
 def _report_video(cfg: DictConfig, path: Path, with_model: bool) -> str:
     """The report's rollout video of ``cfg.agent`` at ``path`` (with ``cfg.model`` imagining beside it, in the simulator
     settings it learned, if ``with_model``); what it shows, in words."""
+    from hydra.utils import instantiate
+
+    from avworld.eval.rollouts import imagine, load_world, run_episode, write_rollout_video
+
     sim, world = sim_config(cfg), None
     if with_model:
-        world = _load_world(cfg.model, cfg.eval_model.device)
+        world = load_world(cfg.model, cfg.eval_model.device)
         sim = SimConfig.from_dict(world.meta["sim"])
-    rollout = _run_episode(sim, cfg.agent, cfg.eval.split, cfg.eval.seed, None, int(cfg.report_video_steps))
+    rollout = run_episode(sim, instantiate(cfg.agent), cfg.eval.split, cfg.eval.seed, None, int(cfg.report_video_steps))
     about = f"{cfg.agent._target_.rsplit('.', 1)[-1]} in a {cfg.eval.split} scene, seed {cfg.eval.seed}: the real view"
     if world is not None:
-        _imagine(rollout, world, sim, cfg.eval.seed, cfg.eval_model.sampler_steps)
+        imagine(rollout, world, sim, cfg.eval.seed, cfg.eval_model.sampler_steps)
         about += f", and beside it the world model imagining the same actions from {rollout.context} real steps"
-    _write_rollout_video(path, rollout, sim, fps=12.0, spectrogram_seconds=3.0)
+    write_rollout_video(path, rollout, sim, fps=12.0, spectrogram_seconds=3.0)
     return about + "; the map, the binaural sound (left and right ear) and the reward."
 
 
