@@ -79,18 +79,20 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
 
 
 def demo_job(cfg: DictConfig) -> None:
-    """Run every agent of ``cfg.agents`` on the split and write ``summary.json`` in the output dir."""
+    """The whole loop (see :mod:`avworld.demo`): collect → tokenizers → AV-CDiT stages → prediction → navigation → report."""
     import avworld  # noqa: F401  (registers the envs)
+    from avworld.demo import DemoConfig, build_pipeline, write_demo_report
 
-    out = _output_dir()
-    results = {name: _navigate(cfg, cfg, agent, name) for name, agent in cfg.agents.items()}
-    summary = {name: r["summary"] for name, r in results.items()}
-    _write_json(
-        out / "summary.json",
-        {"config": OmegaConf.to_container(cfg), "summary": summary, "episodes": {k: r["episodes"] for k, r in results.items()}},
-    )
-    print(_table(summary))
-    print(f"summary written to {out / 'summary.json'}")
+    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DemoConfig), cfg.demo))
+    assert isinstance(config, DemoConfig)
+    sizes, device = config.resolve()
+    pipeline = build_pipeline(config, sim_config(cfg))
+    mode = "quick" if config.quick else "default"
+    print(f"avworld demo ({mode} sizes, {device}): stages under {Path(config.root).resolve()}; re-running reuses finished stages")
+    results = pipeline.run(force=config.force, on_stage=lambda name, status: status == "reused" and print(f"  {name}: reused"))
+    report = write_demo_report(Path(config.root), results, sizes)
+    print(results["navigation"]["table"])
+    print(f"report: {report.resolve()}")
 
 
 def eval_job(cfg: DictConfig) -> None:

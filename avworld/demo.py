@@ -1,0 +1,316 @@
+"""``avworld demo``: the whole loop on the built-in simulator, from nothing to a report.
+
+collect (train and test scenes) → tokenizers (video, audio) → AV-CDiT stages 1, 2, 3 →
+prediction against copy-last → navigation benchmark with and without planning in
+imagination (random, planner, oracle; heard and unheard sounds) → a rollout video with
+sound (the planner's real episode, the world model's imagination beside it) → the HTML
+report. Each step is a stage of :class:`avworld.pipeline.Pipeline` under ``demo.root``:
+re-running reuses finished stages, a changed setting redoes its stage and those after
+it, Ctrl-C and re-run continues, ``demo.force=true`` redoes everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from avworld.pipeline import Pipeline, Stage
+from avworld.sim.simulator import SimConfig
+
+
+@dataclass
+class DemoSizes:
+    """How much of everything the demo does; ``demo=default`` fits 15 minutes on 2 CPU cores, ``demo.quick=true`` 3."""
+
+    train_episodes: int = 160
+    train_scenes: int = 40
+    test_episodes: int = 24
+    test_scenes: int = 12
+    max_steps: int = 60
+    """Steps per collected episode."""
+    tokenizer_preset: str = "tiny"
+    tokenizer_steps: int = 600
+    world_model_preset: str = "tiny"
+    world_model_steps: int = 2000
+    """Per stage."""
+    batch_size: int = 32
+    eval_windows: int = 64
+    horizons: tuple[int, ...] = (1, 2, 4, 8)
+    nav_episodes: int = 10
+    nav_sounds: tuple[str, ...] = ("heard", "unheard")
+    nav_max_steps: int = 100
+    planner_horizon: int = 3
+    planner_beam: int = 4
+    video_steps: int = 60
+
+
+QUICK = DemoSizes(
+    train_episodes=40,
+    train_scenes=10,
+    test_episodes=8,
+    test_scenes=4,
+    max_steps=40,
+    tokenizer_steps=150,
+    world_model_steps=300,
+    eval_windows=16,
+    horizons=(1, 2, 4),
+    nav_episodes=3,
+    nav_sounds=("heard",),
+    nav_max_steps=40,
+    planner_horizon=2,
+    video_steps=30,
+)
+GPU = DemoSizes(tokenizer_preset="small", tokenizer_steps=3000, world_model_preset="small", world_model_steps=5000, eval_windows=256)
+
+
+@dataclass
+class DemoConfig:
+    root: str = "avworld-demo"
+    """Where every stage keeps its work (reused by the next run); the report is ``<root>/report/index.html``."""
+    quick: bool = False
+    force: bool = False
+    device: str = "auto"
+    """``auto``: CUDA when available, and then the larger ``GPU`` sizes."""
+    seed: int = 0
+    workers: int = 2
+    sizes: dict[str, Any] = field(default_factory=dict)
+    """Overrides of :class:`DemoSizes` fields (``demo.sizes.nav_episodes=20``)."""
+
+    def resolve(self) -> tuple[DemoSizes, str]:
+        """The sizes of this run and its device."""
+        import torch
+
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+        base = QUICK if self.quick else GPU if device == "cuda" else DemoSizes()
+        known = {f.name for f in dataclasses.fields(DemoSizes)}
+        unknown = sorted(set(self.sizes) - known)
+        if unknown:
+            raise ValueError(f"demo.sizes: unknown field {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in self.sizes.items()}
+        return dataclasses.replace(base, **sizes), device
+
+
+def build_pipeline(config: DemoConfig, sim: SimConfig) -> Pipeline:
+    """The demo's stages under ``config.root`` for simulator settings ``sim``."""
+    sizes, device = config.resolve()
+    settings = {"sim": dataclasses.asdict(sim), "seed": config.seed, "device": device}
+    s = sizes
+    stages = [
+        Stage(
+            "collect", _collect(sim, "train", s.train_episodes, s.train_scenes, s.max_steps, config), {**settings, "n": s.train_episodes}
+        ),
+        Stage(
+            "collect_test", _collect(sim, "test", s.test_episodes, s.test_scenes, s.max_steps, config), {**settings, "n": s.test_episodes}
+        ),
+        Stage(
+            "video_tokenizer",
+            _tokenizer("video_vae", s, device, config.seed),
+            {"preset": s.tokenizer_preset, "steps": s.tokenizer_steps},
+            ("collect",),
+            cost=3,
+        ),
+        Stage(
+            "audio_tokenizer",
+            _tokenizer("audio_codec", s, device, config.seed),
+            {"preset": s.tokenizer_preset, "steps": s.tokenizer_steps},
+            ("collect",),
+            cost=3,
+        ),
+    ]
+    wm = {"preset": s.world_model_preset, "steps": s.world_model_steps, "batch": s.batch_size}
+    stages.append(
+        Stage("world_stage1", _world_model("1", s, device, config.seed), wm, ("collect", "video_tokenizer", "audio_tokenizer"), 2)
+    )
+    stages.append(Stage("world_stage2", _world_model("2", s, device, config.seed), wm, ("collect", "world_stage1"), 2))
+    stages.append(Stage("world_stage3", _world_model("3", s, device, config.seed), wm, ("collect", "world_stage2"), 2))
+    stages += [
+        Stage(
+            "prediction",
+            _prediction(s, device, config.seed),
+            {"windows": s.eval_windows, "horizons": list(s.horizons)},
+            ("collect_test", "world_stage3"),
+            cost=2,
+        ),
+        Stage(
+            "navigation",
+            _navigation(sim, s, device, config.seed),
+            {
+                **settings,
+                "episodes": s.nav_episodes,
+                "sounds": list(s.nav_sounds),
+                "max_steps": s.nav_max_steps,
+                "horizon": s.planner_horizon,
+                "beam": s.planner_beam,
+            },
+            ("world_stage3",),
+            cost=4,
+        ),
+        Stage("video", _video(sim, s, device, config.seed), {**settings, "steps": s.video_steps}, ("world_stage3",)),
+    ]
+    return Pipeline(config.root, stages)
+
+
+# -- stages ------------------------------------------------------------------------------------
+
+
+def _collect(sim: SimConfig, split: str, episodes: int, scenes: int, max_steps: int, config: DemoConfig) -> Any:
+    def run(path: Path, needed: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        from avworld.data.collect import CollectConfig, collect
+        from avworld.data.storage import open_collection
+
+        collection = CollectConfig(
+            root=str(path), name=split, episodes=episodes, scenes=scenes, split=split, max_steps=max_steps,
+            shard_size=max(1, episodes // 4), workers=config.workers, seed=config.seed,
+        )  # fmt: skip
+        collect(collection, sim)  # skips the shards an interrupted run finished
+        steps = sum(shard.steps for shard in open_collection(path, split, strict=True))
+        return {"root": str(path), "name": split, "steps": steps, "episodes": episodes}
+
+    return run
+
+
+def _tokenizer(kind: str, s: DemoSizes, device: str, seed: int) -> Any:
+    def run(path: Path, needed: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        from avworld.train.tokenizers import DataRef, TokenizerJob, train_tokenizer
+
+        data = DataRef(root=needed["collect"]["root"], name=needed["collect"]["name"])
+        steps = s.tokenizer_steps
+        train = _schedule(steps, 16, seed, device)
+        logs = train_tokenizer(TokenizerJob(kind=kind, model=s.tokenizer_preset, data=data, train=train), path, progress=False)
+        return {"checkpoint": str(path / "checkpoint"), "loss": logs.get("loss")}
+
+    return run
+
+
+def _schedule(steps: int, batch_size: int, seed: int, device: str, ema: float = 0.0) -> Any:
+    """A training schedule of ``steps`` steps: warm-up a tenth of it (≤ 100), four checkpoints, twenty log points."""
+    from avworld.train.trainer import TrainConfig
+
+    return TrainConfig(
+        steps=steps, batch_size=batch_size, lr=1e-3, warmup=min(100, steps // 10 + 1), checkpoint_every=max(1, steps // 4),
+        sample_every=steps, log_every=max(1, steps // 20), seed=seed, device=device, ema=ema,
+    )  # fmt: skip
+
+
+def _world_model(stage: str, s: DemoSizes, device: str, seed: int) -> Any:
+    def run(path: Path, needed: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        from avworld.train.tokenizers import DataRef
+        from avworld.train.world_model import TokenizerRefs, WorldModelJob, stage_dir, train_world_model
+
+        tokenizers = TokenizerRefs()
+        init = None
+        if stage == "1":
+            tokenizers = TokenizerRefs(needed["video_tokenizer"]["checkpoint"], needed["audio_tokenizer"]["checkpoint"])
+        else:
+            init = needed[f"world_stage{int(stage) - 1}"]["checkpoint"]
+        steps = s.world_model_steps
+        train = _schedule(steps, s.batch_size, seed, device, ema=0.99)
+        data = DataRef(root=needed["collect"]["root"], name=needed["collect"]["name"])
+        job = WorldModelJob(model=s.world_model_preset, stage=stage, init=init, tokenizers=tokenizers, data=data, train=train)
+        logs = train_world_model(job, path, progress=False)
+        return {"checkpoint": str(stage_dir(path, stage) / "checkpoint"), "loss": logs.get("loss")}
+
+    return run
+
+
+def _prediction(s: DemoSizes, device: str, seed: int) -> Any:
+    def run(path: Path, needed: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        from avworld.data.windows import WindowConfig, WindowDataset
+        from avworld.eval.prediction import CopyLast, WorldPredictor, evaluate_prediction, format_table
+        from avworld.models.imagination import Imagination
+        from avworld.train.tokenizers import DataRef
+
+        world = Imagination.load(needed["world_stage3"]["checkpoint"], device)
+        test = needed["collect_test"]
+        data = DataRef(root=test["root"], name=test["name"]).load()
+        windows = WindowDataset(data, WindowConfig(context=world.context, horizon=max(s.horizons), split="test"))
+        models = {"av_cdit": WorldPredictor(world), "copy_last": CopyLast()}
+        scores = {
+            name: evaluate_prediction(p, windows, world.context, s.horizons, max_windows=s.eval_windows, seed=seed)
+            for name, p in models.items()
+        }
+        about = {
+            "av_cdit": f"{s.world_model_preset}, stages 1→2→3, {3 * s.world_model_steps} steps",
+            "copy_last": "last context step repeated",
+        }
+        return {
+            "data": {"name": test["name"], "split": "test", "windows": len(windows), "evaluated": scores["av_cdit"].windows},
+            "settings": {"sampler_steps": 4, "horizons": list(s.horizons)},
+            "models": {name: {"about": about[name], **r.as_dict()} for name, r in scores.items()},
+            "table": format_table(scores, about),
+        }
+
+    return run
+
+
+def _planner(checkpoint: str, s: DemoSizes, device: str) -> Any:
+    from avworld.policies.planner import BeamPlanner
+
+    return BeamPlanner(checkpoint, horizon=s.planner_horizon, beam=s.planner_beam, device=device)
+
+
+def _navigation(sim: SimConfig, s: DemoSizes, device: str, seed: int) -> Any:
+    def run(path: Path, needed: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        from avworld.eval.benchmark import benchmark_json, format_benchmark_table, run_benchmark
+        from avworld.policies import OraclePolicy, RandomPolicy
+
+        short = dataclasses.replace(sim, episode=dataclasses.replace(sim.episode, max_steps=s.nav_max_steps))
+        agents = {"random": RandomPolicy(), "planner": _planner(needed["world_stage3"]["checkpoint"], s, device), "oracle": OraclePolicy()}
+        runs = run_benchmark(agents, short, s.nav_sounds, "test", s.nav_episodes, seed)
+        return {"agents": benchmark_json(runs), "table": format_benchmark_table(runs), "max_steps": s.nav_max_steps}
+
+    return run
+
+
+def _video(sim: SimConfig, s: DemoSizes, device: str, seed: int) -> Any:
+    def run(path: Path, needed: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        from avworld.eval.rollouts import imagine, load_world, run_episode, write_rollout_video
+
+        checkpoint = needed["world_stage3"]["checkpoint"]
+        rollout = run_episode(sim, _planner(checkpoint, s, device), "test", seed, None, s.video_steps, progress=False)
+        imagine(rollout, load_world(checkpoint, device, sim), sim, seed, 4)
+        video = path / "rollout.mp4"
+        write_rollout_video(video, rollout, sim, fps=12.0, spectrogram_seconds=3.0)
+        return {"video": str(video), "steps": len(rollout.actions), "return": sum(rollout.rewards)}
+
+    return run
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+def write_demo_report(root: Path, results: Mapping[str, dict[str, Any]], sizes: DemoSizes) -> Path:
+    """``<root>/report/index.html`` from the stages' results."""
+    from avworld.viz.report import Section, Table, Text, Video, prediction_sections, write_report
+
+    collected = results["collect"]
+    intro = (
+        f"The whole avworld loop on the built-in simulator: {collected['episodes']} training episodes "
+        f"({collected['steps']} steps) in procedural apartments, {sizes.tokenizer_preset} tokenizers, AV-CDiT "
+        f"{sizes.world_model_preset} trained in three stages ({sizes.world_model_steps} steps each), evaluated on test scenes."
+    )
+    nav = results["navigation"]
+    rows = []
+    for name, agent in nav["agents"].items():
+        for sound, per in agent["sounds"].items():
+            summary = per["summary"]
+            rows.append([name, sound, *(summary[m]["mean"] for m in ("SR", "SPL", "SNA", "DTG")), agent["real_steps"]])
+    sections = [
+        Section(
+            "Rollout", [Video(results["video"]["video"], "the planner in a test scene (left), the world model imagining the same actions")]
+        ),
+        Section(
+            "Navigation",
+            [
+                Text(f"{sizes.nav_episodes} test episodes per agent and sound set, at most {nav['max_steps']} steps each."),
+                Table(["agent", "sounds", "SR", "SPL", "SNA", "DTG (m)", "real steps"], rows),
+                Text(nav["table"], pre=True),
+            ],
+        ),
+        *prediction_sections(results["prediction"]),
+        Section("Stages", [Table(["stage", "seconds"], [[name, r.get("seconds")] for name, r in results.items()])]),
+    ]
+    return write_report(root / "report", "avworld demo", sections, intro)
