@@ -77,7 +77,7 @@ class DemoConfig:
     seed: int = 0
     workers: int = 2
     sizes: dict[str, Any] = field(default_factory=dict)
-    """Overrides of :class:`DemoSizes` fields (``demo.sizes.nav_episodes=20``)."""
+    """Overrides of :class:`DemoSizes` fields (``demo.sizes.nav_episodes=20``); None keeps the run's value."""
 
     def resolve(self) -> tuple[DemoSizes, str]:
         """The sizes of this run and its device."""
@@ -89,7 +89,7 @@ class DemoConfig:
         unknown = sorted(set(self.sizes) - known)
         if unknown:
             raise ValueError(f"demo.sizes: unknown field {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in self.sizes.items()}
+        sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in self.sizes.items() if v is not None}
         return dataclasses.replace(base, **sizes), device
 
 

@@ -1,0 +1,543 @@
+"""PPO (stable-baselines3) for audio-goal navigation, trained in the real world or inside a world model's imagination.
+
+``train_ppo(AgentTrainConfig(world="real"), out)`` trains on ``n_envs`` real ``AudioNav-v0`` envs (train scenes);
+``world="dream"`` trains on a :class:`~avworld.envs.dream_vector.DreamVectorEnv` (one batched world-model call per step)
+through :class:`~avworld.policies.sb3_vec.GymVecToSB3`, optionally with a fraction ``real_fraction`` of the envs real
+(:class:`~avworld.policies.sb3_vec.ConcatVecEnv`: every rollout then holds that fraction of real steps).
+:class:`PPOAgent` runs a saved agent as an avworld :class:`~avworld.policies.base.Policy`.
+
+## Observations
+The env's Dict goes through SB3's ``VecMonitor`` → ``VecFrameStack(k)`` (each key stacked on its last axis: frames
+(H, W, 3k), waveforms end to end (2, k·N)) → ``VecTransposeImage`` (frames (3k, H, W)); SB3 scales uint8 frames to
+[0, 1]. :class:`~avworld.policies.ppo_features.AVFeatures` computes the binaural spectrogram inside the network.
+:class:`PPOAgent` stacks with SB3's own ``StackedObservations``, so it sees exactly what training saw.
+
+## Real steps
+``real_steps`` counts real env transitions the agent's training used: every step of a real env, plus, in imagination,
+the m − 1 random real moves that build each context from a fresh real episode (``dream.start="episode"``; m is the
+world model's context; a dataset start reads the world model's own data and adds none). ``real_episodes`` counts real
+episodes started. The world model's own training data is reported apart (``world_model.windows``: the real transitions
+of its training windows, from its ``meta.json``).
+
+## Checkpoint
+``out_dir/checkpoint`` is an avworld checkpoint (:mod:`avworld.models.checkpoint`, kind ``ppo_agent``; never a pickle):
+``config.yaml`` (sensors, frame stack, simulator settings, extractor and network sizes: all a rebuild needs),
+``model.safetensors`` (the policy's state dict), ``meta.json`` (observation spaces, real/imagined steps, the training
+config) and, for resuming, ``training.safetensors`` + ``training.json`` (Adam's moments and step counts, PPO's timestep
+and update counts, the step counters). Saves are atomic, every ``checkpoint_every`` steps at a rollout boundary and at
+the end. A resumed run restores all of that and continues the schedule (``learn(reset_num_timesteps=False)``); what it
+does not restore: episodes in progress (every env starts a new one), the random generators (reseeded with
+``seed + timesteps``) and SB3's episode-return window, so it continues statistically, not bit for bit. Steps an
+interrupted run took after its last checkpoint are lost with it, and not counted in ``real_steps``.
+TensorBoard logs go to ``out_dir/tb``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import MultiInputActorCriticPolicy
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecFrameStack, VecMonitor, VecTransposeImage
+from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
+
+from avworld.envs.audio_nav import observation_space
+from avworld.models.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    optimizer_from_checkpoint,
+    optimizer_to_checkpoint,
+    save_checkpoint,
+)
+from avworld.policies.ppo_features import SUPPORTED_KEYS, AVFeatures, AVFeaturesConfig
+from avworld.policies.sb3_vec import ConcatVecEnv, CountSteps, GymVecToSB3
+from avworld.sim.simulator import Action, SimConfig
+
+KIND = "ppo_agent"
+WORLDS = ("real", "dream")
+SHARED_ALIASES = ("pi_features_extractor.", "vf_features_extractor.")
+"""State-dict prefixes that alias ``features_extractor.`` (SB3's shared extractor); saved once, under ``features_extractor.``."""
+IDENTITY = ("world", "checkpoint", "sensors", "frame_stack", "sim", "features")
+"""Training settings that define the agent (with ``ppo.net_arch``): a resumed run must keep them; it may change the others."""
+
+
+@dataclass
+class PPOConfig:
+    """stable-baselines3 PPO hyper-parameters (see ``stable_baselines3.PPO``) and the policy/value MLP widths."""
+
+    n_steps: int = 128
+    batch_size: int = 256
+    n_epochs: int = 4
+    learning_rate: float = 2.5e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    net_arch: tuple[int, ...] = (128,)
+
+    def __post_init__(self) -> None:
+        self.net_arch = tuple(self.net_arch)
+        if self.n_steps < 1 or self.batch_size < 2 or self.n_epochs < 1:
+            got = f"n_steps={self.n_steps}, n_epochs={self.n_epochs}, batch_size={self.batch_size}"
+            raise ValueError(f"ppo: n_steps and n_epochs must be ≥ 1 and batch_size ≥ 2, got {got}")
+
+
+@dataclass
+class DreamTrainConfig:
+    """Arguments of the imagined envs (see ``avworld/Dream-v0``) for ``world="dream"``."""
+
+    sampler_steps: int = 4
+    horizon: int | None = 64
+    """Imagined steps before truncation (None: the checkpoint's ``sim.episode.max_steps``)."""
+    start: str = "episode"
+    split: str = "train"
+    termination: str = "stop"
+    device: str = "cpu"
+
+
+@dataclass
+class AgentTrainConfig:
+    """A PPO training run: where (``world``), how long (``steps``: env steps over all envs) and with what."""
+
+    world: str = "real"
+    checkpoint: str | None = None
+    """World-model checkpoint directory (``world="dream"``)."""
+    steps: int = 100_000
+    n_envs: int = 8
+    real_fraction: float = 0.0
+    """``world="dream"``: fraction of the ``n_envs`` envs that are real (rounded; 0 = imagination only)."""
+    subprocess: bool = False
+    """Real envs in subprocesses (``SubprocVecEnv``) instead of in this process (``DummyVecEnv``)."""
+    sensors: tuple[str, ...] = ("rgb", "audio")
+    frame_stack: int = 4
+    sim: dict[str, Any] = field(default_factory=dict)
+    """Simulator overrides, over the defaults (``world="real"``) or over the world model's settings (``world="dream"``)."""
+    features: AVFeaturesConfig = field(default_factory=AVFeaturesConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    dream: DreamTrainConfig = field(default_factory=DreamTrainConfig)
+    checkpoint_every: int = 10_000
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.sensors = tuple(self.sensors)
+        if self.world not in WORLDS:
+            raise ValueError(f"world must be one of {', '.join(WORLDS)}, got {self.world!r}")
+        if self.world == "dream" and not self.checkpoint:
+            raise ValueError("checkpoint: world=dream needs a world-model checkpoint directory (checkpoint=DIR)")
+        unsupported = sorted(set(self.sensors) - set(SUPPORTED_KEYS))
+        if unsupported or "rgb" not in self.sensors:
+            raise ValueError(f"sensors: PPO takes rgb with audio and/or spectrogram, got {list(self.sensors)}")
+        for key in ("steps", "n_envs", "frame_stack", "checkpoint_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        if not 0.0 <= self.real_fraction < 1.0:
+            raise ValueError(f"real_fraction must lie in [0, 1), got {self.real_fraction}")
+        if self.world == "real" and self.real_fraction:
+            raise ValueError("real_fraction mixes real envs into world=dream; world=real is all real already")
+        if self.world == "dream" and self.real_fraction and not 1 <= self.n_real < self.n_envs:
+            raise ValueError(f"real_fraction {self.real_fraction} of n_envs {self.n_envs} leaves no real or no imagined env")
+
+    @property
+    def n_real(self) -> int:
+        """Real envs among the ``n_envs``."""
+        return self.n_envs if self.world == "real" else round(self.real_fraction * self.n_envs)
+
+
+@dataclass
+class Usage:
+    """Environment steps a training run used (cumulative over resumes); see the module docstring."""
+
+    timesteps: int = 0
+    real_steps: int = 0
+    real_episodes: int = 0
+    imagined_steps: int = 0
+    imagined_episodes: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class TrainEnvs:
+    """The wrapped ``VecEnv`` PPO trains on and its counted parts."""
+
+    venv: VecEnv
+    sim: SimConfig
+    real: CountSteps | None
+    dream: CountSteps | None
+    context_steps: int | None
+    """Real transitions behind each imagined episode's context, from a fresh real episode; None when contexts come from a dataset."""
+    world_model: dict[str, Any] | None
+
+    def usage(self, before: Usage, timesteps: int, seconds: float) -> Usage:
+        """``before`` plus what this run's envs counted."""
+        real = (self.real.steps, self.real.episodes) if self.real is not None else (0, 0)
+        dream = (self.dream.steps, self.dream.episodes) if self.dream is not None else (0, 0)
+        contexts = dream[1] if self.context_steps is not None else 0
+        return Usage(
+            timesteps=timesteps,
+            real_steps=before.real_steps + real[0] + contexts * (self.context_steps or 0),
+            real_episodes=before.real_episodes + real[1] + contexts,
+            imagined_steps=before.imagined_steps + dream[0],
+            imagined_episodes=before.imagined_episodes + dream[1],
+            seconds=before.seconds + seconds,
+        )
+
+
+def _real_env(sim: SimConfig, sensors: tuple[str, ...]) -> gym.Env[Any, Any]:
+    return gym.make("avworld/AudioNav-v0", split="train", sensors=sensors, sim=sim)
+
+
+def _dream_env(config: AgentTrainConfig) -> tuple[VecEnv, SimConfig, int | None, dict[str, Any]]:
+    """The imagined envs of ``config`` as an SB3 ``VecEnv``, their simulator settings, the real transitions behind each
+    context (None for dataset contexts) and what the world model learnt from."""
+    from avworld.envs.dream_vector import DreamVectorEnv
+
+    d = config.dream
+    env = DreamVectorEnv(
+        config.n_envs - config.n_real,
+        checkpoint=config.checkpoint,
+        sensors=config.sensors,
+        horizon=d.horizon,
+        sampler_steps=d.sampler_steps,
+        device=d.device,
+        start=d.start,
+        split=d.split,
+        termination=d.termination,
+        sim=config.sim or None,
+    )
+    sim, world = env.worlds.sim, env.worlds.world
+    context_steps = min(world.context - 1, sim.episode.max_steps) if d.start == "episode" else None
+    data = world.meta.get("data", {})
+    world_model = {
+        "checkpoint": str(config.checkpoint),
+        "context": world.context,
+        "windows": data.get("windows"),
+        "data": data,
+        "stages": [{k: s.get(k) for k in ("stage", "steps")} for s in world.meta.get("stages", [])],
+    }
+    return GymVecToSB3(env), sim, context_steps, world_model
+
+
+def build_envs(config: AgentTrainConfig) -> TrainEnvs:
+    """The training ``VecEnv`` of ``config``: real, imagined or both, monitored, frame-stacked and channel-first."""
+    import avworld.envs  # noqa: F401  (registers the env ids)
+
+    dream, world_model, context_steps = None, None, None
+    sim = SimConfig.from_dict(config.sim)
+    if config.world == "dream":
+        imagined, sim, context_steps, world_model = _dream_env(config)
+        dream = CountSteps(imagined)
+    real = None
+    if config.n_real:
+        make = [partial(_real_env, sim, config.sensors)] * config.n_real
+        real = CountSteps(SubprocVecEnv(make) if config.subprocess else DummyVecEnv(make))
+    parts = [p for p in (real, dream) if p is not None]
+    base = parts[0] if len(parts) == 1 else ConcatVecEnv(parts)
+    venv = VecTransposeImage(VecFrameStack(VecMonitor(base), config.frame_stack))
+    return TrainEnvs(venv, sim, real, dream, context_steps, world_model)
+
+
+def stacked_space(raw: spaces.Dict, frame_stack: int) -> spaces.Dict:
+    """``raw`` (the env's observation space) stacked as ``VecFrameStack`` stacks it: every key on its last axis."""
+    stacked = StackedObservations(1, frame_stack, raw).stacked_observation_space
+    assert isinstance(stacked, spaces.Dict)
+    return stacked
+
+
+def policy_space(raw: spaces.Dict, frame_stack: int) -> spaces.Dict:
+    """The policy's observation space: ``raw`` stacked, then its image keys channel-first as ``VecTransposeImage`` makes them."""
+    stacked = stacked_space(raw, frame_stack)
+    return spaces.Dict({k: VecTransposeImage.transpose_space(s, k) if is_image_space(s) else s for k, s in stacked.spaces.items()})
+
+
+def policy_kwargs(features: AVFeaturesConfig, net_arch: Sequence[int]) -> dict[str, Any]:
+    """Keyword arguments of SB3's ``MultiInputActorCriticPolicy`` for our extractor and MLP widths (shared extractor)."""
+    arch = list(net_arch)
+    return {"features_extractor_class": AVFeatures, "features_extractor_kwargs": {"config": features}, "net_arch": {"pi": arch, "vf": arch}}
+
+
+def _unique_state(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The policy's state dict without the aliases of the shared extractor (safetensors refuses shared tensors)."""
+    return {k: v for k, v in policy.state_dict().items() if not k.startswith(SHARED_ALIASES)}
+
+
+def load_policy_weights(policy: torch.nn.Module, weights: dict[str, torch.Tensor], where: Path) -> None:
+    """Load ``weights`` (saved by :func:`_unique_state`) into ``policy``; a mismatch raises :class:`CheckpointError` naming ``where``."""
+    try:
+        missing, unexpected = policy.load_state_dict(weights, strict=False)
+    except RuntimeError as err:
+        raise CheckpointError(where, f"weights do not fit the policy its config.yaml describes ({err})") from err
+    missing = [k for k in missing if not k.startswith(SHARED_ALIASES)]
+    if missing or unexpected:
+        raise CheckpointError(where, f"weights do not fit the policy: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def agent_settings(config: AgentTrainConfig, sim: SimConfig) -> dict[str, Any]:
+    """What :class:`PPOAgent` needs to rebuild the policy (the checkpoint's ``config.yaml``)."""
+    return {
+        "sensors": list(config.sensors),
+        "frame_stack": config.frame_stack,
+        "sim": dataclasses.asdict(sim),
+        "features": dataclasses.asdict(config.features) | {"channels": list(config.features.channels)},
+        "net_arch": list(config.ppo.net_arch),
+    }
+
+
+def describe_space(space: spaces.Dict) -> dict[str, dict[str, Any]]:
+    """{key: {"shape", "dtype"}} of a Dict space (for ``meta.json``)."""
+    return {k: {"shape": list(s.shape), "dtype": str(s.dtype)} for k, s in space.spaces.items()}
+
+
+class _Training(BaseCallback):
+    """Progress bar, TensorBoard counters and real-world success/SPL, periodic checkpoints (at rollout starts, i.e. after updates)."""
+
+    def __init__(self, total: int, every: int, save: Callable[[PPO, Usage], None], envs: TrainEnvs, before: Usage, progress: bool) -> None:
+        super().__init__()
+        self.total, self.every, self.save, self.envs, self.before, self.progress = total, every, save, envs, before, progress
+        self.metrics: deque[tuple[float, float]] = deque(maxlen=100)
+        self.last_save = before.timesteps
+        self.start = time.perf_counter()
+        self.bar: Any = None
+
+    def _on_training_start(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, initial=self.num_timesteps, unit="step", desc="ppo", disable=not self.progress)
+
+    def usage(self) -> Usage:
+        return self.envs.usage(self.before, self.num_timesteps, time.perf_counter() - self.start)
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps - self.last_save >= self.every:
+            self.save(self.model, self.usage())
+            self.last_save = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        for info in self.locals["infos"]:
+            if "metrics" in info:
+                self.metrics.append((info["metrics"]["success"], info["metrics"]["spl"]))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        usage = self.usage()
+        for key in ("real_steps", "real_episodes", "imagined_steps"):
+            self.logger.record(f"usage/{key}", getattr(usage, key))
+        if self.metrics:
+            success, spl = np.mean(self.metrics, axis=0)
+            self.logger.record("rollout/real_success", float(success))
+            self.logger.record("rollout/real_spl", float(spl))
+        self.bar.set_postfix(real_steps=usage.real_steps)
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+def _resume(path: Path, config: AgentTrainConfig) -> Checkpoint | None:
+    """The training checkpoint at ``path`` if there is one; refused when it was trained with other agent-defining settings."""
+    if not (path / "training.json").exists():
+        return None
+    ckpt = load_checkpoint(path, kind=KIND, training=True)
+    saved, wanted = _identity(ckpt.meta.get("train_config", {})), _identity(_plain(dataclasses.asdict(config)))
+    for key, value in wanted.items():
+        if saved[key] != value:
+            why = f"trained with {key}={saved[key]!r}, this run has {value!r}; resume with the same, or use another out_dir"
+            raise CheckpointError(path / "meta.json", why)
+    return ckpt
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The agent-defining settings (:data:`IDENTITY` and ``net_arch``) of a training config as plain data."""
+    return {k: config.get(k) for k in IDENTITY} | {"net_arch": config.get("ppo", {}).get("net_arch")}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively (a saved JSON config against a dataclass's)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build_ppo(config: AgentTrainConfig, envs: TrainEnvs, out: Path, seed: int) -> PPO:
+    p = config.ppo
+    model = PPO(
+        MultiInputActorCriticPolicy,
+        envs.venv,
+        learning_rate=p.learning_rate,
+        n_steps=p.n_steps,
+        batch_size=p.batch_size,
+        n_epochs=p.n_epochs,
+        gamma=p.gamma,
+        gae_lambda=p.gae_lambda,
+        clip_range=p.clip_range,
+        ent_coef=p.ent_coef,
+        vf_coef=p.vf_coef,
+        max_grad_norm=p.max_grad_norm,
+        policy_kwargs=policy_kwargs(config.features, p.net_arch),
+        tensorboard_log=str(out / "tb"),
+        seed=seed,
+        device=config.device,
+    )
+    raw = observation_space(envs.sim, config.sensors)
+    expected = policy_space(raw, config.frame_stack)
+    if model.observation_space != expected:
+        raise RuntimeError(f"the training envs give {model.observation_space}, PPOAgent would rebuild {expected}")
+    return model
+
+
+def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train PPO to ``config.steps`` env steps in ``config.world``, resuming ``out_dir/checkpoint`` if it holds a run.
+
+    Returns the step counts (:class:`Usage`: timesteps, real_steps, real_episodes, imagined_steps, imagined_episodes,
+    seconds), ``steps_per_s`` of this run and the world model's data (``world_model``, world=dream).
+    """
+    out = Path(out_dir)
+    path = out / "checkpoint"
+    saved = _resume(path, config)
+    before = Usage(**saved.training["state"]["usage"]) if saved is not None and saved.training is not None else Usage()
+    envs = build_envs(config)
+    model = _build_ppo(config, envs, out, config.seed + before.timesteps)
+    if saved is not None and saved.training is not None:
+        load_policy_weights(model.policy, saved.weights, path / "model.safetensors")
+        state = saved.training["state"]
+        optimizer_from_checkpoint(model.policy.optimizer, state["optimizer"], saved.training["tensors"])
+        model.num_timesteps, model._n_updates = int(state["num_timesteps"]), int(state["n_updates"])
+    raw = observation_space(envs.sim, config.sensors)
+
+    def save(model: PPO, usage: Usage) -> None:
+        opt_state, tensors = optimizer_to_checkpoint(model.policy.optimizer)
+        meta = {
+            "observation_space": describe_space(raw),
+            "policy_observation_space": describe_space(policy_space(raw, config.frame_stack)),
+            "world": config.world,
+            "usage": dataclasses.asdict(usage),
+            "world_model": envs.world_model,
+            "train_config": _plain(dataclasses.asdict(config)),
+        }
+        state = {"num_timesteps": model.num_timesteps, "n_updates": model._n_updates, "optimizer": opt_state}
+        training = {"state": state | {"usage": dataclasses.asdict(usage)}, "tensors": tensors}
+        save_checkpoint(path, Checkpoint(KIND, agent_settings(config, envs.sim), _unique_state(model.policy), meta, training))
+
+    callback = _Training(config.steps, config.checkpoint_every, save, envs, before, progress)
+    start = time.perf_counter()
+    try:
+        if model.num_timesteps < config.steps:
+            model.learn(config.steps - model.num_timesteps, callback=callback, reset_num_timesteps=False, tb_log_name="ppo")
+    finally:
+        envs.venv.close()
+    seconds = time.perf_counter() - start
+    usage = envs.usage(before, model.num_timesteps, seconds)
+    save(model, usage)
+    run_steps = model.num_timesteps - before.timesteps
+    return {**dataclasses.asdict(usage), "steps_per_s": run_steps / max(seconds, 1e-9), "world_model": envs.world_model}
+
+
+class PPOAgent:
+    """A PPO agent saved by :func:`train_ppo`, as an avworld :class:`~avworld.policies.base.Policy` (``reset``, ``act``).
+
+    ``act`` stacks the episode's last k observations as training did (zeros before the episode start) and picks the
+    most probable action (``deterministic=False``: samples it, from a generator seeded by ``reset``). For planners,
+    :meth:`action_probs` and :meth:`value` score an observation after a given history without acting, and
+    :meth:`evaluate` scores a batch of stacked observations (:meth:`stack`) in one network call.
+
+    Loading reads safetensors, YAML and JSON only; a missing or broken file raises :class:`CheckpointError` naming it.
+    """
+
+    def __init__(self, path: str | Path, device: str = "cpu", deterministic: bool = True) -> None:
+        self.path = Path(path)
+        ckpt = load_checkpoint(self.path, kind=KIND)
+        c = ckpt.config
+        try:
+            self.sensors = tuple(c["sensors"])
+            self.frame_stack = int(c["frame_stack"])
+            self.sim = SimConfig.from_dict(c["sim"])
+            features = AVFeaturesConfig(**c["features"])
+            net_arch = [int(n) for n in c["net_arch"]]
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(self.path / "config.yaml", f"not a PPO agent's settings ({err!r})") from err
+        self.observation_space = observation_space(self.sim, self.sensors)
+        self.image_keys = {k for k, s in stacked_space(self.observation_space, self.frame_stack).spaces.items() if is_image_space(s)}
+        space = policy_space(self.observation_space, self.frame_stack)
+        self.policy = MultiInputActorCriticPolicy(space, spaces.Discrete(len(Action)), lambda _: 0.0, **policy_kwargs(features, net_arch))
+        self.policy.to(device)
+        load_policy_weights(self.policy, ckpt.weights, self.path / "model.safetensors")
+        self.policy.set_training_mode(False)
+        self.meta = ckpt.meta
+        self.device, self.deterministic = torch.device(device), deterministic
+        self.history: deque[dict[str, np.ndarray]] = deque(maxlen=self.frame_stack)
+        self.rng = np.random.default_rng()
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu", deterministic: bool = True) -> PPOAgent:
+        """The agent saved in checkpoint directory ``path``."""
+        return cls(path, device, deterministic)
+
+    def reset(self, env: Any, seed: int | None = None) -> None:
+        """Start an episode: check ``env``'s observations are the agent's, clear the frame stack, seed the sampling generator."""
+        got = env.observation_space
+        if not isinstance(got, spaces.Dict) or describe_space(got) != describe_space(self.observation_space):
+            raise ValueError(
+                f"PPOAgent {self.path}: trained on observations {describe_space(self.observation_space)}, the env gives "
+                f"{describe_space(got) if isinstance(got, spaces.Dict) else got}; use its sensors and sim settings (config.yaml)"
+            )
+        self.history.clear()
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, observation: dict[str, np.ndarray], info: dict[str, Any]) -> int:
+        """The action for ``observation``, the newest of the episode (it joins the frame stack)."""
+        self.history.append(observation)
+        probs = self.action_probs(observation, history=list(self.history)[:-1])
+        return int(np.argmax(probs)) if self.deterministic else int(self.rng.choice(len(probs), p=probs))
+
+    def stack(self, observations: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """The policy input of an episode's observations so far (oldest first; the last k count): {key: (1, ...)}."""
+        if not observations:
+            raise ValueError("observations: stack needs at least one observation")
+        frames = StackedObservations(1, self.frame_stack, self.observation_space)
+        recent = list(observations)[-self.frame_stack :]
+        stacked = frames.reset({k: np.asarray(recent[0][k])[None] for k in self.observation_space.spaces})
+        for obs in recent[1:]:
+            stacked, _ = frames.update({k: np.asarray(obs[k])[None] for k in self.observation_space.spaces}, np.zeros(1, bool), [{}])
+        return {k: VecTransposeImage.transpose_image(v) if k in self.image_keys else v.copy() for k, v in stacked.items()}
+
+    @torch.no_grad()
+    def evaluate(self, stacked: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Action probabilities (B, 4) and values (B,) of stacked observations {key: (B, ...)} (see :meth:`stack`), one network call."""
+        obs = {k: torch.as_tensor(np.asarray(v), device=self.device) for k, v in stacked.items()}
+        features = self.policy.extract_features(obs)
+        latent_pi, latent_vf = self.policy.mlp_extractor(features)
+        probs = torch.softmax(self.policy.action_net(latent_pi).double(), dim=-1)  # float64: sums to 1 for rng.choice
+        values = self.policy.value_net(latent_vf)[:, 0]
+        return probs.double().cpu().numpy(), values.double().cpu().numpy()
+
+    def _history(self, history: Sequence[dict[str, np.ndarray]] | None) -> list[dict[str, np.ndarray]]:
+        return list(self.history) if history is None else list(history)
+
+    def action_probs(self, observation: dict[str, np.ndarray], history: Sequence[dict[str, np.ndarray]] | None = None) -> np.ndarray:
+        """π(· | history, observation): (4,) float64 summing to 1. ``history``: the episode's earlier observations, oldest
+        first (default: those given to :meth:`act` this episode); nothing is added to the agent's own."""
+        probs, _ = self.evaluate(self.stack([*self._history(history), observation]))
+        return probs[0]
+
+    def value(self, observation: dict[str, np.ndarray], history: Sequence[dict[str, np.ndarray]] | None = None) -> float:
+        """V(history, observation): the critic's estimate of the discounted return (``history`` as in :meth:`action_probs`)."""
+        _, values = self.evaluate(self.stack([*self._history(history), observation]))
+        return float(values[0])

@@ -1,0 +1,259 @@
+"""PPO: the audio-visual extractor, the Gymnasium → SB3 vector adapter, training in the real and the imagined world,
+the saved agent (no pickle, resume) and the agent's interface for planners. Tiny budgets: nothing here learns."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import SyncVectorEnv
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTransposeImage
+
+import avworld  # noqa: F401
+from avworld.eval.navigation import evaluate_navigation
+from avworld.models.checkpoint import CheckpointError
+from avworld.policies.ppo import AgentTrainConfig, PPOAgent, Usage, build_envs, policy_space, train_ppo
+from avworld.policies.ppo_features import AVFeatures, AVFeaturesConfig, log_stft
+from avworld.policies.sb3_vec import ConcatVecEnv, CountSteps, GymVecToSB3
+from avworld.sim.audio import log_spectrogram
+from avworld.sim.simulator import SimConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SIM = {"episode": {"max_steps": 20}}
+PPO_TRAIN = PPO.train
+
+
+def tiny(**overrides: Any) -> AgentTrainConfig:
+    """The shipped ``agent_train=tiny`` preset with ``overrides``."""
+    preset = OmegaConf.load(str(files("avworld.configs") / "agent_train" / "tiny.yaml"))
+    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AgentTrainConfig), preset, overrides))
+    assert isinstance(config, AgentTrainConfig)
+    return config
+
+
+def real_observations(steps: int, sensors: tuple[str, ...] = ("rgb", "audio")) -> list[dict[str, np.ndarray]]:
+    env = gym.make("avworld/AudioNav-v0", sensors=sensors, sim=SIM)
+    obs, _ = env.reset(seed=1)
+    out = [obs]
+    for action in [1, 2, 1, 3, 1][:steps]:
+        obs, *_ = env.step(action)
+        out.append(obs)
+    return out
+
+
+# -- features ------------------------------------------------------------------------------------------------------
+
+
+def test_spectrogram_in_the_network_is_the_env_sensor() -> None:
+    audio = real_observations(1)[-1]["audio"]  # (2, N)
+    log_mag, _ = log_stft(torch.from_numpy(audio)[None])
+    np.testing.assert_allclose(log_mag[0].numpy(), log_spectrogram(audio), atol=2e-3)
+
+
+@pytest.mark.parametrize("sensors", [("rgb", "audio"), ("rgb", "spectrogram")])
+def test_extractor_shapes_and_ears(sensors: tuple[str, ...]) -> None:
+    from avworld.envs.audio_nav import observation_space
+
+    space = policy_space(observation_space(SimConfig(), sensors), 3)
+    config = AVFeaturesConfig(visual_dim=16, audio_dim=8, channels=(4, 8))
+    net = AVFeatures(space, config)
+    rng = np.random.default_rng(0)
+    obs = {k: torch.from_numpy(rng.uniform(0, 1, (2, *s.shape)).astype(np.float32)) for k, s in space.spaces.items()}
+    features = net(obs)
+    assert features.shape == (2, 24) == (2, net.features_dim)
+    audio = sensors[1]
+    image = net.spectrogram(obs)
+    assert image.shape[:2] == (2, 4 if audio == "audio" else 2)  # log |L|, log |R| (and cos, sin of the interaural phase)
+    swapped = dict(obs, **{audio: obs[audio].flip(1)})  # left and right ears exchanged
+    assert not torch.allclose(net(swapped), features, atol=1e-6)
+    with pytest.raises(ValueError, match="depth"):
+        AVFeatures(policy_space(observation_space(SimConfig(), ("rgb", "depth")), 1), config)
+
+
+# -- vector envs ---------------------------------------------------------------------------------------------------
+
+
+class Counter(gym.Env[np.ndarray, int]):
+    """obs = (steps, sum of actions); action 0 terminates; truncation after 3 steps comes from ``max_episode_steps``."""
+
+    observation_space = gym.spaces.Box(0, 100, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.state = np.zeros(2, np.float32)
+        return self.state.copy(), {"started": True}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self.state += (1, action)
+        return self.state.copy(), 1.0, action == 0, False, {"sum": float(self.state[1])}
+
+
+def counters(n: int) -> SyncVectorEnv:
+    return SyncVectorEnv([lambda: gym.wrappers.TimeLimit(Counter(), 3)] * n)  # Gymnasium's default: NEXT_STEP autoreset
+
+
+def test_adapter_turns_next_step_autoreset_into_sb3s() -> None:
+    venv = CountSteps(GymVecToSB3(counters(2)))
+    assert venv.reset().tolist() == [[0, 0], [0, 0]]
+    obs, rewards, dones, infos = venv.step(np.array([0, 1]))  # env 0 terminates
+    assert dones.tolist() == [True, False] and rewards.dtype == np.float32
+    assert infos[0]["terminal_observation"].tolist() == [1, 0] and infos[0]["TimeLimit.truncated"] is False
+    assert obs.tolist() == [[0, 0], [1, 1]]  # env 0 already shows its next episode's first observation
+    assert infos[1] == {"sum": 1.0}
+    obs, _, dones, infos = venv.step(np.array([1, 1]))
+    assert obs.tolist() == [[1, 1], [2, 2]]  # env 0's action counted: no step is ignored after an autoreset
+    obs, _, dones, infos = venv.step(np.array([1, 1]))  # env 1 times out
+    assert dones.tolist() == [False, True] and infos[1]["TimeLimit.truncated"] is True
+    assert infos[1]["terminal_observation"].tolist() == [3, 3] and obs[1].tolist() == [0, 0]
+    assert (venv.steps, venv.episodes) == (6, 4)
+
+
+def test_concat_joins_vec_envs_and_seeds_each_env() -> None:
+    venv = ConcatVecEnv([GymVecToSB3(counters(2)), DummyVecEnv([lambda: gym.wrappers.TimeLimit(Counter(), 3)])])
+    assert venv.num_envs == 3 and venv.seed(7) == [7, 8, 9]
+    assert venv.reset().shape == (3, 2)
+    obs, _, dones, infos = venv.step(np.array([1, 0, 0]))
+    assert dones.tolist() == [False, True, True] and obs.tolist() == [[1, 1], [0, 0], [0, 0]]
+    assert [i["terminal_observation"].tolist() for i in infos[1:]] == [[1, 0], [1, 0]]
+    assert venv.get_attr("render_mode") == [None, None, None]
+
+
+# -- training ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_agent(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``avworld train agent=ppo world=real agent_train=tiny`` for 128 steps: its output directory."""
+    out = tmp_path_factory.mktemp("ppo_real")
+    args = ["train", "agent=ppo", "world=real", "agent_train=tiny", "agent_train.steps=128", f"out_dir={out}", f"hydra.run.dir={out}/hydra"]
+    proc = subprocess.run([sys.executable, "-m", "avworld.cli", *args], cwd=out, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "timesteps=128 real_steps=128" in proc.stdout
+    return out
+
+
+def test_real_agent_runs_episodes_and_resumes(real_agent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = PPOAgent.load(real_agent / "checkpoint")
+    result = evaluate_navigation(gym.make("avworld/AudioNav-v0", split="val", sim=SIM), agent, episodes=2, seed=0)
+    assert result.summary()["episodes"] == 2
+    assert any((real_agent / "tb").rglob("events.out.tfevents.*"))
+
+    out = tmp_path / "run"
+    shutil.copytree(real_agent, out)
+    first = json.loads((out / "checkpoint" / "training.json").read_text())
+    assert first["num_timesteps"] == 128
+    updates: list[int] = []
+
+    def train_then_crash(self: PPO) -> None:
+        updates.append(self.num_timesteps)
+        if len(updates) == 2:
+            raise KeyboardInterrupt
+        PPO_TRAIN(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(PPO, "train", train_then_crash)
+        with pytest.raises(KeyboardInterrupt):  # resumed at 128; saved at the rollout start at 256; interrupted at 384
+            train_ppo(tiny(steps=384), out, progress=False)
+    assert updates == [256, 384]
+    saved = json.loads((out / "checkpoint" / "training.json").read_text())
+    assert saved["num_timesteps"] == saved["usage"]["real_steps"] == 256
+    result = train_ppo(tiny(steps=384), out, progress=False)  # resumes at 256
+    assert result["timesteps"] == result["real_steps"] == 384 and result["imagined_steps"] == 0
+    state = json.loads((out / "checkpoint" / "training.json").read_text())
+    assert state["num_timesteps"] == 384 and state["n_updates"] == 3 * first["n_updates"]
+    adam_steps = [float(load_file(d / "checkpoint" / "training.safetensors")["optim.0.step"]) for d in (real_agent, out)]
+    assert adam_steps[1] == 3 * adam_steps[0] > 0  # the optimiser's state went on from the saved one
+    with pytest.raises(CheckpointError, match=r"meta.json: trained with sensors"):
+        train_ppo(tiny(steps=512, sensors=["rgb", "spectrogram"]), out, progress=False)
+
+
+def test_agent_directory_holds_no_pickle(real_agent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = real_agent / "checkpoint"
+    assert {f.name for f in path.iterdir()} == {"config.yaml", "model.safetensors", "meta.json", "training.safetensors", "training.json"}
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a pickle was loaded")
+
+    for module, name in ((pickle, "load"), (pickle, "loads"), (torch, "load")):
+        monkeypatch.setattr(module, name, refuse)
+    PPOAgent.load(path)
+    monkeypatch.undo()
+    broken = tmp_path / "broken"
+    shutil.copytree(path, broken)
+    (broken / "model.safetensors").write_bytes((path / "model.safetensors").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"broken/model\.safetensors"):
+        PPOAgent.load(broken)
+
+
+def test_agent_stacks_as_training_did_and_scores_for_planners(real_agent: Path) -> None:
+    agent = PPOAgent.load(real_agent / "checkpoint")
+    observations = real_observations(3)
+    venv = VecTransposeImage(VecFrameStack(DummyVecEnv([lambda: gym.make("avworld/AudioNav-v0", sim=SIM)]), agent.frame_stack))
+    venv.seed(1)
+    stacked = venv.reset()
+    for action in [1, 2, 1]:
+        stacked, *_ = venv.step(np.array([action]))
+    ours = agent.stack(observations)
+    assert ours.keys() == stacked.keys()
+    for k in ours:
+        np.testing.assert_array_equal(ours[k], stacked[k])
+
+    env = gym.make("avworld/AudioNav-v0", sim=SIM)
+    obs, info = env.reset(seed=0)
+    agent.reset(env, seed=0)
+    probs, value = agent.action_probs(obs), agent.value(obs)
+    assert probs.shape == (4,) and abs(probs.sum() - 1) < 1e-9 and (probs >= 0).all()
+    assert isinstance(value, float)
+    assert agent.act(obs, info) == int(np.argmax(probs)) and len(agent.history) == 1  # scoring did not touch the stack
+    batch = {k: np.concatenate([agent.stack(observations[:2])[k], agent.stack(observations)[k]]) for k in ours}
+    assert agent.evaluate(batch)[0].shape == (2, 4)
+    with pytest.raises(ValueError, match="trained on observations"):
+        agent.reset(gym.make("avworld/AudioNav-v0", sim={"render": {"width": 32, "height": 32}}))
+
+
+def test_dream_training_counts_real_steps(world_checkpoint: str, tmp_path: Path) -> None:
+    config = tiny(world="dream", checkpoint=world_checkpoint, n_envs=4, sim={})
+    result = train_ppo(config, tmp_path, progress=False)
+    assert result["timesteps"] == result["imagined_steps"] == 256
+    assert result["real_steps"] == result["imagined_episodes"] * 3  # m - 1 = 3 real moves per context (m = 4)
+    assert 0 < result["real_steps"] < result["timesteps"]
+    assert result["world_model"]["windows"] > 0 and result["world_model"]["context"] == 4
+    meta = json.loads((tmp_path / "checkpoint" / "meta.json").read_text())
+    assert meta["usage"]["real_steps"] == result["real_steps"] and meta["world"] == "dream"
+    agent = PPOAgent.load(tmp_path / "checkpoint")  # the imagined world's spaces are the real one's: it acts there
+    evaluate_navigation(gym.make("avworld/AudioNav-v0", sim=agent.sim), agent, episodes=1)
+
+
+def test_mixed_real_and_imagined_envs(world_checkpoint: str) -> None:
+    envs = build_envs(tiny(world="dream", checkpoint=world_checkpoint, n_envs=2, real_fraction=0.5, sim=SIM))
+    envs.venv.seed(0)
+    envs.venv.reset()
+    for _ in range(3):
+        envs.venv.step(np.array([1, 1]))
+    usage = envs.usage(Usage(), timesteps=6, seconds=0.0)
+    assert (usage.imagined_steps, usage.imagined_episodes) == (3, 1)
+    assert usage.real_steps == 3 + 3 and usage.real_episodes == 2  # the real env's 3 steps; one context of 3 real moves
+    envs.venv.close()
+
+
+def test_bad_settings_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="checkpoint: world=dream"):
+        tiny(world="dream")
+    with pytest.raises(ValueError, match="real_fraction"):
+        tiny(real_fraction=0.5)
+    with pytest.raises(ValueError, match="sensors"):
+        tiny(sensors=["rgb", "pointgoal"])
