@@ -42,16 +42,6 @@ def test_bench_rejects_unknown_targets(capsys: pytest.CaptureFixture[str]) -> No
     assert "usage: avworld bench" in capsys.readouterr().err
 
 
-def test_demo_writes_a_summary(tmp_path: Path) -> None:
-    proc = run_cli("demo", "episodes=2", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert set(summary["summary"]) == {"oracle", "random"}
-    assert summary["summary"]["oracle"]["SR"] == 1.0
-    assert len(summary["episodes"]["random"]) == 2
-    assert "summary written to" in proc.stdout
-
-
 def test_eval_with_a_preset_and_overrides(tmp_path: Path) -> None:
     proc = run_cli("eval", "agent=random", "sim=avw4k", "eval.episodes=2", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
