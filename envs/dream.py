@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,140 +22,11 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from avworld.envs.audio_nav import RENDER_HEIGHT, SENSORS, AudioNavEnv, observation_space
-from avworld.models.checkpoint import CheckpointError
+from avworld.envs.audio_nav import RENDER_HEIGHT, AudioNavEnv
+from avworld.envs.dream_config import DreamConfig, check_learned, dream_sim, dream_spaces, latent_shapes, load_world
 from avworld.models.imagination import FIELDS, Imagination, push
 from avworld.sim.audio import log_spectrogram, spectrogram_bounds
-from avworld.sim.procedural import SPLITS
 from avworld.sim.simulator import Action, SimConfig
-
-DREAM_SENSORS = ("rgb", "audio", "spectrogram")
-"""Sensors the world model imagines (depth and pointgoal it does not)."""
-STARTS = ("episode", "dataset")
-TERMINATIONS = ("stop", "model")
-LEARNED_FIELDS = (
-    ("render", "width"),
-    ("render", "height"),
-    ("render", "hfov_deg"),
-    ("agent", "forward_step"),
-    ("agent", "turn_deg"),
-    ("agent", "step_time"),
-    ("acoustics", "enabled"),
-    ("acoustics", "fs"),
-)
-"""Simulator settings a world model learns: an imagined world must use those of its training data."""
-DATA_KEYS = ("root", "name", "cache", "fractions")
-
-
-@dataclass
-class DreamConfig:
-    """The arguments of ``avworld/Dream-v0`` and of its vector env; see :class:`DreamEnv` (Arguments)."""
-
-    checkpoint: str | os.PathLike[str] | Imagination | None = None
-    sensors: Sequence[str] = ("rgb", "audio")
-    horizon: int | None = None
-    sampler_steps: int = 4
-    device: str = "cpu"
-    start: str = "episode"
-    split: str = "test"
-    data: Mapping[str, Any] | None = None
-    latent: bool = False
-    termination: str = "stop"
-    termination_threshold: float = 0.5
-    sim: SimConfig | Mapping[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        if self.checkpoint is None:
-            raise ValueError("checkpoint: Dream-v0 needs a world-model checkpoint directory (checkpoint=DIR)")
-        unknown = sorted(set(self.sensors) - set(SENSORS))
-        if unknown:
-            raise ValueError(f"sensors: unknown sensor {unknown[0]!r}; available: {', '.join(SENSORS)}")
-        unseen = [s for s in self.sensors if s not in DREAM_SENSORS]
-        if unseen:
-            raise ValueError(f"sensors: the world model does not imagine {unseen[0]!r}; Dream-v0 provides {', '.join(DREAM_SENSORS)}")
-        self.sensors = tuple(s for s in DREAM_SENSORS if s in {"rgb", *self.sensors})
-        if self.horizon is not None and self.horizon < 1:
-            raise ValueError(f"horizon must be ≥ 1 imagined steps, got {self.horizon}")
-        if self.sampler_steps < 1:
-            raise ValueError(f"sampler_steps must be ≥ 1, got {self.sampler_steps}")
-        if self.start not in STARTS:
-            raise ValueError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
-        if self.split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
-        if self.termination not in TERMINATIONS:
-            raise ValueError(f"termination must be one of {', '.join(TERMINATIONS)}, got {self.termination!r}")
-        if not 0.0 < self.termination_threshold < 1.0:
-            raise ValueError(f"termination_threshold must lie in (0, 1), got {self.termination_threshold}")
-        if self.data is not None:
-            extra = sorted(set(self.data) - set(DATA_KEYS))
-            if extra or "root" not in self.data or "name" not in self.data:
-                raise ValueError(f"data must be a mapping with root and name (optional cache, fractions), got keys {sorted(self.data)}")
-
-
-def load_world(checkpoint: str | os.PathLike[str] | Imagination, device: str) -> tuple[Imagination, Path]:
-    """The world model (loaded onto ``device``, or as given) and the path its errors name; refuses one Dream-v0 cannot use."""
-    if isinstance(checkpoint, Imagination):
-        world, where = checkpoint, Path("<in-memory world model>")
-    else:
-        world, where = Imagination.load(checkpoint, device), Path(checkpoint)
-    if "video" not in world.modalities:
-        raise CheckpointError(where, f"Dream-v0 needs a world model that imagines video (observations have rgb), not {world.modalities}")
-    if "sim" not in world.meta:
-        raise CheckpointError(where / "meta.json", "missing 'sim' (the simulator settings of the training data)")
-    return world, where
-
-
-def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Nested mappings: ``overrides`` over ``base``."""
-    out = dict(base)
-    for key, value in overrides.items():
-        out[key] = _merge(base[key], value) if isinstance(value, Mapping) and isinstance(base.get(key), Mapping) else value
-    return out
-
-
-def check_learned(config: SimConfig, reference: SimConfig, what: str, where: str) -> None:
-    """Refuse ``config`` where it differs from ``reference`` (the world model's) in a field of :data:`LEARNED_FIELDS`."""
-    for part, name in LEARNED_FIELDS:
-        got, want = getattr(getattr(config, part), name), getattr(getattr(reference, part), name)
-        if got != want:
-            raise ValueError(
-                f"sim.{part}.{name}: {what} has {got!r} but the world model {where} was trained with {want!r}; "
-                "an imagined world only has the render size, audio rate and samples, and agent motion of its training data"
-            )
-
-
-def dream_sim(world: Imagination, sim: SimConfig | Mapping[str, Any] | None, where: Path) -> SimConfig:
-    """The settings of an imagined world: the checkpoint's ``meta["sim"]`` with the caller's ``sim`` over them."""
-    reference = SimConfig.from_dict(world.meta["sim"])
-    if sim is None:
-        config = reference
-    elif isinstance(sim, SimConfig):
-        config = sim
-    else:
-        config = SimConfig.from_dict(_merge(world.meta["sim"], sim))
-    check_learned(config, reference, "sim", str(where))
-    n = round(config.agent.step_time * config.acoustics.fs)
-    shapes = {"rgb_shape": [config.render.height, config.render.width, 3], "audio_shape": [2, n]}
-    for key, shape in shapes.items():
-        if list(world.meta[key]) != shape:
-            raise CheckpointError(where / "meta.json", f"{key} {world.meta[key]} disagrees with its sim settings, which give {shape}")
-    return config
-
-
-def latent_shapes(world: Imagination) -> dict[str, tuple[int, ...]]:
-    """{modality: latent shape of one step}: ``video`` (C, h, w), ``audio`` (C_a, n)."""
-    net = world.net.config
-    shapes = {"video": tuple(net.video_latent), "audio": tuple(net.audio_latent)}
-    return {m: shapes[m] for m in world.modalities}
-
-
-def dream_spaces(world: Imagination, config: DreamConfig, sim: SimConfig) -> tuple[spaces.Dict, spaces.Dict]:
-    """(observation space, decoded space): the real env's for ``sensors``, or in latent mode float32 latents of each modality."""
-    decoded = observation_space(sim, config.sensors)
-    if not config.latent:
-        return decoded, decoded
-    boxes = {m: spaces.Box(-np.inf, np.inf, shape, np.float32) for m, shape in latent_shapes(world).items()}
-    return spaces.Dict(boxes), decoded
 
 
 def spectrograms(audio: np.ndarray) -> np.ndarray:

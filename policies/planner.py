@@ -17,7 +17,7 @@ planners: return + γ^depth · value. Two kinds are understood, both scoring all
 
 - batched: ``action_probs(observations) -> (B, 4)`` and/or ``value(observations) -> (B,)``, observations being dicts
   {sensor: (B, ...)} like the env's, decoded from the imagined latents;
-- frame-stacked, like :class:`avworld.policies.ppo.PPOAgent`: ``stack(observations) -> {key: (1, ...)}`` and
+- frame-stacked, like :class:`avworld.policies.ppo_agent.PPOAgent`: ``stack(observations) -> {key: (1, ...)}`` and
   ``evaluate(stacked) -> (probs (B, 4), values (B,))``; each node is stacked after the episode's last real observations
   (``frame_stack`` − 1 of them), a node's imagined ancestors left out.
 

@@ -4,13 +4,13 @@
 ``world="dream"`` trains on a :class:`~avworld.envs.dream_vector.DreamVectorEnv` (one batched world-model call per step)
 through :class:`~avworld.policies.sb3_vec.GymVecToSB3`, optionally with a fraction ``real_fraction`` of the envs real
 (:class:`~avworld.policies.sb3_vec.ConcatVecEnv`: every rollout then holds that fraction of real steps).
-:class:`PPOAgent` runs a saved agent as an avworld :class:`~avworld.policies.base.Policy`.
+:class:`~avworld.policies.ppo_agent.PPOAgent` runs a saved agent as an avworld :class:`~avworld.policies.base.Policy`.
 
 ## Observations
 The env's Dict goes through SB3's ``VecMonitor`` → ``VecFrameStack(k)`` (each key stacked on its last axis: frames
 (H, W, 3k), waveforms end to end (2, k·N)) → ``VecTransposeImage`` (frames (3k, H, W)); SB3 scales uint8 frames to
 [0, 1]. :class:`~avworld.policies.ppo_features.AVFeatures` computes the binaural spectrogram inside the network.
-:class:`PPOAgent` stacks with SB3's own ``StackedObservations``, so it sees exactly what training saw.
+:class:`~avworld.policies.ppo_agent.PPOAgent` stacks with SB3's own ``StackedObservations``, so it sees exactly what training saw.
 
 ## Real steps
 ``real_steps`` counts real env transitions the agent's training used: every step of a real env, plus, in imagination,
@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -45,14 +45,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
-from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
-from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecFrameStack, VecMonitor, VecTransposeImage
-from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
 from avworld.envs.audio_nav import observation_space
 from avworld.models.checkpoint import (
@@ -63,13 +59,12 @@ from avworld.models.checkpoint import (
     optimizer_to_checkpoint,
     save_checkpoint,
 )
-from avworld.policies.ppo_features import SUPPORTED_KEYS, AVFeatures, AVFeaturesConfig
+from avworld.policies.ppo_agent import KIND, describe_space, load_policy_weights, policy_kwargs, policy_space, unique_state
+from avworld.policies.ppo_features import SUPPORTED_KEYS, AVFeaturesConfig
 from avworld.policies.sb3_vec import ConcatVecEnv, CountSteps, GymVecToSB3
-from avworld.sim.simulator import Action, SimConfig
+from avworld.sim.simulator import SimConfig
 
-KIND = "ppo_agent"
 WORLDS = ("real", "dream")
-SHARED_ALIASES = ("pi_features_extractor.", "vf_features_extractor.")
 """State-dict prefixes that alias ``features_extractor.`` (SB3's shared extractor); saved once, under ``features_extractor.``."""
 IDENTITY = ("world", "checkpoint", "sensors", "frame_stack", "sim", "features")
 """Training settings that define the agent (with ``ppo.net_arch``): a resumed run must keep them; it may change the others."""
@@ -253,43 +248,8 @@ def build_envs(config: AgentTrainConfig) -> TrainEnvs:
     return TrainEnvs(venv, sim, real, dream, context_steps, world_model)
 
 
-def stacked_space(raw: spaces.Dict, frame_stack: int) -> spaces.Dict:
-    """``raw`` (the env's observation space) stacked as ``VecFrameStack`` stacks it: every key on its last axis."""
-    stacked = StackedObservations(1, frame_stack, raw).stacked_observation_space
-    assert isinstance(stacked, spaces.Dict)
-    return stacked
-
-
-def policy_space(raw: spaces.Dict, frame_stack: int) -> spaces.Dict:
-    """The policy's observation space: ``raw`` stacked, then its image keys channel-first as ``VecTransposeImage`` makes them."""
-    stacked = stacked_space(raw, frame_stack)
-    return spaces.Dict({k: VecTransposeImage.transpose_space(s, k) if is_image_space(s) else s for k, s in stacked.spaces.items()})
-
-
-def policy_kwargs(features: AVFeaturesConfig, net_arch: Sequence[int]) -> dict[str, Any]:
-    """Keyword arguments of SB3's ``MultiInputActorCriticPolicy`` for our extractor and MLP widths (shared extractor)."""
-    arch = list(net_arch)
-    return {"features_extractor_class": AVFeatures, "features_extractor_kwargs": {"config": features}, "net_arch": {"pi": arch, "vf": arch}}
-
-
-def _unique_state(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The policy's state dict without the aliases of the shared extractor (safetensors refuses shared tensors)."""
-    return {k: v for k, v in policy.state_dict().items() if not k.startswith(SHARED_ALIASES)}
-
-
-def load_policy_weights(policy: torch.nn.Module, weights: dict[str, torch.Tensor], where: Path) -> None:
-    """Load ``weights`` (saved by :func:`_unique_state`) into ``policy``; a mismatch raises :class:`CheckpointError` naming ``where``."""
-    try:
-        missing, unexpected = policy.load_state_dict(weights, strict=False)
-    except RuntimeError as err:
-        raise CheckpointError(where, f"weights do not fit the policy its config.yaml describes ({err})") from err
-    missing = [k for k in missing if not k.startswith(SHARED_ALIASES)]
-    if missing or unexpected:
-        raise CheckpointError(where, f"weights do not fit the policy: missing {missing[:3]}, unexpected {unexpected[:3]}")
-
-
 def agent_settings(config: AgentTrainConfig, sim: SimConfig) -> dict[str, Any]:
-    """What :class:`PPOAgent` needs to rebuild the policy (the checkpoint's ``config.yaml``)."""
+    """What :class:`~avworld.policies.ppo_agent.PPOAgent` needs to rebuild the policy (the checkpoint's ``config.yaml``)."""
     return {
         "sensors": list(config.sensors),
         "frame_stack": config.frame_stack,
@@ -297,11 +257,6 @@ def agent_settings(config: AgentTrainConfig, sim: SimConfig) -> dict[str, Any]:
         "features": dataclasses.asdict(config.features) | {"channels": list(config.features.channels)},
         "net_arch": list(config.ppo.net_arch),
     }
-
-
-def describe_space(space: spaces.Dict) -> dict[str, dict[str, Any]]:
-    """{key: {"shape", "dtype"}} of a Dict space (for ``meta.json``)."""
-    return {k: {"shape": list(s.shape), "dtype": str(s.dtype)} for k, s in space.spaces.items()}
 
 
 class _Training(BaseCallback):
@@ -434,7 +389,7 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
         }
         state = {"num_timesteps": model.num_timesteps, "n_updates": model._n_updates, "optimizer": opt_state}
         training = {"state": state | {"usage": dataclasses.asdict(usage)}, "tensors": tensors}
-        save_checkpoint(path, Checkpoint(KIND, agent_settings(config, envs.sim), _unique_state(model.policy), meta, training))
+        save_checkpoint(path, Checkpoint(KIND, agent_settings(config, envs.sim), unique_state(model.policy), meta, training))
 
     callback = _Training(config.steps, config.checkpoint_every, save, envs, before, progress)
     start = time.perf_counter()
@@ -448,96 +403,3 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
     save(model, usage)
     run_steps = model.num_timesteps - before.timesteps
     return {**dataclasses.asdict(usage), "steps_per_s": run_steps / max(seconds, 1e-9), "world_model": envs.world_model}
-
-
-class PPOAgent:
-    """A PPO agent saved by :func:`train_ppo`, as an avworld :class:`~avworld.policies.base.Policy` (``reset``, ``act``).
-
-    ``act`` stacks the episode's last k observations as training did (zeros before the episode start) and picks the
-    most probable action (``deterministic=False``: samples it, from a generator seeded by ``reset``). For planners,
-    :meth:`action_probs` and :meth:`value` score an observation after a given history without acting, and
-    :meth:`evaluate` scores a batch of stacked observations (:meth:`stack`) in one network call.
-
-    Loading reads safetensors, YAML and JSON only; a missing or broken file raises :class:`CheckpointError` naming it.
-    """
-
-    def __init__(self, path: str | Path, device: str = "cpu", deterministic: bool = True) -> None:
-        self.path = Path(path)
-        ckpt = load_checkpoint(self.path, kind=KIND)
-        c = ckpt.config
-        try:
-            self.sensors = tuple(c["sensors"])
-            self.frame_stack = int(c["frame_stack"])
-            self.sim = SimConfig.from_dict(c["sim"])
-            features = AVFeaturesConfig(**c["features"])
-            net_arch = [int(n) for n in c["net_arch"]]
-        except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(self.path / "config.yaml", f"not a PPO agent's settings ({err!r})") from err
-        self.observation_space = observation_space(self.sim, self.sensors)
-        self.image_keys = {k for k, s in stacked_space(self.observation_space, self.frame_stack).spaces.items() if is_image_space(s)}
-        space = policy_space(self.observation_space, self.frame_stack)
-        self.policy = MultiInputActorCriticPolicy(space, spaces.Discrete(len(Action)), lambda _: 0.0, **policy_kwargs(features, net_arch))
-        self.policy.to(device)
-        load_policy_weights(self.policy, ckpt.weights, self.path / "model.safetensors")
-        self.policy.set_training_mode(False)
-        self.meta = ckpt.meta
-        self.device, self.deterministic = torch.device(device), deterministic
-        self.history: deque[dict[str, np.ndarray]] = deque(maxlen=self.frame_stack)
-        self.rng = np.random.default_rng()
-
-    @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", deterministic: bool = True) -> PPOAgent:
-        """The agent saved in checkpoint directory ``path``."""
-        return cls(path, device, deterministic)
-
-    def reset(self, env: Any, seed: int | None = None) -> None:
-        """Start an episode: check ``env``'s observations are the agent's, clear the frame stack, seed the sampling generator."""
-        got = env.observation_space
-        if not isinstance(got, spaces.Dict) or describe_space(got) != describe_space(self.observation_space):
-            raise ValueError(
-                f"PPOAgent {self.path}: trained on observations {describe_space(self.observation_space)}, the env gives "
-                f"{describe_space(got) if isinstance(got, spaces.Dict) else got}; use its sensors and sim settings (config.yaml)"
-            )
-        self.history.clear()
-        self.rng = np.random.default_rng(seed)
-
-    def act(self, observation: dict[str, np.ndarray], info: dict[str, Any]) -> int:
-        """The action for ``observation``, the newest of the episode (it joins the frame stack)."""
-        self.history.append(observation)
-        probs = self.action_probs(observation, history=list(self.history)[:-1])
-        return int(np.argmax(probs)) if self.deterministic else int(self.rng.choice(len(probs), p=probs))
-
-    def stack(self, observations: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """The policy input of an episode's observations so far (oldest first; the last k count): {key: (1, ...)}."""
-        if not observations:
-            raise ValueError("observations: stack needs at least one observation")
-        frames = StackedObservations(1, self.frame_stack, self.observation_space)
-        recent = list(observations)[-self.frame_stack :]
-        stacked = frames.reset({k: np.asarray(recent[0][k])[None] for k in self.observation_space.spaces})
-        for obs in recent[1:]:
-            stacked, _ = frames.update({k: np.asarray(obs[k])[None] for k in self.observation_space.spaces}, np.zeros(1, bool), [{}])
-        return {k: VecTransposeImage.transpose_image(v) if k in self.image_keys else v.copy() for k, v in stacked.items()}
-
-    @torch.no_grad()
-    def evaluate(self, stacked: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Action probabilities (B, 4) and values (B,) of stacked observations {key: (B, ...)} (see :meth:`stack`), one network call."""
-        obs = {k: torch.as_tensor(np.asarray(v), device=self.device) for k, v in stacked.items()}
-        features = self.policy.extract_features(obs)
-        latent_pi, latent_vf = self.policy.mlp_extractor(features)
-        probs = torch.softmax(self.policy.action_net(latent_pi).double(), dim=-1)  # float64: sums to 1 for rng.choice
-        values = self.policy.value_net(latent_vf)[:, 0]
-        return probs.double().cpu().numpy(), values.double().cpu().numpy()
-
-    def _history(self, history: Sequence[dict[str, np.ndarray]] | None) -> list[dict[str, np.ndarray]]:
-        return list(self.history) if history is None else list(history)
-
-    def action_probs(self, observation: dict[str, np.ndarray], history: Sequence[dict[str, np.ndarray]] | None = None) -> np.ndarray:
-        """π(· | history, observation): (4,) float64 summing to 1. ``history``: the episode's earlier observations, oldest
-        first (default: those given to :meth:`act` this episode); nothing is added to the agent's own."""
-        probs, _ = self.evaluate(self.stack([*self._history(history), observation]))
-        return probs[0]
-
-    def value(self, observation: dict[str, np.ndarray], history: Sequence[dict[str, np.ndarray]] | None = None) -> float:
-        """V(history, observation): the critic's estimate of the discounted return (``history`` as in :meth:`action_probs`)."""
-        _, values = self.evaluate(self.stack([*self._history(history), observation]))
-        return float(values[0])

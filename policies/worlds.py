@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from avworld.envs.dream import check_learned
+from avworld.envs.dream_config import check_learned
 from avworld.models.imagination import FIELDS, Imagination, push
 from avworld.sim.audio import log_spectrogram, spectrogram_bounds
 from avworld.sim.simulator import Action, BuiltinSimulator, Pose, SimConfig

@@ -30,6 +30,14 @@ def report_screenshot(report: Path, out: Path, width: int = 1100, height: int = 
         page = browser.new_page(viewport={"width": width, "height": height})
         page.goto(report.resolve().as_uri())
         page.wait_for_load_state("load")
+        # Show a frame of each video rather than the black box of a video not yet played.
+        page.evaluate(
+            """() => Promise.all([...document.querySelectorAll('video')].map(v => new Promise(done => {
+                v.addEventListener('seeked', done, {once: true});
+                v.currentTime = v.duration / 2;
+            })))"""
+        )
+        page.wait_for_timeout(1000)  # let the seek's loading spinner fade
         page.screenshot(path=str(out), full_page=False)
         browser.close()
 

@@ -253,7 +253,8 @@ def test_bad_arguments_are_named(world_checkpoint: str) -> None:
 
 
 def test_a_ppo_agent_proposes_and_values_in_imagination(world_checkpoint: str, tmp_path: Path, one_thread: None) -> None:
-    from avworld.policies.ppo import AgentTrainConfig, PPOAgent, PPOConfig, train_ppo
+    from avworld.policies.ppo import AgentTrainConfig, PPOConfig, train_ppo
+    from avworld.policies.ppo_agent import PPOAgent
 
     ppo = PPOConfig(n_steps=8, batch_size=8, n_epochs=1)
     train_ppo(AgentTrainConfig(steps=16, n_envs=2, frame_stack=2, ppo=ppo, checkpoint_every=16, device="cpu"), tmp_path, progress=False)

@@ -25,7 +25,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTran
 import avworld  # noqa: F401
 from avworld.eval.navigation import evaluate_navigation
 from avworld.models.checkpoint import CheckpointError
-from avworld.policies.ppo import AgentTrainConfig, PPOAgent, Usage, build_envs, policy_space, train_ppo
+from avworld.policies.ppo import AgentTrainConfig, Usage, build_envs, train_ppo
+from avworld.policies.ppo_agent import PPOAgent, policy_space
 from avworld.policies.ppo_features import AVFeatures, AVFeaturesConfig, log_stft
 from avworld.policies.sb3_vec import ConcatVecEnv, CountSteps, GymVecToSB3
 from avworld.sim.audio import log_spectrogram

@@ -141,7 +141,7 @@ def load_world(checkpoint: str, device: str | None, sim: SimConfig | None = None
     field, if ``sim`` differs from its training data in a setting the model learned."""
     import torch
 
-    from avworld.envs.dream import check_learned
+    from avworld.envs.dream_config import check_learned
     from avworld.models.imagination import Imagination
 
     world = Imagination.load(checkpoint, device or ("cuda" if torch.cuda.is_available() else "cpu"))
