@@ -549,6 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in JOBS:
         print(f"avworld: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    if command == "viz" and rest and "=" not in rest[0] and not rest[0].startswith("-"):
+        rest = [f"what={rest[0]}", *rest[1:]]  # `avworld viz rollout ...` reads as `avworld viz what=rollout ...`
     _run_hydra(command, rest)
     return 0
 

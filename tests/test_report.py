@@ -41,7 +41,9 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def rollout_video(world_checkpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``avworld viz`` of a random agent's episode with the tiny world model imagining it, imagined sound: the MP4."""
     out = tmp_path_factory.mktemp("viz")
-    run_cli("viz", "agent=random", "max_steps=6", f"checkpoint={world_checkpoint}", "audio=imagined", f"hydra.run.dir={out}", cwd=out)
+    run_cli(
+        "viz", "rollout", "agent=random", "max_steps=6", f"checkpoint={world_checkpoint}", "audio=imagined", f"hydra.run.dir={out}", cwd=out
+    )
     return out / "rollout.mp4"
 
 

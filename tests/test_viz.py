@@ -146,3 +146,10 @@ def test_cli_viz_writes_a_video_with_sound(tmp_path: Path) -> None:
     assert video["duration"] == pytest.approx(video["frames"] / 12, abs=0.01)
     assert audio["channels"] == 2 and audio["sample_rate"] == SR
     assert audio["duration"] == pytest.approx(video["duration"], abs=0.1)
+
+
+def test_cli_viz_takes_what_as_a_word(tmp_path: Path) -> None:
+    """`avworld viz WHAT ...` is `avworld viz what=WHAT ...`: an unknown one is refused by name."""
+    proc = run_cli("viz", "movie", "agent=random", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "what must be 'rollout', got 'movie'" in proc.stderr
