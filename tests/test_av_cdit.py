@@ -236,6 +236,26 @@ def test_world_model_loss_and_logs(modalities: tuple[str, ...]) -> None:
     assert logs["loss"] == pytest.approx(sum(v for k, v in logs.items() if k != "loss"), rel=1e-5)
 
 
+def test_unobserved_windows_teach_only_the_heads() -> None:
+    """``observed`` = 0 (a counterfactual STOP): its targets do not enter the flow loss, its reward and termination do."""
+    model = WorldModel(AVCDiT(TINY), FlowConfig())
+
+    def logs(batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        torch.manual_seed(1)  # the same times and noise draws every call
+        return model(batch)[1]
+
+    batch = make_batch(TINY) | {"observed": torch.tensor([1.0, 0.0, 1.0])}
+    base = logs(batch)
+    other_targets = batch | {m: batch[m].clone().index_fill_(0, torch.tensor([1]), 7.0) for m in ("video", "audio")}
+    moved = logs(other_targets)
+    assert moved["video_mse"] == pytest.approx(base["video_mse"]) and moved["audio_mse"] == pytest.approx(base["audio_mse"])
+    assert logs(batch | {"reward": batch["reward"] + torch.tensor([0.0, 5.0, 0.0])})["reward_mse"] > base["reward_mse"] + 1
+    all_observed = logs(batch | {"observed": torch.ones(3)})
+    plain = logs({k: v for k, v in batch.items() if k != "observed"})
+    assert all_observed["video_mse"] == pytest.approx(plain["video_mse"], rel=1e-5)
+    assert logs(other_targets | {"observed": torch.ones(3)})["video_mse"] > all_observed["video_mse"] + 1  # observed: it counts
+
+
 def test_a_few_adam_steps_lower_the_loss_on_a_fixed_batch() -> None:
     torch.manual_seed(0)
     model = WorldModel(AVCDiT(TINY), FlowConfig())

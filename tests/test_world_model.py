@@ -15,6 +15,7 @@ from avworld.data.windows import WindowConfig
 from avworld.models.checkpoint import CheckpointError, load_checkpoint
 from avworld.models.imagination import Imagination
 from avworld.models.registry import encode, load_model
+from avworld.sim.simulator import Action
 from avworld.train.tokenizers import DataRef
 from avworld.train.trainer import TrainConfig
 from avworld.train.world_model import FROZEN, LatentWindows, TokenizerRefs, WorldModelJob, latent_cache, stage_dir, train_world_model
@@ -61,6 +62,33 @@ def test_latent_cache_and_windows(collection: CollectConfig, tokenizer_checkpoin
     assert int(item["action"]) == int(data.arrays["actions"][t + 2])  # the action from the last context step to the target
     with pytest.raises(ValueError, match="horizon"):
         LatentWindows(data, {"video": z}, stats, WindowConfig(context=3, horizon=2))
+
+
+def test_counterfactual_stop_windows(collection: CollectConfig, tokenizer_checkpoints: dict[str, str]) -> None:
+    """STOP's outcome at every window's last context step, from the recorded geodesic distance: −0.01, +10 within reach."""
+    data = DataRef(root=collection.root, name=collection.name).load()
+    tok, _ = load_model(tokenizer_checkpoints["video"], "video_vae")
+    z = latent_cache(data, "video", tok, Path(tokenizer_checkpoints["video"]), torch.device("cpu"))
+    config = WindowConfig(context=3, horizon=1, split="train")
+    real = LatentWindows(data, {"video": z}, {"video": (0.0, 1.0)}, config)
+    geodesic = data.arrays["geodesic_distance"]
+    reach = float(np.median([geodesic[o + 2] for o in real.windows.obs_index]))  # half the windows within reach of the source
+    windows = LatentWindows(data, {"video": z}, {"video": (0.0, 1.0)}, config, stop_windows=0.5, success_distance=reach)
+    n = len(real)
+    assert real.stops == 0 and windows.stops == round(n / 2) and len(windows) == n + windows.stops
+    assert all(float(windows[i]["observed"]) == 1.0 for i in (0, n - 1))  # the real windows come first, unchanged
+    rewards = []
+    for j in range(windows.stops):
+        item = windows[n + j]
+        k = j * n // windows.stops  # spread over the real windows
+        o = int(windows.windows.obs_index[k])
+        assert int(item["action"]) == Action.STOP and float(item["termination"]) == 1.0 and float(item["observed"]) == 0.0
+        assert torch.equal(item["ctx_video"], real[k]["ctx_video"])
+        assert float(item["reward"]) == pytest.approx(9.99 if geodesic[o + 2] <= reach else -0.01)
+        rewards.append(float(item["reward"]))
+    assert min(rewards) == pytest.approx(-0.01) and max(rewards) == pytest.approx(9.99)  # both outcomes occur
+    with pytest.raises(ValueError, match="stop_windows"):
+        LatentWindows(data, {"video": z}, {"video": (0.0, 1.0)}, config, stop_windows=-1)
 
 
 def test_three_stages_freeze_what_the_paper_freezes(

@@ -96,10 +96,13 @@ class WorldModel(nn.Module):
 
         batch: "ctx_video" (B, m, C, h, w), "ctx_audio" (B, m, C_a, n) context latents and "video" (B, C, h, w),
         "audio" (B, C_a, n) target latents, all scaled to about unit variance (only the modelled modalities are read);
-        "action" (B,) int64; "frame_skip" (B,) int64, optional (default 1); "reward" (B,) float; "termination" (B,) float 0/1.
+        "action" (B,) int64; "frame_skip" (B,) int64, optional (default 1); "reward" (B,) float; "termination" (B,) float 0/1;
+        "observed" (B,) float 0/1, optional (default 1): 0 marks a window whose next observation is unknown (a counterfactual
+        STOP), which teaches the reward and termination heads only.
 
         loss = video_weight · MSE(v) + audio_weight · MSE(v) + reward_weight · MSE(reward) + termination_weight · BCE(termination),
-        MSEs averaged over elements. Logs: ``loss``, ``{video,audio}_mse``, ``reward_mse``, ``termination_bce``.
+        MSEs averaged over elements (those of v over the observed windows).
+        Logs: ``loss``, ``{video,audio}_mse``, ``reward_mse``, ``termination_bce``.
         """
         modalities = self.modalities
         action = batch["action"]
@@ -119,8 +122,14 @@ class WorldModel(nn.Module):
         out = self.net(noisy.get("video"), noisy.get("audio"), t, ctx.get("video"), ctx.get("audio"), action, frame_skip, s)
         weights = {f"{m}_mse": getattr(self.flow, f"{m}_weight") for m in modalities}
         weights |= {"reward_mse": self.flow.reward_weight, "termination_bce": self.flow.termination_weight}
+        observed = batch.get("observed")
         for m in modalities:
-            losses[f"{m}_mse"] = F.mse_loss(out[m], velocity[m])
+            if observed is None:
+                losses[f"{m}_mse"] = F.mse_loss(out[m], velocity[m])
+            else:
+                per_window = F.mse_loss(out[m], velocity[m], reduction="none").flatten(1).mean(1)  # (B,)
+                w = observed.to(per_window.dtype)
+                losses[f"{m}_mse"] = (per_window * w).sum() / w.sum().clamp_min(1.0)
         losses["reward_mse"] = F.mse_loss(out["reward"], batch["reward"].to(out["reward"].dtype))
         logit = out["termination_logit"]
         losses["termination_bce"] = F.binary_cross_entropy_with_logits(logit, batch["termination"].to(logit.dtype))

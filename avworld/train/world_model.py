@@ -42,6 +42,7 @@ from avworld.models.checkpoint import CheckpointError, load_checkpoint
 from avworld.models.flow import FlowConfig, WorldModel, WorldModelConfig
 from avworld.models.imagination import FIELDS, TOKENIZERS, Imagination, tokenizer_meta
 from avworld.models.registry import build, config_from_dict, config_to_dict, encode, load_model, preset
+from avworld.sim.simulator import Action, SimConfig
 from avworld.train.tokenizers import DataRef
 from avworld.train.trainer import TrainConfig, Trainer
 
@@ -76,6 +77,8 @@ class WorldModelJob:
     data: DataRef = field(default_factory=DataRef)
     flow: FlowConfig = field(default_factory=FlowConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    stop_windows: float = 0.1
+    """Counterfactual STOP windows per real training window (:class:`LatentWindows`); 0 trains on the data alone."""
 
     def __post_init__(self) -> None:
         self.stage = str(self.stage)
@@ -134,25 +137,54 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
     """One-step training windows on latents: m context steps, the action, the next step, its reward and termination.
 
     Item: ``ctx_<m>`` (context, *latent) and ``<m>`` (*latent) float32 per modality, scaled by (z − mean) / std;
-    ``action`` int64 (); ``reward`` float32 (); ``termination`` float32 () 0/1.
+    ``action`` int64 (); ``reward`` float32 (); ``termination`` float32 () 0/1; ``observed`` float32 () 0/1.
+
+    ``stop_windows`` adds that many counterfactual STOP windows per real one (the first ``len(windows)`` items are the
+    real ones, the rest spread evenly over them): the window's context, action STOP, and what STOP would have given
+    there, known without running it: termination 1 and reward −0.01, plus 10 where the last context step's geodesic
+    distance is within ``success_distance`` (STOP does not move the agent). Their next observation is not known:
+    ``observed`` is 0 and the flow loss skips their targets, so they teach only the reward and termination heads. Behaviour
+    data STOPs mostly at the source, so without them a model learns that STOP pays wherever it is called.
     """
 
-    def __init__(self, data: FlatData, latents: dict[str, np.ndarray], stats: dict[str, tuple[float, float]], config: WindowConfig) -> None:
+    def __init__(
+        self,
+        data: FlatData,
+        latents: dict[str, np.ndarray],
+        stats: dict[str, tuple[float, float]],
+        config: WindowConfig,
+        stop_windows: float = 0.0,
+        success_distance: float = 1.0,
+    ) -> None:
         if config.horizon != 1:
             raise ValueError("LatentWindows trains one-step prediction: horizon must be 1")
+        if stop_windows < 0:
+            raise ValueError(f"stop_windows must be ≥ 0, got {stop_windows}")
         self.windows = WindowDataset(data, config)
         self.data, self.latents, self.stats, self.context = data, latents, stats, config.context
+        self.stops = round(stop_windows * len(self.windows))
+        self.success_distance = success_distance
 
     def __len__(self) -> int:
-        return len(self.windows)
+        return len(self.windows) + self.stops
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        o, t, m = int(self.windows.obs_index[i]), int(self.windows.step_index[i]), self.context
+        n, m = len(self.windows), self.context
+        counterfactual = i >= n
+        if counterfactual:
+            i = (i - n) * n // self.stops
+        o, t = int(self.windows.obs_index[i]), int(self.windows.step_index[i])
         a = self.data.arrays
+        if counterfactual:
+            success = float(a["geodesic_distance"][o + m - 1]) <= self.success_distance
+            action, reward, termination = int(Action.STOP), -0.01 + (10.0 if success else 0.0), 1.0
+        else:
+            action, reward, termination = int(a["actions"][t + m - 1]), float(a["rewards"][t + m - 1]), float(a["terminations"][t + m - 1])
         item = {
-            "action": torch.tensor(int(a["actions"][t + m - 1])),
-            "reward": torch.tensor(float(a["rewards"][t + m - 1])),
-            "termination": torch.tensor(float(a["terminations"][t + m - 1])),
+            "action": torch.tensor(action),
+            "reward": torch.tensor(reward, dtype=torch.float32),
+            "termination": torch.tensor(termination, dtype=torch.float32),
+            "observed": torch.tensor(0.0 if counterfactual else 1.0),
         }
         for name, z in self.latents.items():
             mean, std = self.stats[name]
@@ -224,7 +256,8 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
     trained = ("video",) if job.stage == "1" else modalities  # stage 1 runs the net on video alone
     latents = {m: latent_cache(data, m, tokenizers[m][0].to(device), paths[m], device) for m in trained}
     windows = WindowConfig(context=config.net.context, horizon=1, split="train", fractions=job.data.fractions)
-    dataset = LatentWindows(data, latents, stats, windows)
+    success = SimConfig.from_dict(data.meta["sim"]).episode.success_distance
+    dataset = LatentWindows(data, latents, stats, windows, job.stop_windows, success)
 
     torch.manual_seed(job.train.seed)
     model = build("world_model", config)
@@ -245,7 +278,7 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
         "stage": job.stage,
         "latent": {m: {"mean": stats[m][0], "std": stats[m][1]} for m in modalities},
         "tokenizers": {m: tokenizer_meta(tokenizers[m][1].meta) for m in modalities},
-        "data": {"root": str(job.data.root), "name": job.data.name, "windows": len(dataset)},
+        "data": {"root": str(job.data.root), "name": job.data.name, "windows": len(dataset.windows), "stop_windows": dataset.stops},
         **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape", "sim")},
     }
     tokenizer_modules = {m: tokenizers[m][0] for m in modalities}
