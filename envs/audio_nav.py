@@ -11,11 +11,12 @@ import numpy as np
 from gymnasium import spaces
 
 from avworld.sim.audio import log_spectrogram, spectrogram_bounds
+from avworld.sim.backend import SimulatorBackend
 from avworld.sim.loading import load_scene, validate_scene
 from avworld.sim.procedural import SPLITS, generate_apartment
 from avworld.sim.scene import Scene
-from avworld.sim.simulator import Action, BuiltinSimulator, Pose, ShortestPathFollower, SimConfig
-from avworld.sim.sounds import HEARD, UNHEARD
+from avworld.sim.simulator import Action, Pose, ShortestPathFollower, SimConfig, make_simulator
+from avworld.sim.sounds import SOUND_SETS
 from avworld.sim.topdown import render_topdown
 
 SENSORS = ("rgb", "audio", "depth", "spectrogram", "pointgoal")
@@ -73,7 +74,9 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
 
     ## Starting State
     Each reset draws a scene seed from the split's seed range (procedural scenes)
-    and uses that scene's start and source, or uses the fixed ``scene``. The source's
+    and uses that scene's start and source, or uses the fixed ``scene``. With
+    ``sim.backend=habitat`` the scene is habitat-sim's scanned scene ``sim.habitat.scene``
+    and its start and source come from ``sim.habitat`` (docs/habitat.md). The source's
     sound category comes from ``sim.acoustics.sounds`` (``heard`` categories by
     default, ``unheard`` for generalisation tests); its variation is drawn per episode.
     ``options={"scene_seed": s}`` picks a procedural scene.
@@ -90,10 +93,11 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
 
     ## Arguments
     - ``split``: ``"train"``, ``"val"`` or ``"test"``: the seed range of procedural scenes.
-    - ``scene``: a :class:`Scene` or a JSON path; overrides ``split``.
+    - ``scene``: a :class:`Scene` or a JSON path; overrides ``split``. Not with ``sim.backend=habitat``.
     - ``sensors``: which observation keys to provide (default ``("rgb", "audio")``;
       ``rgb`` is always included).
-    - ``sim``: a :class:`SimConfig` or a nested mapping of its fields.
+    - ``sim``: a :class:`SimConfig` or a nested mapping of its fields; ``sim.backend`` picks the
+      simulator (``builtin``, or ``habitat`` for habitat-sim, which must be installed).
     - ``render_mode``: ``"rgb_array"``: first-person view and top-down map side by side.
 
     ## Version History
@@ -123,7 +127,7 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         ac = self.config.acoustics
         if not ac.enabled and set(self.sensors) & set(AUDIO_SENSORS):
             raise ValueError("sensors 'audio' and 'spectrogram' need sim.acoustics.enabled=true")
-        self._sounds = {"heard": HEARD, "unheard": UNHEARD, "all": HEARD + UNHEARD}[ac.sounds]
+        self._sounds = SOUND_SETS[ac.sounds]
         agent = self.config.agent
         if isinstance(scene, str):
             scene = load_scene(scene, agent.radius, self.config.nav_cell)
@@ -132,7 +136,9 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         self._fixed_scene = scene
         self.observation_space = observation_space(self.config, self.sensors)
         self.action_space = spaces.Discrete(len(Action))
-        self.sim: BuiltinSimulator | None = None
+        self.sim: SimulatorBackend | None = None
+        if self.config.backend != "builtin":  # a backend with its own scene: built now, so that a missing simulator fails here
+            self.sim = make_simulator(scene, self.config)
         self._scene_seed: int | None = None
         self._done = True
         self._hears = bool(set(self.sensors) & set(AUDIO_SENSORS))
@@ -141,10 +147,10 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         options = options or {}
-        if self._fixed_scene is not None:
+        if self._fixed_scene is not None or self.config.backend != "builtin":
             self._scene_seed = None
             if self.sim is None:
-                self.sim = BuiltinSimulator(self._fixed_scene, self.config)
+                self.sim = make_simulator(self._fixed_scene, self.config)
         else:
             seeds = SPLITS[self.split]
             scene_seed = int(options.get("scene_seed", seeds[int(self.np_random.integers(len(seeds)))]))
@@ -152,7 +158,7 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
                 scene = generate_apartment(
                     scene_seed, agent_radius=self.config.agent.radius, episode=self.config.episode, sounds=self._sounds
                 )
-                self.sim = BuiltinSimulator(scene, self.config)
+                self.sim = make_simulator(scene, self.config)
                 self._scene_seed = scene_seed
         sim = self.sim
         start = sim.scene.start
@@ -241,6 +247,12 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
             "num_actions": float(self._steps),
             "optimal_actions": float(optimal),
         }
+
+    def close(self) -> None:
+        """Release the simulator (habitat-sim's GPU context); a later reset builds a new one."""
+        if self.sim is not None:
+            self.sim.close()
+            self.sim = None
 
     def render(self) -> np.ndarray | None:
         """First-person view (upscaled) and top-down map side by side, uint8 (256, 256 * (1 + W/H), 3)."""

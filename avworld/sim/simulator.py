@@ -2,7 +2,9 @@
 
 A backend owns the physics of one scene: it places the agent, applies actions with
 collision, renders what the agent sees and measures geodesic distances to the
-episode's source. The Gymnasium env composes a backend; it never does physics itself.
+episode's source. The Gymnasium env composes a backend (:func:`make_simulator` picks the
+one ``sim.backend`` names); it never does physics itself. What all backends share is in
+:mod:`avworld.sim.backend`; habitat-sim's backend is :mod:`avworld.sim.habitat`.
 """
 
 from __future__ import annotations
@@ -10,29 +12,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from enum import IntEnum
 from typing import Any
 
 import numpy as np
 
-from avworld.sim.acoustics import AcousticsConfig, SceneAcoustics
-from avworld.sim.audio import AudioRenderer, Emitter
+from avworld.sim.acoustics import AcousticsConfig
+from avworld.sim.backend import Action, Pose, SimulatorBackend, wrap_angle
 from avworld.sim.episodes import EpisodeConfig
+from avworld.sim.habitat import HabitatConfig, HabitatSimulator
 from avworld.sim.navigation import AgentConfig, GoalField, NavGrid
 from avworld.sim.renderer import RenderConfig, Renderer
 from avworld.sim.scene import Scene
-from avworld.sim.sounds import HEARD, UNHEARD, SoundLibrary
+from avworld.sim.sounds import SoundLibrary
 
-DISTRACTOR_HEIGHT = 1.0
+__all__ = ["BACKENDS", "Action", "BuiltinSimulator", "Pose", "ShortestPathFollower", "SimConfig", "make_simulator", "wrap_angle"]
 
-
-class Action(IntEnum):
-    """The discrete actions of DESIGN.md."""
-
-    STOP = 0
-    FORWARD = 1
-    TURN_LEFT = 2
-    TURN_RIGHT = 3
+BACKENDS = ("builtin", "habitat")
 
 
 @dataclass
@@ -46,15 +41,26 @@ class SimConfig:
     nav_cell: float = 0.05
     """Occupancy grid resolution, metres (≤ 0.05)."""
     backend: str = "builtin"
+    """Which simulator does the physics and the rendering: ``builtin`` or ``habitat`` (habitat-sim, docs/habitat.md)."""
+    habitat: HabitatConfig = field(default_factory=HabitatConfig)
+    """Settings of the habitat-sim backend; unused by the built-in one."""
 
     def __post_init__(self) -> None:
-        if self.backend != "builtin":
-            raise ValueError(f"sim.backend: unknown simulator backend {self.backend!r}; available: 'builtin'")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"sim.backend: unknown simulator backend {self.backend!r}; available: {', '.join(map(repr, BACKENDS))}")
+        if self.backend == "habitat" and not self.habitat.scene:
+            raise ValueError("sim.habitat.scene: required with sim.backend=habitat (a scene file, or a scene id of sim.habitat.dataset)")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SimConfig:
         """Build from a nested mapping (e.g. env kwargs); unknown keys raise naming them."""
-        parts = {"agent": AgentConfig, "render": RenderConfig, "episode": EpisodeConfig, "acoustics": AcousticsConfig}
+        parts = {
+            "agent": AgentConfig,
+            "render": RenderConfig,
+            "episode": EpisodeConfig,
+            "acoustics": AcousticsConfig,
+            "habitat": HabitatConfig,
+        }
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key in parts:
@@ -70,36 +76,12 @@ class SimConfig:
         return cls(**kwargs)
 
 
-@dataclass
-class Pose:
-    """Agent pose: position (m) and yaw (radians in (-π, π], 0 faces +x, counter-clockwise positive)."""
-
-    x: float
-    y: float
-    yaw: float
-
-    def as_array(self) -> np.ndarray:
-        return np.array([self.x, self.y, self.yaw], dtype=np.float64)
-
-
-def wrap_angle(a: float) -> float:
-    """Angle wrapped to (-π, π]."""
-    a = math.remainder(a, 2 * math.pi)
-    return math.pi if a == -math.pi else a
-
-
-class BuiltinSimulator:
+class BuiltinSimulator(SimulatorBackend):
     """Simulator of one scene: grid navigation, ray-cast rendering, room acoustics (numpy, scipy, pyroomacoustics)."""
 
     def __init__(self, scene: Scene, config: SimConfig, grid: NavGrid | None = None, library: SoundLibrary | None = None) -> None:
-        self.scene, self.config = scene, config
-        self.grid = grid if grid is not None else NavGrid(scene, config.agent.radius, config.nav_cell)
+        super().__init__(scene, config, grid if grid is not None else NavGrid(scene, config.agent.radius, config.nav_cell), library)
         self.renderer = Renderer(scene, config.render, eye_height=config.agent.height)
-        ac = config.acoustics
-        self.library = library if library is not None else SoundLibrary(ac.fs, user_files=dict(ac.user_sounds))
-        self.step_samples = round(config.agent.step_time * ac.fs)
-        self.audio: AudioRenderer | None = None
-        """Built on the first :meth:`start_audio`: a world nobody listens to costs no acoustics."""
         self.pose = Pose(*scene.start.position, wrap_angle(scene.start.yaw))
         self.source = np.asarray(scene.sources[0].position, float)
         self.field: GoalField = self.grid.goal_field(scene.sources[0].position)
@@ -113,54 +95,29 @@ class BuiltinSimulator:
             self.field = self.grid.goal_field((float(source[0]), float(source[1])))
         self.pose = Pose(start.x, start.y, wrap_angle(start.yaw))
 
-    def transition(self, pose: Pose, action: Action) -> tuple[Pose, bool]:
-        """The pose after ``action`` from ``pose`` and whether a forward move collided; changes nothing."""
-        a = self.config.agent
-        if action == Action.FORWARD:
-            x, y, collided = self.grid.move(pose.x, pose.y, pose.yaw, a.forward_step)
-            return Pose(x, y, pose.yaw), collided
-        if action in (Action.TURN_LEFT, Action.TURN_RIGHT):
-            sign = 1.0 if action == Action.TURN_LEFT else -1.0
-            return Pose(pose.x, pose.y, wrap_angle(pose.yaw + sign * math.radians(a.turn_deg))), False
-        return pose, False
+    def forward(self, pose: Pose) -> tuple[Pose, bool]:
+        """The pose after a forward step on the grid (blocked moves slide along the obstacle), and whether it collided."""
+        x, y, collided = self.grid.move(pose.x, pose.y, pose.yaw, self.config.agent.forward_step)
+        return Pose(x, y, pose.yaw), collided
 
     def step(self, action: Action) -> bool:
         """Apply one action; return whether a forward move collided."""
         self.pose, collided = self.transition(self.pose, action)
         return collided
 
-    def start_audio(self, rng: np.random.Generator) -> np.ndarray:
-        """Start the episode's sound (source loop variation, distractors); the first step's audio (2, N) float32."""
-        ac = self.config.acoustics
-        if not ac.enabled:
-            raise RuntimeError("acoustics are disabled (sim.acoustics.enabled=false)")
-        if self.audio is None:
-            self.audio = AudioRenderer(SceneAcoustics(self.scene, ac, self.config.agent.height, self.grid), self.step_samples)
-        target = self.scene.sources[0]
-        emitters = [Emitter((*target.position, target.height), self.library.signal(target.sound, int(rng.integers(2**31))))]
-        pool = [c for c in {"heard": HEARD, "unheard": UNHEARD, "all": HEARD + UNHEARD}[ac.sounds] if c != target.sound]
-        if ac.distractors:
-            ii, jj = np.nonzero(self.grid.free)
-            for k in rng.choice(len(ii), size=ac.distractors, replace=False):
-                x, y = self.grid.to_world(ii[k], jj[k]).tolist()
-                sound = pool[int(rng.integers(len(pool)))]
-                emitters.append(Emitter((x, y, DISTRACTOR_HEIGHT), self.library.signal(sound, int(rng.integers(2**31)))))
-        return self.audio.start(emitters, self._head(), int(rng.integers(2**31)))
-
-    def hear(self, action: Action, collided: bool) -> np.ndarray:
-        """The audio (2, N) float32 of the step just taken: sources, plus a footstep on FORWARD and a bump on collision."""
-        if self.audio is None:
-            raise RuntimeError("hear() before start_audio()")
-        events = (("footstep",) if action == Action.FORWARD else ()) + (("bump",) if collided else ())
-        return self.audio.step(self._head(), events)
-
-    def _head(self) -> tuple[float, float, float]:
-        return (self.pose.x, self.pose.y, self.pose.yaw)
-
     def geodesic_distance(self, pose: Pose | None = None) -> float:
         """Geodesic distance (m) from the agent (or ``pose``) to the source."""
         p = pose or self.pose
         return float(self.field.distance(np.array([p.x, p.y])))
+
+    def shortest_path(self, xy: tuple[float, float]) -> np.ndarray:
+        """Shortest path (N, 2) from ``xy`` to the source on the grid, both ends included; empty if unreachable."""
+        return self.field.path(xy)
+
+    def clear_line(self, a: np.ndarray, b: np.ndarray) -> bool:
+        """Whether every point of the segment a → b (each (2,)) is navigable, sampled every half cell."""
+        n = max(2, int(np.linalg.norm(b - a) / (self.grid.cell / 2)))
+        return bool(self.grid.navigable(a + np.linspace(0, 1, n)[:, None] * (b - a)).all())
 
     def render(self) -> tuple[np.ndarray, np.ndarray]:
         """rgb uint8 (H, W, 3) and depth float32 (H, W) from the agent's eyes."""
@@ -175,7 +132,7 @@ class ShortestPathFollower:
     away, otherwise moves forward; stops once within the success distance.
     """
 
-    def __init__(self, sim: BuiltinSimulator, lookahead: float = 1.5) -> None:
+    def __init__(self, sim: SimulatorBackend, lookahead: float = 1.5) -> None:
         self.sim, self.lookahead = sim, lookahead
 
     def action(self, pose: Pose | None = None) -> Action:
@@ -193,12 +150,11 @@ class ShortestPathFollower:
         return Action.FORWARD
 
     def _aim(self, xy: np.ndarray) -> np.ndarray:
-        path = self.sim.field.path((float(xy[0]), float(xy[1])))  # (N, 2)
+        path = self.sim.shortest_path((float(xy[0]), float(xy[1])))  # (N, 2)
         along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
         candidates = path[(along <= self.lookahead) & (along > 0)][::-1]
         for c in candidates:
-            n = max(2, int(np.linalg.norm(c - xy) / (self.sim.grid.cell / 2)))
-            if self.sim.grid.navigable(xy + np.linspace(0, 1, n)[:, None] * (c - xy)).all():
+            if self.sim.clear_line(xy, c):
                 return c
         return path[min(1, len(path) - 1)]
 
@@ -211,3 +167,18 @@ class ShortestPathFollower:
                 return n
             pose, _ = self.sim.transition(pose, act)
         return max_steps
+
+
+def make_simulator(scene: Scene | None, config: SimConfig) -> SimulatorBackend:
+    """The simulator backend ``config.backend`` names.
+
+    ``builtin`` simulates ``scene``; ``habitat`` simulates the scanned scene of
+    ``sim.habitat.scene`` with habitat-sim (imported only then), so ``scene`` must be None.
+    """
+    if config.backend == "habitat":
+        if scene is not None:
+            raise ValueError("sim.backend=habitat simulates the scene of sim.habitat.scene; pass no avworld scene")
+        return HabitatSimulator(config)
+    if scene is None:
+        raise ValueError("the built-in simulator needs a scene")
+    return BuiltinSimulator(scene, config)

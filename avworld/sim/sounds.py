@@ -39,6 +39,8 @@ CATEGORIES: tuple[str, ...] = tuple(GENERATORS)
 UNHEARD: tuple[str, ...] = ("doorbell", "microwave", "baby", "washing_machine", "cat", "guitar")
 """Held-out categories for generalisation tests (a quarter of them); each shares a family with heard ones."""
 HEARD: tuple[str, ...] = tuple(c for c in CATEGORIES if c not in UNHEARD)
+SOUND_SETS: dict[str, tuple[str, ...]] = {"heard": HEARD, "unheard": UNHEARD, "all": HEARD + UNHEARD}
+"""The categories ``sim.acoustics.sounds`` names."""
 
 
 class AudioFileError(ValueError):
