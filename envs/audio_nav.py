@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from avworld.sim.audio import log_spectrogram, spectrogram_bounds
 from avworld.sim.backend import SimulatorBackend
+from avworld.sim.episodes import step_reward
 from avworld.sim.loading import load_scene, validate_scene
 from avworld.sim.procedural import SPLITS, generate_apartment
 from avworld.sim.scene import Scene
@@ -189,7 +190,7 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         geodesic = sim.geodesic_distance()
         terminated = action == Action.STOP
         success = terminated and geodesic <= self.config.episode.success_distance
-        reward = -0.01 + (self._geodesic - geodesic) + (10.0 if success else 0.0)
+        reward = step_reward(self._geodesic - geodesic, success)
         self._geodesic = geodesic
         if self._hears:
             self._audio = sim.hear(action, collided)

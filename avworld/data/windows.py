@@ -20,7 +20,9 @@ import torch
 from torch.utils.data import Dataset
 
 from avworld.data.storage import FlatData
+from avworld.sim.episodes import step_reward
 from avworld.sim.procedural import SPLITS
+from avworld.sim.simulator import Action, SimConfig
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -119,3 +121,16 @@ class FrameDataset(Dataset[dict[str, torch.Tensor]]):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {self.field: torch.from_numpy(np.array(self.data.arrays[self.field][int(self.index[i])]))}
+
+
+STOP = int(Action.STOP)
+
+
+def stop_rewards(data: FlatData, obs_index: np.ndarray, success_distance: float | None = None) -> np.ndarray:
+    """The reward STOP would get at observations ``obs_index`` (n,) → (n,) float32, known without running it: STOP ends the
+    episode without moving the agent, so it is a success where the recorded geodesic distance is within the success
+    distance (default: that of the collection's ``sim`` settings)."""
+    if success_distance is None:
+        success_distance = SimConfig.from_dict(data.meta["sim"]).episode.success_distance
+    near = np.asarray(data.arrays["geodesic_distance"])[np.asarray(obs_index)] <= success_distance
+    return np.array([step_reward(0.0, bool(s)) for s in near], np.float32)

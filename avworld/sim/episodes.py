@@ -29,6 +29,15 @@ class EpisodeConfig:
             raise ValueError(f"invalid episode config {self}")
 
 
+SLACK_REWARD = -0.01
+SUCCESS_REWARD = 10.0
+
+
+def step_reward(progress: float, success: bool) -> float:
+    """The reward of one step (DESIGN.md): the slack, the progress in geodesic distance (m), and the success bonus."""
+    return SLACK_REWARD + progress + (SUCCESS_REWARD if success else 0.0)
+
+
 class EpisodeSamplingError(RuntimeError):
     """No episode satisfying the constraints exists in a scene."""
 

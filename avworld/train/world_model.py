@@ -37,12 +37,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from avworld.data.storage import FlatData
-from avworld.data.windows import WindowConfig, WindowDataset
+from avworld.data.windows import STOP, WindowConfig, WindowDataset, stop_rewards
 from avworld.models.checkpoint import CheckpointError, load_checkpoint
 from avworld.models.flow import FlowConfig, WorldModel, WorldModelConfig
 from avworld.models.imagination import FIELDS, TOKENIZERS, Imagination, tokenizer_meta
 from avworld.models.registry import build, config_from_dict, config_to_dict, encode, load_model, preset
-from avworld.sim.simulator import Action, SimConfig
 from avworld.train.tokenizers import DataRef
 from avworld.train.trainer import TrainConfig, Trainer
 
@@ -141,10 +140,10 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
 
     ``stop_windows`` adds that many counterfactual STOP windows per real one (the first ``len(windows)`` items are the
     real ones, the rest spread evenly over them): the window's context, action STOP, and what STOP would have given
-    there, known without running it: termination 1 and reward −0.01, plus 10 where the last context step's geodesic
-    distance is within ``success_distance`` (STOP does not move the agent). Their next observation is not known:
-    ``observed`` is 0 and the flow loss skips their targets, so they teach only the reward and termination heads. Behaviour
-    data STOPs mostly at the source, so without them a model learns that STOP pays wherever it is called.
+    there, known without running it (:func:`avworld.data.windows.stop_rewards`): termination 1 and reward −0.01, plus 10
+    where the last context step's geodesic distance is within the success distance. Their next observation is not
+    known: ``observed`` is 0 and the flow loss skips their targets, so they teach only the reward and termination
+    heads. Behaviour data STOPs mostly at the source; without them a model learns that STOP pays anywhere.
     """
 
     def __init__(
@@ -154,7 +153,7 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
         stats: dict[str, tuple[float, float]],
         config: WindowConfig,
         stop_windows: float = 0.0,
-        success_distance: float = 1.0,
+        success_distance: float | None = None,
     ) -> None:
         if config.horizon != 1:
             raise ValueError("LatentWindows trains one-step prediction: horizon must be 1")
@@ -163,7 +162,9 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
         self.windows = WindowDataset(data, config)
         self.data, self.latents, self.stats, self.context = data, latents, stats, config.context
         self.stops = round(stop_windows * len(self.windows))
-        self.success_distance = success_distance
+        sources = np.arange(self.stops) * len(self.windows) // max(self.stops, 1)  # spread evenly over the real windows
+        self.stop_sources = sources
+        self.stop_rewards = stop_rewards(data, self.windows.obs_index[sources] + self.context - 1, success_distance)
 
     def __len__(self) -> int:
         return len(self.windows) + self.stops
@@ -172,13 +173,11 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
         n, m = len(self.windows), self.context
         counterfactual = i >= n
         if counterfactual:
-            i = (i - n) * n // self.stops
+            action, reward, termination = STOP, float(self.stop_rewards[i - n]), 1.0
+            i = int(self.stop_sources[i - n])
         o, t = int(self.windows.obs_index[i]), int(self.windows.step_index[i])
         a = self.data.arrays
-        if counterfactual:
-            success = float(a["geodesic_distance"][o + m - 1]) <= self.success_distance
-            action, reward, termination = int(Action.STOP), -0.01 + (10.0 if success else 0.0), 1.0
-        else:
+        if not counterfactual:
             action, reward, termination = int(a["actions"][t + m - 1]), float(a["rewards"][t + m - 1]), float(a["terminations"][t + m - 1])
         item = {
             "action": torch.tensor(action),
@@ -256,8 +255,7 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
     trained = ("video",) if job.stage == "1" else modalities  # stage 1 runs the net on video alone
     latents = {m: latent_cache(data, m, tokenizers[m][0].to(device), paths[m], device) for m in trained}
     windows = WindowConfig(context=config.net.context, horizon=1, split="train", fractions=job.data.fractions)
-    success = SimConfig.from_dict(data.meta["sim"]).episode.success_distance
-    dataset = LatentWindows(data, latents, stats, windows, job.stop_windows, success)
+    dataset = LatentWindows(data, latents, stats, windows, job.stop_windows)
 
     torch.manual_seed(job.train.seed)
     model = build("world_model", config)
