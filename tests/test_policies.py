@@ -52,3 +52,17 @@ def test_oracle_refuses_an_env_without_a_simulator() -> None:
         OraclePolicy().act({}, {})
     with pytest.raises(ValueError, match="episodes"):
         evaluate_navigation(gym.make("avworld/AudioNav-v0"), RandomPolicy(), episodes=0)
+
+
+def test_the_oracle_stops_where_the_source_cannot_be_reached() -> None:
+    from avworld.sim.scene import Scene
+    from avworld.sim.simulator import Action, BuiltinSimulator, Pose, ShortestPathFollower, SimConfig
+    from tests.conftest import two_rooms
+
+    closed = Scene(**{**two_rooms().__dict__, "doors": ()})  # the source's room has no door
+    sim = BuiltinSimulator(closed, SimConfig.from_dict({"acoustics": {"enabled": False}}))
+    sim.set_episode(Pose(1.0, 1.0, 0.0), closed.sources[0].position)
+    assert sim.geodesic_distance() == float("inf")
+    follower = ShortestPathFollower(sim)
+    assert follower.action() == Action.STOP
+    assert follower.count_actions(sim.pose, max_steps=50) == 1

@@ -129,7 +129,8 @@ class ShortestPathFollower:
 
     Aims at the farthest point of the shortest path, up to ``lookahead`` metres ahead,
     that is in straight navigable sight; turns while that aim is more than half a turn
-    away, otherwise moves forward; stops once within the success distance.
+    away, otherwise moves forward; stops once within the success distance, and at once
+    where the source cannot be reached from the pose (no path to follow).
     """
 
     def __init__(self, sim: SimulatorBackend, lookahead: float = 1.5) -> None:
@@ -138,7 +139,8 @@ class ShortestPathFollower:
     def action(self, pose: Pose | None = None) -> Action:
         sim = self.sim
         p = pose or sim.pose
-        if sim.geodesic_distance(p) <= sim.config.episode.success_distance:
+        distance = sim.geodesic_distance(p)
+        if distance <= sim.config.episode.success_distance or not math.isfinite(distance):
             return Action.STOP
         aim = self._aim(np.array([p.x, p.y]))
         error = wrap_angle(math.atan2(aim[1] - p.y, aim[0] - p.x) - p.yaw)
