@@ -183,7 +183,7 @@ def _train_world_model(cfg: DictConfig) -> None:
     if not cfg.out_dir:
         raise ValueError("out_dir must be set for the world model: its stages follow one another there (out_dir=runs/wm)")
     fields = {"model": cfg.preset.world_model.model, "train": cfg.preset.world_model.train, "data": cfg.data}
-    fields |= {k: cfg[k] for k in ("stage", "variant", "init", "tokenizers", "stop_windows")}
+    fields |= {k: cfg[k] for k in ("stage", "variant", "init", "tokenizers", "stop_windows", "stop_near")}
     job = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(WorldModelJob), fields))
     assert isinstance(job, WorldModelJob)
     result = train_world_model(job, cfg.out_dir)

@@ -38,6 +38,8 @@ class DemoSizes:
     """Per stage."""
     stop_windows: float = 0.1
     """Counterfactual STOP windows per training window (:class:`avworld.train.world_model.LatentWindows`)."""
+    stop_near: float = 0.5
+    """Share of them drawn from windows within reach of the source."""
     batch_size: int = 32
     eval_windows: int = 64
     horizons: tuple[int, ...] = (1, 2, 4, 8)
@@ -122,7 +124,7 @@ def build_pipeline(config: DemoConfig, sim: SimConfig) -> Pipeline:
             cost=3,
         ),
     ]
-    wm = {"preset": s.world_model_preset, "steps": s.world_model_steps, "batch": s.batch_size, "stop_windows": s.stop_windows}
+    wm = {"preset": s.world_model_preset, "steps": s.world_model_steps, "batch": s.batch_size, "stop_windows": s.stop_windows, "stop_near": s.stop_near}
     stages.append(
         Stage("world_stage1", _world_model("1", s, device, config.seed), wm, ("collect", "video_tokenizer", "audio_tokenizer"), 2)
     )
@@ -212,7 +214,8 @@ def _world_model(stage: str, s: DemoSizes, device: str, seed: int) -> Any:
         train = _schedule(steps, s.batch_size, seed, device, ema=0.99)
         data = DataRef(root=needed["collect"]["root"], name=needed["collect"]["name"])
         job = WorldModelJob(
-            model=s.world_model_preset, stage=stage, init=init, tokenizers=tokenizers, data=data, train=train, stop_windows=s.stop_windows
+            model=s.world_model_preset, stage=stage, init=init, tokenizers=tokenizers, data=data, train=train,
+            stop_windows=s.stop_windows, stop_near=s.stop_near,
         )
         logs = train_world_model(job, path, progress=False)
         return {"checkpoint": str(stage_dir(path, stage) / "checkpoint"), "loss": logs.get("loss")}

@@ -91,6 +91,29 @@ def test_counterfactual_stop_windows(collection: CollectConfig, tokenizer_checkp
         LatentWindows(data, {"video": z}, {"video": (0.0, 1.0)}, config, stop_windows=-1)
 
 
+def test_stop_windows_near_the_source_get_their_share(collection: CollectConfig, tokenizer_checkpoints: dict[str, str]) -> None:
+    """``stop_near`` of the STOP windows come from windows within reach (each STOP there succeeds), the rest from all."""
+    data = DataRef(root=collection.root, name=collection.name).load()
+    tok, _ = load_model(tokenizer_checkpoints["video"], "video_vae")
+    z = latent_cache(data, "video", tok, Path(tokenizer_checkpoints["video"]), torch.device("cpu"))
+    config, stats = WindowConfig(context=3, horizon=1, split="train"), {"video": (0.0, 1.0)}
+    geodesic = data.arrays["geodesic_distance"]
+    last = LatentWindows(data, {"video": z}, stats, config).windows.obs_index + 2
+    reach = float(np.quantile(geodesic[last], 0.1))  # a tenth of the windows within reach
+    windows = LatentWindows(data, {"video": z}, stats, config, stop_windows=0.4, success_distance=reach, stop_near=0.5)
+    n, near = len(windows.windows), windows.stops_near
+    assert near == round(0.5 * windows.stops) > 0
+    rewards = np.array([float(windows[n + j]["reward"]) for j in range(windows.stops)])
+    assert np.allclose(rewards[:near], 9.99)  # all of the near share succeed
+    spread = rewards[near:]
+    assert np.isclose(spread, -0.01).mean() > 0.8  # the rest: mostly away from the source, as the data
+    assert len(set(windows.stop_sources[:near].tolist())) == (geodesic[last] <= reach).sum()  # every near window is used
+    nowhere = LatentWindows(data, {"video": z}, stats, config, stop_windows=0.4, success_distance=-1.0, stop_near=0.5)
+    assert nowhere.stops_near == 0 and nowhere.stops == windows.stops  # none within reach: all spread over all windows
+    with pytest.raises(ValueError, match="stop_near"):
+        LatentWindows(data, {"video": z}, stats, config, stop_windows=0.4, stop_near=1.5)
+
+
 def test_three_stages_freeze_what_the_paper_freezes(
     collection: CollectConfig, tokenizer_checkpoints: dict[str, str], tmp_path: Path
 ) -> None:

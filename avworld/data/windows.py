@@ -126,11 +126,16 @@ class FrameDataset(Dataset[dict[str, torch.Tensor]]):
 STOP = int(Action.STOP)
 
 
-def stop_rewards(data: FlatData, obs_index: np.ndarray, success_distance: float | None = None) -> np.ndarray:
-    """The reward STOP would get at observations ``obs_index`` (n,) → (n,) float32, known without running it: STOP ends the
-    episode without moving the agent, so it is a success where the recorded geodesic distance is within the success
-    distance (default: that of the collection's ``sim`` settings)."""
+def within_reach(data: FlatData, obs_index: np.ndarray, success_distance: float | None = None) -> np.ndarray:
+    """Whether STOP at observations ``obs_index`` (n,) would succeed → (n,) bool: the recorded geodesic distance is
+    within the success distance (default: that of the collection's ``sim`` settings)."""
     if success_distance is None:
         success_distance = SimConfig.from_dict(data.meta["sim"]).episode.success_distance
-    near = np.asarray(data.arrays["geodesic_distance"])[np.asarray(obs_index)] <= success_distance
+    return np.asarray(data.arrays["geodesic_distance"])[np.asarray(obs_index)] <= success_distance
+
+
+def stop_rewards(data: FlatData, obs_index: np.ndarray, success_distance: float | None = None) -> np.ndarray:
+    """The reward STOP would get at observations ``obs_index`` (n,) → (n,) float32, known without running it: STOP ends the
+    episode without moving the agent, so it is a success exactly :func:`within_reach`."""
+    near = within_reach(data, obs_index, success_distance)
     return np.array([step_reward(0.0, bool(s)) for s in near], np.float32)

@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from avworld.data.storage import FlatData
-from avworld.data.windows import STOP, WindowConfig, WindowDataset, stop_rewards
+from avworld.data.windows import STOP, WindowConfig, WindowDataset, stop_rewards, within_reach
 from avworld.models.checkpoint import CheckpointError, load_checkpoint
 from avworld.models.flow import FlowConfig, WorldModel, WorldModelConfig
 from avworld.models.imagination import FIELDS, TOKENIZERS, Imagination, tokenizer_meta
@@ -78,6 +78,8 @@ class WorldModelJob:
     train: TrainConfig = field(default_factory=TrainConfig)
     stop_windows: float = 0.1
     """Counterfactual STOP windows per real training window (:class:`LatentWindows`); 0 trains on the data alone."""
+    stop_near: float = 0.5
+    """Share of the STOP windows drawn from windows within reach of the source (:class:`LatentWindows`)."""
 
     def __post_init__(self) -> None:
         self.stage = str(self.stage)
@@ -139,11 +141,16 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
     ``action`` int64 (); ``reward`` float32 (); ``termination`` float32 () 0/1; ``observed`` float32 () 0/1.
 
     ``stop_windows`` adds that many counterfactual STOP windows per real one (the first ``len(windows)`` items are the
-    real ones, the rest spread evenly over them): the window's context, action STOP, and what STOP would have given
-    there, known without running it (:func:`avworld.data.windows.stop_rewards`): termination 1 and reward −0.01, plus 10
-    where the last context step's geodesic distance is within the success distance. Their next observation is not
-    known: ``observed`` is 0 and the flow loss skips their targets, so they teach only the reward and termination
-    heads. Behaviour data STOPs mostly at the source; without them a model learns that STOP pays anywhere.
+    real ones, the rest follow): the window's context, action STOP, and what STOP would have given there, known without
+    running it (:func:`avworld.data.windows.stop_rewards`): termination 1 and reward −0.01, plus 10 where the last
+    context step's geodesic distance is within the success distance. Their next observation is not known: ``observed``
+    is 0 and the flow loss skips their targets, so they teach only the reward and termination heads. Behaviour data
+    STOPs mostly at the source; without them a model learns that STOP pays anywhere.
+
+    Windows within reach of the source are few (a percent or so of a behaviour collection), so a share ``stop_near``
+    of the STOP windows is spread evenly over those (repeating them as needed) and the rest evenly over all windows:
+    the heads then see both outcomes often enough to tell them apart. With no window within reach, all are spread
+    over all windows.
     """
 
     def __init__(
@@ -154,17 +161,23 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
         config: WindowConfig,
         stop_windows: float = 0.0,
         success_distance: float | None = None,
+        stop_near: float = 0.0,
     ) -> None:
         if config.horizon != 1:
             raise ValueError("LatentWindows trains one-step prediction: horizon must be 1")
         if stop_windows < 0:
             raise ValueError(f"stop_windows must be ≥ 0, got {stop_windows}")
+        if not 0.0 <= stop_near <= 1.0:
+            raise ValueError(f"stop_near must lie in [0, 1], got {stop_near}")
         self.windows = WindowDataset(data, config)
         self.data, self.latents, self.stats, self.context = data, latents, stats, config.context
         self.stops = round(stop_windows * len(self.windows))
-        sources = np.arange(self.stops) * len(self.windows) // max(self.stops, 1)  # spread evenly over the real windows
-        self.stop_sources = sources
-        self.stop_rewards = stop_rewards(data, self.windows.obs_index[sources] + self.context - 1, success_distance)
+        last = self.windows.obs_index + self.context - 1  # (W,) each window's last context observation
+        near = np.flatnonzero(within_reach(data, last, success_distance))
+        n_near = round(stop_near * self.stops) if len(near) else 0
+        self.stops_near = n_near
+        self.stop_sources = np.concatenate([_spread(n_near, near), _spread(self.stops - n_near, np.arange(len(self.windows)))])
+        self.stop_rewards = stop_rewards(data, last[self.stop_sources], success_distance)
 
     def __len__(self) -> int:
         return len(self.windows) + self.stops
@@ -190,6 +203,11 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
             window = (torch.from_numpy(np.array(z[o : o + m + 1])) - mean) / std
             item[f"ctx_{name}"], item[name] = window[:m], window[m]
         return item
+
+
+def _spread(n: int, pool: np.ndarray) -> np.ndarray:
+    """``n`` items of ``pool`` (k,) evenly spread over it, in order, each repeated ⌊n / k⌋ or ⌈n / k⌉ times."""
+    return pool[np.arange(n) * len(pool) // max(n, 1)] if len(pool) else pool[:0]
 
 
 # -- the job -----------------------------------------------------------------------------------
@@ -255,7 +273,7 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
     trained = ("video",) if job.stage == "1" else modalities  # stage 1 runs the net on video alone
     latents = {m: latent_cache(data, m, tokenizers[m][0].to(device), paths[m], device) for m in trained}
     windows = WindowConfig(context=config.net.context, horizon=1, split="train", fractions=job.data.fractions)
-    dataset = LatentWindows(data, latents, stats, windows, job.stop_windows)
+    dataset = LatentWindows(data, latents, stats, windows, job.stop_windows, stop_near=job.stop_near)
 
     torch.manual_seed(job.train.seed)
     model = build("world_model", config)
@@ -276,7 +294,8 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
         "stage": job.stage,
         "latent": {m: {"mean": stats[m][0], "std": stats[m][1]} for m in modalities},
         "tokenizers": {m: tokenizer_meta(tokenizers[m][1].meta) for m in modalities},
-        "data": {"root": str(job.data.root), "name": job.data.name, "windows": len(dataset.windows), "stop_windows": dataset.stops},
+        "data": {"root": str(job.data.root), "name": job.data.name, "windows": len(dataset.windows), "stop_windows": dataset.stops,
+                 "stop_windows_near": dataset.stops_near},
         **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape", "sim")},
     }
     tokenizer_modules = {m: tokenizers[m][0] for m in modalities}
