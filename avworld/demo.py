@@ -124,7 +124,8 @@ def build_pipeline(config: DemoConfig, sim: SimConfig) -> Pipeline:
             cost=3,
         ),
     ]
-    wm = {"preset": s.world_model_preset, "steps": s.world_model_steps, "batch": s.batch_size, "stop_windows": s.stop_windows, "stop_near": s.stop_near}
+    wm = {"preset": s.world_model_preset, "steps": s.world_model_steps, "batch": s.batch_size}
+    wm |= {"stop_windows": s.stop_windows, "stop_near": s.stop_near}
     stages.append(
         Stage("world_stage1", _world_model("1", s, device, config.seed), wm, ("collect", "video_tokenizer", "audio_tokenizer"), 2)
     )
@@ -214,8 +215,14 @@ def _world_model(stage: str, s: DemoSizes, device: str, seed: int) -> Any:
         train = _schedule(steps, s.batch_size, seed, device, ema=0.99)
         data = DataRef(root=needed["collect"]["root"], name=needed["collect"]["name"])
         job = WorldModelJob(
-            model=s.world_model_preset, stage=stage, init=init, tokenizers=tokenizers, data=data, train=train,
-            stop_windows=s.stop_windows, stop_near=s.stop_near,
+            model=s.world_model_preset,
+            stage=stage,
+            init=init,
+            tokenizers=tokenizers,
+            data=data,
+            train=train,
+            stop_windows=s.stop_windows,
+            stop_near=s.stop_near,
         )
         logs = train_world_model(job, path, progress=False)
         return {"checkpoint": str(stage_dir(path, stage) / "checkpoint"), "loss": logs.get("loss")}

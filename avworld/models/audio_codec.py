@@ -147,13 +147,14 @@ class AudioCodec(nn.Module):
         if audio.shape[-2:] != (2, n):
             raise ValueError(f"audio steps must be (2, {n}) for this AudioCodec, got {tuple(audio.shape[-2:])}")
         x, _ = self.normalise(audio.reshape(-1, 2, n).float())  # (B, 2, N)
-        y = self.decoder(self.encoder(x))  # (B, 2, N)
-        stft = multi_resolution_stft_loss(y, x, self.config.stft_sizes)
-        l1 = (y - x).abs().mean()
-        ild = ild_loss(y, x)
-        loss = stft + self.config.waveform_weight * l1 + self.config.ild_weight * ild
-        with torch.no_grad():
-            ild_error = (ild_db(y) - ild_db(x)).abs().mean()
+        y = self.decoder(self.encoder(x)).float()  # (B, 2, N); float32 also under bf16 autocast
+        with torch.autocast(x.device.type, enabled=False):  # spectra and levels in float32
+            stft = multi_resolution_stft_loss(y, x, self.config.stft_sizes)
+            l1 = (y - x).abs().mean()
+            ild = ild_loss(y, x)
+            loss = stft + self.config.waveform_weight * l1 + self.config.ild_weight * ild
+            with torch.no_grad():
+                ild_error = (ild_db(y) - ild_db(x)).abs().mean()
         logs = {"loss": loss, "stft": stft, "l1": l1, "ild": ild, "ild_db": ild_error}
         return loss, {k: float(v.detach()) for k, v in logs.items()}
 

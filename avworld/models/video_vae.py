@@ -138,13 +138,14 @@ class VideoVAE(nn.Module):
         if rgb.shape[-3:] != (size, size, 3):
             raise ValueError(f"rgb frames must be ({size}, {size}, 3) for this VideoVAE, got {tuple(rgb.shape[-3:])}")
         x = rgb_to_tensor(rgb.reshape(-1, size, size, 3))  # (B, 3, H, W)
-        mean, logvar = self.encode(x)  # (B, C, h, w) each
+        mean, logvar = (t.float() for t in self.encode(x))  # (B, C, h, w) each; float32 also under bf16 autocast
         z = mean + (0.5 * logvar).exp() * torch.randn_like(mean) if self.training else mean
-        y = self.decode(z)  # (B, 3, H, W)
-        l1 = (y - x).abs().mean()
-        mse = F.mse_loss(y, x)
-        kl = kl_divergence(mean, logvar)
-        loss = l1 + mse + self.config.kl_weight * kl
+        y = self.decode(z).float()  # (B, 3, H, W)
+        with torch.autocast(x.device.type, enabled=False):  # the losses in float32
+            l1 = (y - x).abs().mean()
+            mse = F.mse_loss(y, x)
+            kl = kl_divergence(mean, logvar)
+            loss = l1 + mse + self.config.kl_weight * kl
         with torch.no_grad():
             per_item = (y.clamp(-1.0, 1.0) - x).square().mean(dim=(1, 2, 3)) / 4.0  # MSE on [0, 1]
             psnr = (-10.0 * torch.log10(per_item.clamp(min=1e-10))).mean()
@@ -154,6 +155,6 @@ class VideoVAE(nn.Module):
 
 VIDEO_VAE_PRESETS: dict[str, VideoVAEConfig] = {
     "tiny": VideoVAEConfig(channels=(8, 16, 32), latent_channels=4),
-    "small": VideoVAEConfig(channels=(32, 64, 128), latent_channels=4),
-    "base": VideoVAEConfig(channels=(64, 128, 256), blocks_per_level=2, latent_channels=4),
+    "small": VideoVAEConfig(channels=(32, 64, 128), latent_channels=8),
+    "base": VideoVAEConfig(channels=(64, 128, 256), blocks_per_level=2, latent_channels=8),
 }

@@ -51,7 +51,7 @@ class TrainConfig:
     ema: float = 0.0
     """Decay of the exponential moving average of the weights saved for inference; 0 saves the online weights."""
     amp: bool = True
-    """bf16 autocast on CUDA (ignored on CPU)."""
+    """bf16 autocast on CUDA, and on CPUs with native bf16 arithmetic (AMX or AVX512-BF16; see :func:`cpu_has_bf16`)."""
     compile: bool = False
     """``torch.compile`` the model for the training steps."""
 
@@ -63,6 +63,19 @@ class TrainConfig:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"train.ema must lie in [0, 1), got {self.ema}")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic in hardware (x86 ``amx_bf16`` or ``avx512_bf16`` in ``/proc/cpuinfo``).
+
+    Elsewhere bf16 is emulated and slower than float32, so the trainer keeps float32 there. On a 2-core Xeon with AMX,
+    bf16 autocast trains the small video autoencoder 1.4x faster (docs/benchmarks.md)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def distributed() -> tuple[int, int]:
@@ -220,7 +233,8 @@ class Trainer:
         logs: dict[str, float] = {}
         start, first = time.perf_counter(), self.step
         self.model.train()
-        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=c.amp and self.device.type == "cuda")
+        native = self.device.type == "cuda" or (self.device.type == "cpu" and cpu_has_bf16())
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.amp and native)
         with tqdm(total=c.steps, initial=self.step, desc="train", unit="step", disable=not (progress and lead)) as bar:
             while self.step < min(c.steps, until if until is not None else c.steps):
                 batch = self.batch(self.step)

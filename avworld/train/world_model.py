@@ -294,8 +294,13 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
         "stage": job.stage,
         "latent": {m: {"mean": stats[m][0], "std": stats[m][1]} for m in modalities},
         "tokenizers": {m: tokenizer_meta(tokenizers[m][1].meta) for m in modalities},
-        "data": {"root": str(job.data.root), "name": job.data.name, "windows": len(dataset.windows), "stop_windows": dataset.stops,
-                 "stop_windows_near": dataset.stops_near},
+        "data": {
+            "root": str(job.data.root),
+            "name": job.data.name,
+            "windows": len(dataset.windows),
+            "stop_windows": dataset.stops,
+            "stop_windows_near": dataset.stops_near,
+        },
         **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape", "sim")},
     }
     tokenizer_modules = {m: tokenizers[m][0] for m in modalities}
