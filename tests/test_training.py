@@ -153,3 +153,41 @@ def test_a_pickle_is_never_loaded(tmp_path: Path) -> None:
     torch.save({"w": torch.ones(1)}, path / "model.safetensors")  # a pickle under the safetensors name
     with pytest.raises(CheckpointError, match=r"model\.safetensors"):
         load_checkpoint(path)
+
+
+class RecordsAutocast(Regression):
+    """Regression that notes whether each training forward ran under CPU bf16 autocast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[bool] = []
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        self.seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return super().forward(batch)
+
+
+@pytest.mark.parametrize("amp", [True, False])
+def test_bf16_autocast_on_cpu_follows_amp_and_the_hardware(tmp_path: Path, amp: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import avworld.train.trainer as trainer_module
+
+    for native in (True, False):
+        monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda native=native: native)
+        model = RecordsAutocast()
+        config = TrainConfig(steps=3, batch_size=8, log_every=1, sample_every=100, checkpoint_every=100, amp=amp, device="cpu")
+        Trainer(model, Points(), config, tmp_path / f"{amp}-{native}", lambda: ("regression", {}, {})).fit(progress=False)
+        assert model.seen == [amp and native] * 3
+
+
+def test_cpu_bf16_detection_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import builtins
+
+    from avworld.train.trainer import cpu_has_bf16
+
+    real_open, cpuinfo = builtins.open, tmp_path / "cpuinfo"
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(cpuinfo if path == "/proc/cpuinfo" else path, *a, **k))
+    for flags, expected in (("fpu sse avx512f amx_bf16 amx_tile", True), ("fpu sse avx2", False), (None, False)):
+        cpuinfo.write_text("processor\t: 0\n" + (f"flags\t\t: {flags}\n" if flags else ""))
+        assert cpu_has_bf16() is expected
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: (_ for _ in ()).throw(OSError("no such file")))
+    assert cpu_has_bf16() is False
