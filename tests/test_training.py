@@ -168,13 +168,13 @@ class RecordsAutocast(Regression):
 
 
 @pytest.mark.parametrize("amp", [True, False])
-def test_bf16_autocast_on_cpu_follows_amp_and_the_hardware(tmp_path: Path, amp: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bf16_autocast_on_cpu_follows_cpu_amp_and_the_hardware(tmp_path: Path, amp: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     import avworld.train.trainer as trainer_module
 
     for native in (True, False):
         monkeypatch.setattr(trainer_module, "cpu_has_bf16", lambda native=native: native)
         model = RecordsAutocast()
-        config = TrainConfig(steps=3, batch_size=8, log_every=1, sample_every=100, checkpoint_every=100, amp=amp, device="cpu")
+        config = TrainConfig(steps=3, batch_size=8, log_every=1, sample_every=100, checkpoint_every=100, cpu_amp=amp, device="cpu")
         Trainer(model, Points(), config, tmp_path / f"{amp}-{native}", lambda: ("regression", {}, {})).fit(progress=False)
         assert model.seen == [amp and native] * 3
 

@@ -51,7 +51,10 @@ class TrainConfig:
     ema: float = 0.0
     """Decay of the exponential moving average of the weights saved for inference; 0 saves the online weights."""
     amp: bool = True
-    """bf16 autocast on CUDA, and on CPUs with native bf16 arithmetic (AMX or AVX512-BF16; see :func:`cpu_has_bf16`)."""
+    """bf16 autocast on CUDA."""
+    cpu_amp: bool = False
+    """bf16 autocast on CPUs with native bf16 arithmetic (AMX or AVX512-BF16; see :func:`cpu_has_bf16`). It pays for
+    wide convolutions (the small tokenizers: 1.4-1.5x) and costs for narrow ones (the tiny presets: up to 1.8x slower)."""
     compile: bool = False
     """``torch.compile`` the model for the training steps."""
 
@@ -68,7 +71,7 @@ class TrainConfig:
 def cpu_has_bf16() -> bool:
     """Whether this CPU does bf16 arithmetic in hardware (x86 ``amx_bf16`` or ``avx512_bf16`` in ``/proc/cpuinfo``).
 
-    Elsewhere bf16 is emulated and slower than float32, so the trainer keeps float32 there. On a 2-core Xeon with AMX,
+    Elsewhere bf16 is emulated and slower than float32, so ``cpu_amp`` keeps float32 there. On a 2-core Xeon with AMX,
     bf16 autocast trains the small video autoencoder 1.4x faster (docs/benchmarks.md)."""
     try:
         with open("/proc/cpuinfo") as f:
@@ -233,8 +236,8 @@ class Trainer:
         logs: dict[str, float] = {}
         start, first = time.perf_counter(), self.step
         self.model.train()
-        native = self.device.type == "cuda" or (self.device.type == "cpu" and cpu_has_bf16())
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.amp and native)
+        on = c.amp if self.device.type == "cuda" else c.cpu_amp and self.device.type == "cpu" and cpu_has_bf16()
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
         with tqdm(total=c.steps, initial=self.step, desc="train", unit="step", disable=not (progress and lead)) as bar:
             while self.step < min(c.steps, until if until is not None else c.steps):
                 batch = self.batch(self.step)
