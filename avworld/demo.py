@@ -38,8 +38,8 @@ class DemoSizes:
     """Per stage."""
     stop_windows: float = 0.1
     """Counterfactual STOP windows per training window (:class:`avworld.train.world_model.LatentWindows`)."""
-    stop_near: float = 0.5
-    """Share of them drawn from windows within reach of the source."""
+    stop_near: float = 0.0
+    """Share of them drawn from windows within reach of the source (:class:`~avworld.train.world_model.WorldModelJob`)."""
     batch_size: int = 32
     eval_windows: int = 64
     horizons: tuple[int, ...] = (1, 2, 4, 8)
@@ -125,7 +125,7 @@ def build_pipeline(config: DemoConfig, sim: SimConfig) -> Pipeline:
         ),
     ]
     wm = {"preset": s.world_model_preset, "steps": s.world_model_steps, "batch": s.batch_size}
-    wm |= {"stop_windows": s.stop_windows, "stop_near": s.stop_near}
+    wm |= {"stop_windows": s.stop_windows} | ({"stop_near": s.stop_near} if s.stop_near else {})  # demo roots of before stay valid
     stages.append(
         Stage("world_stage1", _world_model("1", s, device, config.seed), wm, ("collect", "video_tokenizer", "audio_tokenizer"), 2)
     )
