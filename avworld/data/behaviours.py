@@ -12,13 +12,14 @@ from typing import Protocol
 
 import numpy as np
 
-from avworld.sim.simulator import Action, BuiltinSimulator, ShortestPathFollower
+from avworld.sim.backend import SimulatorBackend
+from avworld.sim.simulator import Action, ShortestPathFollower
 
 BEHAVIOURS = ("toward", "away", "explore")
 
 
 class Behaviour(Protocol):
-    def act(self, sim: BuiltinSimulator, rng: np.random.Generator) -> Action: ...
+    def act(self, sim: SimulatorBackend, rng: np.random.Generator) -> Action: ...
 
 
 class Toward:
@@ -27,7 +28,7 @@ class Toward:
     def __init__(self, noise: float = 0.2) -> None:
         self.noise = noise
 
-    def act(self, sim: BuiltinSimulator, rng: np.random.Generator) -> Action:
+    def act(self, sim: SimulatorBackend, rng: np.random.Generator) -> Action:
         best = ShortestPathFollower(sim).action()
         if best != Action.STOP and rng.random() < self.noise:
             return Action(int(rng.integers(1, 4)))
@@ -40,7 +41,7 @@ class Away:
     def __init__(self, noise: float = 0.2, stop_prob: float = 0.005) -> None:
         self.noise, self.stop_prob = noise, stop_prob
 
-    def act(self, sim: BuiltinSimulator, rng: np.random.Generator) -> Action:
+    def act(self, sim: SimulatorBackend, rng: np.random.Generator) -> Action:
         if rng.random() < self.stop_prob:
             return Action.STOP
         if rng.random() < self.noise:
@@ -60,7 +61,7 @@ class Explore:
     def __init__(self, forward_prob: float = 0.6, stop_prob: float = 0.01) -> None:
         self.forward_prob, self.stop_prob = forward_prob, stop_prob
 
-    def act(self, sim: BuiltinSimulator, rng: np.random.Generator) -> Action:
+    def act(self, sim: SimulatorBackend, rng: np.random.Generator) -> Action:
         u = rng.random()
         if u < self.stop_prob:
             return Action.STOP
