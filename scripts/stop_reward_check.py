@@ -17,9 +17,9 @@ import json
 import numpy as np
 import torch
 
-from avworld.data.windows import WindowConfig, WindowDataset
+from avworld.data.windows import WindowConfig, WindowDataset, within_reach
 from avworld.models.imagination import FIELDS, Imagination
-from avworld.sim.simulator import Action, SimConfig
+from avworld.sim.simulator import Action
 from avworld.train.tokenizers import DataRef
 
 BATCH = 128
@@ -36,11 +36,9 @@ def main(argv: list[str] | None = None) -> int:
 
     world = Imagination.load(args.checkpoint)
     data = DataRef(root=args.root, name=args.name).load()
-    reach = SimConfig.from_dict(data.meta["sim"]).episode.success_distance
     fractions = (0.0, 0.0, 1.0) if args.split == "test" else (0.9, 0.05, 0.05)
     windows = WindowDataset(data, WindowConfig(context=world.context, horizon=1, split=args.split, fractions=fractions))
-    geodesic = np.asarray(data.arrays["geodesic_distance"])
-    near = np.array([geodesic[int(o) + world.context - 1] <= reach for o in windows.obs_index])
+    near = within_reach(data, windows.obs_index + world.context - 1)
     predicted = []
     generator = torch.Generator().manual_seed(0)
     for start in range(0, len(windows), BATCH):

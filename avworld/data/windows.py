@@ -134,8 +134,7 @@ def within_reach(data: FlatData, obs_index: np.ndarray, success_distance: float 
     return np.asarray(data.arrays["geodesic_distance"])[np.asarray(obs_index)] <= success_distance
 
 
-def stop_rewards(data: FlatData, obs_index: np.ndarray, success_distance: float | None = None) -> np.ndarray:
-    """The reward STOP would get at observations ``obs_index`` (n,) → (n,) float32, known without running it: STOP ends the
-    episode without moving the agent, so it is a success exactly :func:`within_reach`."""
-    near = within_reach(data, obs_index, success_distance)
-    return np.array([step_reward(0.0, bool(s)) for s in near], np.float32)
+def stop_rewards(near: np.ndarray) -> np.ndarray:
+    """The reward STOP would get where ``near`` (n,) bool says it is :func:`within_reach` → (n,) float32, known without
+    running it: STOP ends the episode without moving the agent, so it succeeds exactly within reach."""
+    return np.where(near, step_reward(0.0, True), step_reward(0.0, False)).astype(np.float32)

@@ -174,11 +174,12 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
         self.data, self.latents, self.stats, self.context = data, latents, stats, config.context
         self.stops = round(stop_windows * len(self.windows))
         last = self.windows.obs_index + self.context - 1  # (W,) each window's last context observation
-        near = np.flatnonzero(within_reach(data, last, success_distance))
+        reach = within_reach(data, last, success_distance)  # (W,) bool
+        near = np.flatnonzero(reach)
         n_near = round(stop_near * self.stops) if len(near) else 0
         self.stops_near = n_near
         self.stop_sources = np.concatenate([_spread(n_near, near), _spread(self.stops - n_near, np.arange(len(self.windows)))])
-        self.stop_rewards = stop_rewards(data, last[self.stop_sources], success_distance)
+        self.stop_rewards = stop_rewards(reach[self.stop_sources])
 
     def __len__(self) -> int:
         return len(self.windows) + self.stops
