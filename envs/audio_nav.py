@@ -12,8 +12,9 @@ from gymnasium import spaces
 
 from avworld.sim.audio import log_spectrogram, spectrogram_bounds
 from avworld.sim.backend import SimulatorBackend
-from avworld.sim.episodes import step_reward
+from avworld.sim.episodes import sample_start, step_reward
 from avworld.sim.loading import load_scene, validate_scene
+from avworld.sim.navigation import GoalField
 from avworld.sim.procedural import SPLITS, generate_apartment
 from avworld.sim.scene import Scene
 from avworld.sim.simulator import Action, Pose, ShortestPathFollower, SimConfig, make_simulator
@@ -22,6 +23,7 @@ from avworld.sim.topdown import render_topdown
 
 SENSORS = ("rgb", "audio", "depth", "spectrogram", "pointgoal")
 AUDIO_SENSORS = ("audio", "spectrogram")
+STARTS = ("scene", "random")
 RENDER_HEIGHT = 256
 """Height in pixels of each half of ``render()``'s side-by-side image."""
 
@@ -74,8 +76,12 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
     (metres) over the step, plus 10 when STOP is called within the success distance.
 
     ## Starting State
-    Each reset draws a scene seed from the split's seed range (procedural scenes)
-    and uses that scene's start and source, or uses the fixed ``scene``. With
+    Each reset draws a scene seed from the split's seed range (procedural scenes;
+    with ``scenes=N`` from its first N seeds only) and uses that scene's source and,
+    with ``starts="scene"``, its start; or uses the fixed ``scene``. With
+    ``starts="random"`` each reset draws a new start and heading for the scene's
+    source, at a geodesic distance in [``sim.episode.min_geodesic``,
+    ``sim.episode.max_geodesic``], as SoundSpaces has many episodes per scene. With
     ``sim.backend=habitat`` the scene is habitat-sim's scanned scene ``sim.habitat.scene``
     and its start and source come from ``sim.habitat`` (docs/habitat.md). The source's
     sound category comes from ``sim.acoustics.sounds`` (``heard`` categories by
@@ -95,6 +101,11 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
     ## Arguments
     - ``split``: ``"train"``, ``"val"`` or ``"test"``: the seed range of procedural scenes.
     - ``scene``: a :class:`Scene` or a JSON path; overrides ``split``. Not with ``sim.backend=habitat``.
+    - ``scenes``: draw procedural scenes from the split's first ``scenes`` seeds only, and keep their
+      simulators (and so their warm acoustic caches) between episodes; None (default) draws from the
+      whole split and keeps only the current scene.
+    - ``starts``: ``"scene"`` (default: the scene's own start, one episode per scene) or ``"random"``
+      (a new start per reset, see Starting State).
     - ``sensors``: which observation keys to provide (default ``("rgb", "audio")``;
       ``rgb`` is always included).
     - ``sim``: a :class:`SimConfig` or a nested mapping of its fields; ``sim.backend`` picks the
@@ -114,6 +125,8 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         scene: Scene | str | None = None,
         sensors: Sequence[str] = ("rgb", "audio"),
         sim: SimConfig | Mapping[str, Any] | None = None,
+        scenes: int | None = None,
+        starts: str = "scene",
     ) -> None:
         self.config = sim if isinstance(sim, SimConfig) else SimConfig.from_dict(sim or {})
         if render_mode not in (None, *self.metadata["render_modes"]):
@@ -123,7 +136,14 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
             raise ValueError(f"unknown sensor {unknown[0]!r}; available: {', '.join(SENSORS)}")
         if scene is None and split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-        self.render_mode, self.split = render_mode, split
+        if starts not in STARTS:
+            raise ValueError(f"starts must be one of {', '.join(STARTS)}, got {starts!r}")
+        if scenes is not None and not 1 <= scenes <= len(SPLITS.get(split, ())):
+            raise ValueError(f"scenes must lie in [1, {len(SPLITS.get(split, ()))}] (the {split!r} split's seeds), got {scenes}")
+        self.render_mode, self.split, self.starts = render_mode, split, starts
+        self._seeds = SPLITS[split][:scenes] if scenes is not None else SPLITS.get(split)
+        self._pool: dict[int, SimulatorBackend] | None = {} if scenes is not None else None
+        self._start_fields: dict[int, GoalField] = {}
         self.sensors = tuple(s for s in SENSORS if s in {"rgb", *sensors})
         ac = self.config.acoustics
         if not ac.enabled and set(self.sensors) & set(AUDIO_SENSORS):
@@ -153,23 +173,45 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
             if self.sim is None:
                 self.sim = make_simulator(self._fixed_scene, self.config)
         else:
-            seeds = SPLITS[self.split]
+            seeds = self._seeds
             scene_seed = int(options.get("scene_seed", seeds[int(self.np_random.integers(len(seeds)))]))
             if scene_seed != self._scene_seed or self.sim is None:
-                scene = generate_apartment(
-                    scene_seed, agent_radius=self.config.agent.radius, episode=self.config.episode, sounds=self._sounds
-                )
-                self.sim = make_simulator(scene, self.config)
+                self.sim = self._simulator(scene_seed)
                 self._scene_seed = scene_seed
         sim = self.sim
-        start = sim.scene.start
-        sim.set_episode(Pose(start.position[0], start.position[1], start.yaw), sim.scene.sources[0].position)
+        source = sim.scene.sources[0].position
+        start = Pose(sim.scene.start.position[0], sim.scene.start.position[1], sim.scene.start.yaw)
+        if self.starts == "random":
+            start = self._random_start(sim, source)
+        sim.set_episode(start, source)
         self._start = sim.pose
         self._geodesic_start = self._geodesic = sim.geodesic_distance()
         self._steps, self._path_length, self._done = 0, 0.0, False
         self._trail = [(sim.pose.x, sim.pose.y)]
         self._audio = sim.start_audio(self.np_random) if self._hears else None
         return self._observation(), self._info(collided=False, success=False)
+
+    def _simulator(self, scene_seed: int) -> SimulatorBackend:
+        """The simulator of a procedural scene: from the pool when kept there, else built (and pooled with ``scenes``)."""
+        if self._pool is not None and scene_seed in self._pool:
+            return self._pool[scene_seed]
+        if self._pool is None and self.sim is not None:
+            self.sim.close()
+            self._start_fields.clear()
+        scene = generate_apartment(scene_seed, agent_radius=self.config.agent.radius, episode=self.config.episode, sounds=self._sounds)
+        sim = make_simulator(scene, self.config)
+        if self._pool is not None:
+            self._pool[scene_seed] = sim
+        return sim
+
+    def _random_start(self, sim: SimulatorBackend, source: tuple[float, float]) -> Pose:
+        """A start for ``source`` in the episode config's geodesic range (the distance field is kept per scene)."""
+        key = id(sim)
+        field = self._start_fields.get(key)
+        if field is None:
+            field = self._start_fields[key] = sim.grid.goal_field(source)
+        xy, yaw = sample_start(sim.grid, field, self.np_random, self.config.episode)
+        return Pose(float(xy[0]), float(xy[1]), yaw)
 
     def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self.sim is None or self._done:
@@ -250,10 +292,13 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         }
 
     def close(self) -> None:
-        """Release the simulator (habitat-sim's GPU context); a later reset builds a new one."""
-        if self.sim is not None:
-            self.sim.close()
-            self.sim = None
+        """Release the simulators (habitat-sim's GPU context); a later reset builds a new one."""
+        sims = {id(s): s for s in [self.sim, *(self._pool or {}).values()] if s is not None}
+        for sim in sims.values():
+            sim.close()
+        self.sim, self._scene_seed = None, None
+        self._pool = {} if self._pool is not None else None
+        self._start_fields.clear()
 
     def render(self) -> np.ndarray | None:
         """First-person view (upscaled) and top-down map side by side, uint8 (256, 256 * (1 + W/H), 3)."""

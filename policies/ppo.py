@@ -50,7 +50,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecFrameStack, VecMonitor, VecTransposeImage
 
-from avworld.envs.audio_nav import observation_space
+from avworld.envs.audio_nav import STARTS, observation_space
 from avworld.models.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -119,6 +119,12 @@ class AgentTrainConfig:
     """``world="dream"``: fraction of the ``n_envs`` envs that are real (rounded; 0 = imagination only)."""
     subprocess: bool = False
     """Real envs in subprocesses (``SubprocVecEnv``) instead of in this process (``DummyVecEnv``)."""
+    scenes: int | None = None
+    """Real envs: train on the first ``scenes`` train-split scenes only, their simulators (and warm acoustic caches)
+    kept (AudioNav-v0's ``scenes``); None: a new scene from the whole split every episode."""
+    starts: str = "scene"
+    """Real envs: ``scene`` (each scene's own start) or ``random`` (a new start per episode in the ``sim.episode``
+    geodesic range; AudioNav-v0's ``starts``)."""
     sensors: tuple[str, ...] = ("rgb", "audio")
     frame_stack: int = 4
     sim: dict[str, Any] = field(default_factory=dict)
@@ -142,6 +148,10 @@ class AgentTrainConfig:
         for key in ("steps", "n_envs", "frame_stack", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.starts not in STARTS:
+            raise ValueError(f"starts must be one of {', '.join(STARTS)}, got {self.starts!r}")
+        if self.scenes is not None and self.scenes < 1:
+            raise ValueError(f"scenes must be ≥ 1 or null, got {self.scenes}")
         if not 0.0 <= self.real_fraction < 1.0:
             raise ValueError(f"real_fraction must lie in [0, 1), got {self.real_fraction}")
         if self.world == "real" and self.real_fraction:
@@ -194,8 +204,8 @@ class TrainEnvs:
         )
 
 
-def _real_env(sim: SimConfig, sensors: tuple[str, ...]) -> gym.Env[Any, Any]:
-    return gym.make("avworld/AudioNav-v0", split="train", sensors=sensors, sim=sim)
+def _real_env(sim: SimConfig, config: AgentTrainConfig) -> gym.Env[Any, Any]:
+    return gym.make("avworld/AudioNav-v0", split="train", sensors=config.sensors, sim=sim, scenes=config.scenes, starts=config.starts)
 
 
 def _dream_env(config: AgentTrainConfig) -> tuple[VecEnv, SimConfig, int | None, dict[str, Any]]:
@@ -240,7 +250,7 @@ def build_envs(config: AgentTrainConfig) -> TrainEnvs:
         dream = CountSteps(imagined)
     real = None
     if config.n_real:
-        make = [partial(_real_env, sim, config.sensors)] * config.n_real
+        make = [partial(_real_env, sim, config)] * config.n_real
         real = CountSteps(SubprocVecEnv(make) if config.subprocess else DummyVecEnv(make))
     parts = [p for p in (real, dream) if p is not None]
     base = parts[0] if len(parts) == 1 else ConcatVecEnv(parts)

@@ -165,3 +165,44 @@ def test_async_vector_env_steps_in_parallel() -> None:
         assert infos["pose"].shape == (2, 3)
     finally:
         envs.close()
+
+
+def test_random_starts_reuse_the_scene_and_stay_in_the_geodesic_range() -> None:
+    env = AudioNavEnv(scenes=1, starts="random", sim={"episode": {"min_geodesic": 1.5, "max_geodesic": 3.0}})
+    starts, sims = [], set()
+    for seed in range(6):
+        _, info = env.reset(seed=seed)
+        assert info["scene_seed"] == 0
+        assert 1.5 <= info["geodesic_distance"] <= 3.0 + 0.05  # + the sub-cell offset of the start in its cell
+        starts.append(tuple(info["pose"].round(3)))
+        sims.add(id(env.sim))
+    assert len(set(starts)) == 6 and len(sims) == 1
+    # The scene's own start (starts="scene") lies elsewhere: it was drawn at least min_geodesic=4 m away.
+    _, scene_info = AudioNavEnv(scenes=1).reset(seed=0)
+    assert scene_info["geodesic_distance"] >= 4.0
+    # Same seed, same episode.
+    again = AudioNavEnv(scenes=1, starts="random", sim={"episode": {"min_geodesic": 1.5, "max_geodesic": 3.0}})
+    assert tuple(again.reset(seed=5)[1]["pose"].round(3)) == starts[5]
+
+
+def test_scene_pool_draws_only_its_seeds_and_keeps_their_simulators() -> None:
+    env = AudioNavEnv(scenes=2, sensors=("rgb", "audio"))
+    seen: dict[int, int] = {}
+    for seed in range(12):
+        _, info = env.reset(seed=seed)
+        assert info["scene_seed"] in (0, 1)
+        assert seen.setdefault(info["scene_seed"], id(env.sim)) == id(env.sim)  # pooled, not rebuilt
+        env.step(1)
+    assert set(seen) == {0, 1}
+    env.close()
+    assert env.sim is None
+    env.reset(seed=0)  # a closed env builds its simulators again
+
+
+def test_bad_scene_pool_and_start_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="starts"):
+        AudioNavEnv(starts="anywhere")
+    with pytest.raises(ValueError, match="scenes"):
+        AudioNavEnv(scenes=0)
+    with pytest.raises(ValueError, match="max_geodesic"):
+        AudioNavEnv(sim={"episode": {"min_geodesic": 3.0, "max_geodesic": 2.0}})

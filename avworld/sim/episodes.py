@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avworld.sim.navigation import NavGrid
+from avworld.sim.navigation import GoalField, NavGrid
 
 
 @dataclass
@@ -18,6 +18,8 @@ class EpisodeConfig:
 
     min_geodesic: float = 4.0
     """Minimum geodesic start-to-source distance, metres."""
+    max_geodesic: float = math.inf
+    """Maximum geodesic start-to-source distance, metres (a training curriculum lowers it; the benchmark keeps ∞)."""
     min_ratio: float = 1.1
     """Preferred minimum geodesic/Euclidean ratio; easier episodes are kept with ``easy_prob``."""
     easy_prob: float = 0.1
@@ -25,6 +27,8 @@ class EpisodeConfig:
     max_steps: int = 500
 
     def __post_init__(self) -> None:
+        if self.max_geodesic < self.min_geodesic:
+            raise ValueError(f"episode.max_geodesic ({self.max_geodesic}) is below episode.min_geodesic ({self.min_geodesic})")
         if self.min_geodesic < 0 or self.success_distance <= 0 or self.max_steps < 1 or not 0 <= self.easy_prob <= 1:
             raise ValueError(f"invalid episode config {self}")
 
@@ -45,9 +49,8 @@ class EpisodeSamplingError(RuntimeError):
 def sample_episode(grid: NavGrid, rng: np.random.Generator, config: EpisodeConfig, tries: int = 8) -> tuple[np.ndarray, np.ndarray, float]:
     """Sample (source (2,), start (2,), start yaw) on ``grid``.
 
-    The source is a random navigable cell; the start is drawn among navigable cells at
-    least ``min_geodesic`` away. With probability ``1 - easy_prob`` the start is also
-    required to have geodesic/Euclidean ratio ≥ ``min_ratio`` when such cells exist.
+    The source is a random navigable cell; the start comes from :func:`sample_start`. A
+    source with no start in range is redrawn, up to ``tries`` times.
     """
     free = np.flatnonzero(grid.free)
     if free.size == 0:
@@ -56,16 +59,31 @@ def sample_episode(grid: NavGrid, rng: np.random.Generator, config: EpisodeConfi
     for _ in range(tries):
         s = int(rng.choice(free))
         source = grid.to_world(s // nx, s % nx)
-        field = grid.goal_field((float(source[0]), float(source[1])))
-        geo = field.field.ravel()[free]  # (F,)
-        far = np.isfinite(geo) & (geo >= config.min_geodesic)
-        if not far.any():
+        try:
+            start, yaw = sample_start(grid, grid.goal_field((float(source[0]), float(source[1]))), rng, config)
+        except EpisodeSamplingError:
             continue
-        pts = grid.to_world(free // nx, free % nx)  # (F, 2)
-        ratio = geo / np.maximum(np.linalg.norm(pts - source, axis=1), 1e-9)
-        hard = far & (ratio >= config.min_ratio)
-        pool = hard if hard.any() and rng.random() >= config.easy_prob else far
-        k = int(rng.choice(np.flatnonzero(pool)))
-        yaw = float(rng.uniform(-math.pi, math.pi))
-        return source, pts[k], yaw
-    raise EpisodeSamplingError(f"no start at least {config.min_geodesic} m (geodesic) from a source after {tries} tries")
+        return source, start, yaw
+    raise EpisodeSamplingError(f"no start {_range(config)} m (geodesic) from a source after {tries} tries")
+
+
+def sample_start(grid: NavGrid, field: GoalField, rng: np.random.Generator, config: EpisodeConfig) -> tuple[np.ndarray, float]:
+    """A start (2,) and yaw for the source of ``field``: a navigable cell whose geodesic distance lies in
+    [``min_geodesic``, ``max_geodesic``]; with probability ``1 - easy_prob`` also with geodesic/Euclidean ratio ≥
+    ``min_ratio`` when such cells exist. Raises :class:`EpisodeSamplingError` when no cell is in range."""
+    free = np.flatnonzero(grid.free)
+    nx = grid.shape[1]
+    geo = field.field.ravel()[free]  # (F,)
+    near = np.isfinite(geo) & (geo >= config.min_geodesic) & (geo <= config.max_geodesic)
+    if not near.any():
+        raise EpisodeSamplingError(f"no navigable start {_range(config)} m (geodesic) from the source")
+    pts = grid.to_world(free // nx, free % nx)  # (F, 2)
+    ratio = geo / np.maximum(np.linalg.norm(pts - field.goal, axis=1), 1e-9)
+    hard = near & (ratio >= config.min_ratio)
+    pool = hard if hard.any() and rng.random() >= config.easy_prob else near
+    k = int(rng.choice(np.flatnonzero(pool)))
+    return pts[k], float(rng.uniform(-math.pi, math.pi))
+
+
+def _range(config: EpisodeConfig) -> str:
+    return f"at least {config.min_geodesic}" if math.isinf(config.max_geodesic) else f"{config.min_geodesic}-{config.max_geodesic}"
