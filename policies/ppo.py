@@ -35,6 +35,7 @@ TensorBoard logs go to ``out_dir/tb``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
@@ -62,7 +64,7 @@ from avworld.models.checkpoint import (
 from avworld.policies.ppo_agent import KIND, describe_space, load_policy_weights, policy_kwargs, policy_space, unique_state
 from avworld.policies.ppo_features import SUPPORTED_KEYS, AVFeaturesConfig
 from avworld.policies.sb3_vec import ConcatVecEnv, CountSteps, GymVecToSB3
-from avworld.sim.simulator import SimConfig
+from avworld.sim.simulator import Action, SimConfig
 
 WORLDS = ("real", "dream")
 """State-dict prefixes that alias ``features_extractor.`` (SB3's shared extractor); saved once, under ``features_extractor.``."""
@@ -85,9 +87,15 @@ class PPOConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     net_arch: tuple[int, ...] = (128,)
+    stop_prior: float | None = None
+    """Initial probability of STOP (the action head's biases; the other actions share the rest equally); None: SB3's
+    near-uniform start. A low prior lets early episodes run long enough to find the progress reward (a uniform policy
+    STOPs after ~4 steps)."""
 
     def __post_init__(self) -> None:
         self.net_arch = tuple(self.net_arch)
+        if self.stop_prior is not None and not 0.0 < self.stop_prior < 1.0:
+            raise ValueError(f"ppo.stop_prior must lie in (0, 1) or be null, got {self.stop_prior}")
         if self.n_steps < 1 or self.batch_size < 2 or self.n_epochs < 1:
             got = f"n_steps={self.n_steps}, n_epochs={self.n_epochs}, batch_size={self.batch_size}"
             raise ValueError(f"ppo: n_steps and n_epochs must be ≥ 1 and batch_size ≥ 2, got {got}")
@@ -341,7 +349,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _build_ppo(config: AgentTrainConfig, envs: TrainEnvs, out: Path, seed: int) -> PPO:
+def build_ppo(config: AgentTrainConfig, envs: TrainEnvs, out: Path, seed: int) -> PPO:
     p = config.ppo
     model = PPO(
         MultiInputActorCriticPolicy,
@@ -361,11 +369,23 @@ def _build_ppo(config: AgentTrainConfig, envs: TrainEnvs, out: Path, seed: int) 
         seed=seed,
         device=config.device,
     )
+    if p.stop_prior is not None:
+        set_stop_prior(model.policy, p.stop_prior)
     raw = observation_space(envs.sim, config.sensors)
     expected = policy_space(raw, config.frame_stack)
     if model.observation_space != expected:
         raise RuntimeError(f"the training envs give {model.observation_space}, PPOAgent would rebuild {expected}")
     return model
+
+
+def set_stop_prior(policy: MultiInputActorCriticPolicy, stop: float) -> None:
+    """Bias the action head so that, at its start (SB3 initialises its weights near 0), STOP has probability ``stop``."""
+    head = policy.action_net
+    assert isinstance(head, torch.nn.Linear)
+    n = head.out_features
+    with torch.no_grad():
+        head.bias.zero_()
+        head.bias[Action.STOP] = math.log(stop * (n - 1) / (1 - stop))
 
 
 def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
@@ -379,7 +399,7 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
     saved = _resume(path, config)
     before = Usage(**saved.training["state"]["usage"]) if saved is not None and saved.training is not None else Usage()
     envs = build_envs(config)
-    model = _build_ppo(config, envs, out, config.seed + before.timesteps)
+    model = build_ppo(config, envs, out, config.seed + before.timesteps)
     if saved is not None and saved.training is not None:
         load_policy_weights(model.policy, saved.weights, path / "model.safetensors")
         state = saved.training["state"]

@@ -25,7 +25,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTran
 import avworld  # noqa: F401
 from avworld.eval.navigation import evaluate_navigation
 from avworld.models.checkpoint import CheckpointError
-from avworld.policies.ppo import AgentTrainConfig, Usage, build_envs, train_ppo
+from avworld.policies.ppo import AgentTrainConfig, Usage, build_envs, build_ppo, train_ppo
 from avworld.policies.ppo_agent import PPOAgent, policy_space
 from avworld.policies.ppo_features import AVFeatures, AVFeaturesConfig, log_stft
 from avworld.policies.sb3_vec import ConcatVecEnv, CountSteps, GymVecToSB3
@@ -258,3 +258,25 @@ def test_bad_settings_are_named(tmp_path: Path) -> None:
         tiny(real_fraction=0.5)
     with pytest.raises(ValueError, match="sensors"):
         tiny(sensors=["rgb", "pointgoal"])
+    with pytest.raises(ValueError, match="starts"):
+        tiny(starts="anywhere")
+    with pytest.raises(ValueError, match="stop_prior"):
+        tiny(ppo={"stop_prior": 1.0})
+
+
+def test_stop_prior_sets_the_first_policy_and_pool_settings_reach_the_envs(tmp_path: Path) -> None:
+    episode = {"max_steps": 20, "min_geodesic": 1.0, "max_geodesic": 2.0}
+    config = tiny(ppo={"stop_prior": 0.05}, scenes=2, starts="random", sim={"episode": episode})
+    envs = build_envs(config)
+    try:
+        model = build_ppo(config, envs, tmp_path, seed=0)
+        obs = envs.venv.reset()
+        tensor, _ = model.policy.obs_to_tensor(obs)
+        probs = model.policy.get_distribution(tensor).distribution.probs.detach()  # (n_envs, 4)
+        assert probs[:, 0].numpy() == pytest.approx([0.05] * config.n_envs, abs=0.01)
+        assert probs[:, 1:].numpy() == pytest.approx(np.full((config.n_envs, 3), 0.95 / 3), abs=0.01)
+        for env in envs.venv.get_attr("unwrapped"):
+            assert env._seeds == range(2) and env.starts == "random"
+            assert 1.0 <= env._geodesic <= 2.05
+    finally:
+        envs.venv.close()
