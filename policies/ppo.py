@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -133,6 +133,9 @@ class AgentTrainConfig:
     starts: str = "scene"
     """Real envs: ``scene`` (each scene's own start) or ``random`` (a new start per episode in the ``sim.episode``
     geodesic range; AudioNav-v0's ``starts``)."""
+    stop_penalty: float = 0.0
+    """Real envs, training reward only: subtracted when STOP ends an episode without success (:class:`FailedStopPenalty`).
+    Without it PPO finds STOP-at-once (return ≈ 0) before it finds the source (wandering costs more)."""
     sensors: tuple[str, ...] = ("rgb", "audio")
     frame_stack: int = 4
     sim: dict[str, Any] = field(default_factory=dict)
@@ -158,6 +161,8 @@ class AgentTrainConfig:
                 raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
         if self.starts not in STARTS:
             raise ValueError(f"starts must be one of {', '.join(STARTS)}, got {self.starts!r}")
+        if self.stop_penalty < 0:
+            raise ValueError(f"stop_penalty must be ≥ 0, got {self.stop_penalty}")
         if self.scenes is not None and self.scenes < 1:
             raise ValueError(f"scenes must be ≥ 1 or null, got {self.scenes}")
         if not 0.0 <= self.real_fraction < 1.0:
@@ -212,8 +217,26 @@ class TrainEnvs:
         )
 
 
+class FailedStopPenalty(gym.Wrapper[Any, Any, Any, Any]):
+    """Subtracts ``penalty`` from the reward of a STOP that ends the episode without success (``info["success"]`` false).
+
+    A training signal only: the benchmark scores agents by success and path (SR, SPL), not by this reward.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any], penalty: float) -> None:
+        super().__init__(env)
+        self.penalty = penalty
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated and int(action) == Action.STOP and not info["success"]:
+            reward = float(reward) - self.penalty
+        return obs, reward, terminated, truncated, info
+
+
 def _real_env(sim: SimConfig, config: AgentTrainConfig) -> gym.Env[Any, Any]:
-    return gym.make("avworld/AudioNav-v0", split="train", sensors=config.sensors, sim=sim, scenes=config.scenes, starts=config.starts)
+    env = gym.make("avworld/AudioNav-v0", split="train", sensors=config.sensors, sim=sim, scenes=config.scenes, starts=config.starts)
+    return FailedStopPenalty(env, config.stop_penalty) if config.stop_penalty else env
 
 
 def _dream_env(config: AgentTrainConfig) -> tuple[VecEnv, SimConfig, int | None, dict[str, Any]]:

@@ -25,12 +25,13 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTran
 import avworld  # noqa: F401
 from avworld.eval.navigation import evaluate_navigation
 from avworld.models.checkpoint import CheckpointError
-from avworld.policies.ppo import AgentTrainConfig, Usage, build_envs, build_ppo, train_ppo
+from avworld.policies.ppo import AgentTrainConfig, FailedStopPenalty, Usage, build_envs, build_ppo, train_ppo
 from avworld.policies.ppo_agent import PPOAgent, policy_space
 from avworld.policies.ppo_features import AVFeatures, AVFeaturesConfig, log_stft
 from avworld.policies.sb3_vec import ConcatVecEnv, CountSteps, GymVecToSB3
 from avworld.sim.audio import log_spectrogram
 from avworld.sim.simulator import SimConfig
+from tests.conftest import two_rooms
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIM = {"episode": {"max_steps": 20}}
@@ -39,7 +40,12 @@ PPO_TRAIN = PPO.train
 
 def tiny(**overrides: Any) -> AgentTrainConfig:
     """The shipped ``agent_train=tiny`` preset with ``overrides``."""
-    preset = OmegaConf.load(str(files("avworld.configs") / "agent_train" / "tiny.yaml"))
+    return shipped("tiny", **overrides)
+
+
+def shipped(name: str, **overrides: Any) -> AgentTrainConfig:
+    """The shipped ``agent_train=<name>`` preset with ``overrides``."""
+    preset = OmegaConf.load(str(files("avworld.configs") / "agent_train" / f"{name}.yaml"))
     config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AgentTrainConfig), preset, overrides))
     assert isinstance(config, AgentTrainConfig)
     return config
@@ -251,6 +257,13 @@ def test_mixed_real_and_imagined_envs(world_checkpoint: str) -> None:
     envs.venv.close()
 
 
+@pytest.mark.parametrize("name", ["tiny", "small", "pool"])
+def test_shipped_presets_are_valid_training_configs(name: str) -> None:
+    config = shipped(name)
+    assert config.world == "real"
+    SimConfig.from_dict(config.sim)  # the simulator overrides name real fields
+
+
 def test_bad_settings_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="checkpoint: world=dream"):
         tiny(world="dream")
@@ -260,8 +273,28 @@ def test_bad_settings_are_named(tmp_path: Path) -> None:
         tiny(sensors=["rgb", "pointgoal"])
     with pytest.raises(ValueError, match="starts"):
         tiny(starts="anywhere")
+    with pytest.raises(ValueError, match="stop_penalty"):
+        tiny(stop_penalty=-1.0)
     with pytest.raises(ValueError, match="stop_prior"):
         tiny(ppo={"stop_prior": 1.0})
+
+
+def test_failed_stop_penalty_only_on_unsuccessful_stops() -> None:
+    from avworld.envs.audio_nav import AudioNavEnv
+    from avworld.policies import OraclePolicy
+
+    env = FailedStopPenalty(AudioNavEnv(scene=two_rooms()), penalty=1.0)
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(0)  # STOP 6 m from the source
+    assert terminated and not info["success"] and reward == pytest.approx(-1.01)
+    obs, info = env.reset(seed=0)
+    oracle, rewards, done = OraclePolicy(), [], False
+    oracle.reset(env.unwrapped)
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(oracle.act(obs, info))
+        rewards.append(reward)
+        done = terminated or truncated
+    assert info["success"] and rewards[-1] > 9.0  # the successful STOP keeps its bonus, unpenalised
 
 
 def test_stop_prior_sets_the_first_policy_and_pool_settings_reach_the_envs(tmp_path: Path) -> None:
