@@ -61,6 +61,7 @@ from avworld.models.checkpoint import (
     optimizer_to_checkpoint,
     save_checkpoint,
 )
+from avworld.policies.imitation import ImitationConfig, clone, collect_demonstrations
 from avworld.policies.ppo_agent import KIND, describe_space, load_policy_weights, policy_kwargs, policy_space, unique_state
 from avworld.policies.ppo_features import SUPPORTED_KEYS, AVFeaturesConfig
 from avworld.policies.sb3_vec import ConcatVecEnv, CountSteps, GymVecToSB3
@@ -142,6 +143,8 @@ class AgentTrainConfig:
     """Simulator overrides, over the defaults (``world="real"``) or over the world model's settings (``world="dream"``)."""
     features: AVFeaturesConfig = field(default_factory=AVFeaturesConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    imitation: ImitationConfig = field(default_factory=ImitationConfig)
+    """Behaviour cloning of the shortest-path oracle before PPO (:mod:`avworld.policies.imitation`; world=real)."""
     dream: DreamTrainConfig = field(default_factory=DreamTrainConfig)
     checkpoint_every: int = 10_000
     seed: int = 0
@@ -161,6 +164,8 @@ class AgentTrainConfig:
                 raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
         if self.starts not in STARTS:
             raise ValueError(f"starts must be one of {', '.join(STARTS)}, got {self.starts!r}")
+        if self.imitation.samples and self.world != "real":
+            raise ValueError("imitation: the behaviour-cloning warm start runs in real envs; use it with world=real")
         if self.stop_penalty < 0:
             raise ValueError(f"stop_penalty must be ≥ 0, got {self.stop_penalty}")
         if self.scenes is not None and self.scenes < 1:
@@ -188,6 +193,8 @@ class Usage:
     imagined_steps: int = 0
     imagined_episodes: int = 0
     seconds: float = 0.0
+    imitation_steps: int = 0
+    """Real steps of the oracle demonstrations behind a behaviour-cloning warm start (counted in ``real_steps`` too)."""
 
 
 @dataclass
@@ -214,6 +221,7 @@ class TrainEnvs:
             imagined_steps=before.imagined_steps + dream[0],
             imagined_episodes=before.imagined_episodes + dream[1],
             seconds=before.seconds + seconds,
+            imitation_steps=before.imitation_steps,
         )
 
 
@@ -430,7 +438,7 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
         model.num_timesteps, model._n_updates = int(state["num_timesteps"]), int(state["n_updates"])
     raw = observation_space(envs.sim, config.sensors)
 
-    def save(model: PPO, usage: Usage) -> None:
+    def save(model: PPO, usage: Usage, where: Path = path) -> None:
         opt_state, tensors = optimizer_to_checkpoint(model.policy.optimizer)
         meta = {
             "observation_space": describe_space(raw),
@@ -442,8 +450,13 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
         }
         state = {"num_timesteps": model.num_timesteps, "n_updates": model._n_updates, "optimizer": opt_state}
         training = {"state": state | {"usage": dataclasses.asdict(usage)}, "tensors": tensors}
-        save_checkpoint(path, Checkpoint(KIND, agent_settings(config, envs.sim), unique_state(model.policy), meta, training))
+        save_checkpoint(where, Checkpoint(KIND, agent_settings(config, envs.sim), unique_state(model.policy), meta, training))
 
+    imitation = None
+    if saved is None and config.imitation.samples:
+        before, imitation = _imitate(model, config, before)
+        save(model, before, out / "imitation" / "checkpoint")  # the cloned policy alone, to compare with PPO's result
+        save(model, before)  # a resumed run starts from here, without cloning again
     callback = _Training(config.steps, config.checkpoint_every, save, envs, before, progress)
     start = time.perf_counter()
     try:
@@ -455,4 +468,25 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
     usage = envs.usage(before, model.num_timesteps, seconds)
     save(model, usage)
     run_steps = model.num_timesteps - before.timesteps
-    return {**dataclasses.asdict(usage), "steps_per_s": run_steps / max(seconds, 1e-9), "world_model": envs.world_model}
+    result = {**dataclasses.asdict(usage), "steps_per_s": run_steps / max(seconds, 1e-9), "world_model": envs.world_model}
+    return result | ({"imitation": imitation} if imitation else {})
+
+
+def _imitate(model: PPO, config: AgentTrainConfig, before: Usage) -> tuple[Usage, dict[str, Any]]:
+    """Clone the oracle into ``model.policy`` from demonstrations in real envs like the training ones, stepped here."""
+    start = time.perf_counter()
+    envs = build_envs(dataclasses.replace(config, subprocess=False))
+    try:
+        demos = collect_demonstrations(envs.venv, config.imitation.samples, config.imitation.noise, config.seed)
+    finally:
+        envs.venv.close()
+    stats = clone(model.policy, demos, config.imitation, config.seed)
+    n = len(demos.actions)
+    usage = dataclasses.replace(
+        before,
+        real_steps=before.real_steps + n,
+        real_episodes=before.real_episodes + demos.episodes,
+        imitation_steps=before.imitation_steps + n,
+        seconds=before.seconds + time.perf_counter() - start,
+    )
+    return usage, stats | {"seconds": time.perf_counter() - start}

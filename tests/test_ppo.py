@@ -25,6 +25,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTran
 import avworld  # noqa: F401
 from avworld.eval.navigation import evaluate_navigation
 from avworld.models.checkpoint import CheckpointError
+from avworld.policies.imitation import clone, collect_demonstrations
 from avworld.policies.ppo import AgentTrainConfig, FailedStopPenalty, Usage, build_envs, build_ppo, train_ppo
 from avworld.policies.ppo_agent import PPOAgent, policy_space
 from avworld.policies.ppo_features import AVFeatures, AVFeaturesConfig, log_stft
@@ -273,6 +274,10 @@ def test_bad_settings_are_named(tmp_path: Path) -> None:
         tiny(sensors=["rgb", "pointgoal"])
     with pytest.raises(ValueError, match="starts"):
         tiny(starts="anywhere")
+    with pytest.raises(ValueError, match="imitation"):
+        tiny(world="dream", checkpoint="x", imitation={"samples": 10})
+    with pytest.raises(ValueError, match=r"imitation\.noise"):
+        tiny(imitation={"noise": 1.0})
     with pytest.raises(ValueError, match="stop_penalty"):
         tiny(stop_penalty=-1.0)
     with pytest.raises(ValueError, match="stop_prior"):
@@ -295,6 +300,31 @@ def test_failed_stop_penalty_only_on_unsuccessful_stops() -> None:
         rewards.append(reward)
         done = terminated or truncated
     assert info["success"] and rewards[-1] > 9.0  # the successful STOP keeps its bonus, unpenalised
+
+
+def test_cloning_the_oracle_fits_its_labels(tmp_path: Path) -> None:
+    episode = {"max_steps": 20, "min_geodesic": 1.0, "max_geodesic": 2.0}
+    imitation = {"samples": 96, "noise": 0.0, "epochs": 40, "batch_size": 16, "learning_rate": 1e-3}
+    config = tiny(scenes=1, starts="random", sim={"episode": episode}, imitation=imitation)
+    envs = build_envs(config)
+    try:
+        demos = collect_demonstrations(envs.venv, 96, 0.0, seed=0)
+        model = build_ppo(config, envs, tmp_path, seed=0)
+    finally:
+        envs.venv.close()
+    assert demos.actions.shape == (96,) and set(demos.observations) == {"rgb", "audio"}
+    assert demos.observations["rgb"].shape == (96, *model.observation_space["rgb"].shape)
+    assert demos.episodes > config.n_envs and (demos.actions == 0).any()  # oracle episodes of 1-2 m end in STOP
+
+    def accuracy() -> float:
+        batch = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in demos.observations.items()}
+        obs, _ = model.policy.obs_to_tensor(batch)
+        with torch.no_grad():
+            return float((model.policy.get_distribution(obs).distribution.probs.argmax(1).numpy() == demos.actions).mean())
+
+    before = accuracy()
+    stats = clone(model.policy, demos, config.imitation, seed=0)
+    assert accuracy() > max(before, 0.8) and stats["samples"] == 96, stats
 
 
 def test_stop_prior_sets_the_first_policy_and_pool_settings_reach_the_envs(tmp_path: Path) -> None:
