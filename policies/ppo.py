@@ -438,6 +438,8 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
         model.num_timesteps, model._n_updates = int(state["num_timesteps"]), int(state["n_updates"])
     raw = observation_space(envs.sim, config.sensors)
 
+    imitation: dict[str, Any] | None = saved.meta.get("imitation") if saved is not None else None
+
     def save(model: PPO, usage: Usage, where: Path = path) -> None:
         opt_state, tensors = optimizer_to_checkpoint(model.policy.optimizer)
         meta = {
@@ -446,13 +448,13 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
             "world": config.world,
             "usage": dataclasses.asdict(usage),
             "world_model": envs.world_model,
+            "imitation": imitation,
             "train_config": _plain(dataclasses.asdict(config)),
         }
         state = {"num_timesteps": model.num_timesteps, "n_updates": model._n_updates, "optimizer": opt_state}
         training = {"state": state | {"usage": dataclasses.asdict(usage)}, "tensors": tensors}
         save_checkpoint(where, Checkpoint(KIND, agent_settings(config, envs.sim), unique_state(model.policy), meta, training))
 
-    imitation = None
     if saved is None and config.imitation.samples:
         before, imitation = _imitate(model, config, before)
         save(model, before, out / "imitation" / "checkpoint")  # the cloned policy alone, to compare with PPO's result

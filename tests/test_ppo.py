@@ -327,6 +327,22 @@ def test_cloning_the_oracle_fits_its_labels(tmp_path: Path) -> None:
     assert accuracy() > max(before, 0.8) and stats["samples"] == 96, stats
 
 
+def test_training_with_a_cloning_warm_start_keeps_the_cloned_agent(tmp_path: Path) -> None:
+    episode = {"max_steps": 20, "min_geodesic": 1.0, "max_geodesic": 3.0}
+    config = tiny(steps=64, scenes=2, starts="random", sim={"episode": episode}, imitation={"samples": 32, "epochs": 1})
+    result = train_ppo(config, tmp_path, progress=False)
+    assert result["imitation_steps"] == 32 and result["real_steps"] == 32 + result["timesteps"]
+    assert result["imitation"]["samples"] == 32
+    meta = json.loads((tmp_path / "checkpoint" / "meta.json").read_text())
+    assert meta["imitation"] == result["imitation"] and meta["usage"]["imitation_steps"] == 32
+    cloned = PPOAgent(path=str(tmp_path / "imitation" / "checkpoint"))
+    assert json.loads((tmp_path / "imitation" / "checkpoint" / "meta.json").read_text())["usage"]["timesteps"] == 0
+    env = gym.make("avworld/AudioNav-v0", sensors=("rgb", "audio"), sim={"episode": episode})
+    obs, info = env.reset(seed=0)
+    cloned.reset(env.unwrapped)
+    assert cloned.act(obs, info) in range(4)
+
+
 def test_stop_prior_sets_the_first_policy_and_pool_settings_reach_the_envs(tmp_path: Path) -> None:
     episode = {"max_steps": 20, "min_geodesic": 1.0, "max_geodesic": 2.0}
     config = tiny(ppo={"stop_prior": 0.05}, scenes=2, starts="random", sim={"episode": episode})
