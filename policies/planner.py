@@ -24,11 +24,15 @@ planners: return + γ^depth · value. Two kinds are understood, both scoring all
 STOP rule: STOP ends the real episode, a failure unless the agent is within the success distance. So STOP is tried at
 every node besides the candidate moves, and a STOP node is kept only when its predicted reward reaches ``stop_reward``
 (5 by default: half the success bonus of 10, i.e. the world predicts success); otherwise it is pruned, never chosen.
-A kept STOP node is finished: its score is its return, with no value after it.
+A kept STOP node is finished: its score is its return, with no value after it. With ``stop_rule="proposal"`` the
+proposal decides STOP instead: the agent STOPs exactly when the proposal's most probable action at the real present
+is STOP, and the search only weighs moves (every STOP node pruned). That suits a world whose reward head seldom
+predicts success where a policy has learnt when to stop (docs/results.md).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from abc import ABC, abstractmethod
 from collections import deque
@@ -41,6 +45,7 @@ from avworld.sim.simulator import Action
 
 MOVES = np.array([Action.FORWARD, Action.TURN_LEFT, Action.TURN_RIGHT], np.int64)
 """The actions that move the agent (all but STOP)."""
+STOP_RULES = ("world", "proposal")
 
 
 class Planner(ABC):
@@ -48,7 +53,7 @@ class Planner(ABC):
 
     Give either ``checkpoint`` (a world-model directory, loaded as an :class:`ImaginedWorld` on ``device`` with
     ``sampler_steps``) or ``world`` (any :class:`PlanningWorld`, e.g. :class:`RealWorldModel`). ``use_value=False``
-    ignores the proposal's value.
+    ignores the proposal's value. ``stop_rule``: who decides STOP, ``"world"`` or ``"proposal"`` (module docstring).
     """
 
     def __init__(
@@ -62,7 +67,10 @@ class Planner(ABC):
         stop_reward: float,
         sampler_steps: int,
         device: str | None,
+        stop_rule: str = "world",
     ) -> None:
+        if stop_rule not in STOP_RULES:
+            raise ValueError(f"stop_rule must be one of {', '.join(STOP_RULES)}, got {stop_rule!r}")
         if (checkpoint is None) == (world is None):
             raise ValueError(f"checkpoint: give a world-model checkpoint directory or a world, exactly one (got {checkpoint!r}, {world!r})")
         if horizon < 1:
@@ -74,7 +82,11 @@ class Planner(ABC):
         self.stacked = callable(getattr(proposal, "stack", None)) and callable(getattr(proposal, "evaluate", None))
         self.has_probs = self.stacked or callable(getattr(proposal, "action_probs", None))
         self.has_value = use_value and (self.stacked or callable(getattr(proposal, "value", None)))
-        self.horizon, self.discount, self.stop_reward = horizon, discount, stop_reward
+        if stop_rule == "proposal" and not self.has_probs:
+            raise ValueError("stop_rule='proposal' needs a proposal policy with action probabilities")
+        self.stop_rule = stop_rule
+        self.horizon, self.discount = horizon, discount
+        self.stop_reward = math.inf if stop_rule == "proposal" else stop_reward  # ∞: every imagined STOP is pruned
         self.rng = np.random.default_rng()
         self.observation: Observations = {}
         self.history: deque[Observations] = deque(maxlen=max(1, int(getattr(proposal, "frame_stack", 1))))
@@ -96,6 +108,11 @@ class Planner(ABC):
         self.world.observe(observation, info)
         self.observation = {k: np.asarray(v)[None] for k, v in observation.items()}  # (1, ...)
         self.history.append(observation)
+        if self.stop_rule == "proposal":
+            probs = self.judge(self.observation, root=True, values=False)[0]
+            assert probs is not None
+            if int(np.argmax(probs[0])) == STOP:
+                return STOP
         return int(self.plan())
 
     @abstractmethod
@@ -155,8 +172,9 @@ class BeamPlanner(Planner):
         proposal: Any = None,
         use_value: bool = True,
         world: PlanningWorld | None = None,
+        stop_rule: str = "world",
     ) -> None:
-        super().__init__(checkpoint, world, proposal, use_value, horizon, discount, stop_reward, sampler_steps, device)
+        super().__init__(checkpoint, world, proposal, use_value, horizon, discount, stop_reward, sampler_steps, device, stop_rule)
         if beam < 1:
             raise ValueError(f"beam must be ≥ 1, got {beam}")
         if not 1 <= candidates <= len(MOVES):
@@ -234,8 +252,9 @@ class CEMPlanner(Planner):
         proposal: Any = None,
         use_value: bool = True,
         world: PlanningWorld | None = None,
+        stop_rule: str = "world",
     ) -> None:
-        super().__init__(checkpoint, world, proposal, use_value, horizon, discount, stop_reward, sampler_steps, device)
+        super().__init__(checkpoint, world, proposal, use_value, horizon, discount, stop_reward, sampler_steps, device, stop_rule)
         if not 1 <= elites <= samples:
             raise ValueError(f"elites must lie in [1, samples={samples}], got {elites}")
         if iterations < 1:

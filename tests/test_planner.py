@@ -125,6 +125,20 @@ def _act(planner: BeamPlanner | CEMPlanner, position: int = 0) -> int:
     return planner.act({"position": np.array(position)}, {})
 
 
+def test_the_proposal_decides_stop_under_its_stop_rule() -> None:
+    stopper = Proposal([0.7, 0.1, 0.1, 0.1], goal=3)
+    assert _act(BeamPlanner(world=ChainWorld(goal=0), horizon=2, proposal=stopper, stop_rule="proposal")) == Action.STOP
+    assert stopper.batches == [1]  # STOP decided at the root: no search
+    walker = Proposal([0.4, 0.6, 0.0, 0.0], goal=0)  # prefers FORWARD; the world would pay +10 for STOP here (goal = 0)
+    assert _act(BeamPlanner(world=ChainWorld(goal=0), horizon=2, proposal=walker)) == Action.STOP
+    for planner in (BeamPlanner, CEMPlanner):
+        assert _act(planner(world=ChainWorld(goal=0), horizon=2, proposal=walker, stop_rule="proposal")) != Action.STOP
+    with pytest.raises(ValueError, match="stop_rule"):
+        BeamPlanner(world=ChainWorld(goal=0), stop_rule="proposal")  # no proposal
+    with pytest.raises(ValueError, match="stop_rule"):
+        BeamPlanner(world=ChainWorld(goal=0), proposal=walker, stop_rule="never")
+
+
 def test_values_score_the_leaves_and_proposals_pick_the_candidates() -> None:
     assert _act(BeamPlanner(world=ChainWorld(goal=-3), horizon=1)) == Action.FORWARD  # all moves cost −0.01: the first wins
     uniform = [0.25] * 4
