@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv
+from tqdm import trange
 
 from avworld.sim.simulator import Action, ShortestPathFollower
 
@@ -55,7 +56,7 @@ class Demonstrations:
     episodes: int
 
 
-def collect_demonstrations(venv: VecEnv, samples: int, noise: float, seed: int) -> Demonstrations:
+def collect_demonstrations(venv: VecEnv, samples: int, noise: float, seed: int, progress: bool = False) -> Demonstrations:
     """``samples`` labelled steps (rounded up to whole steps of all envs) from ``venv``, whose envs must live in this process.
 
     ``venv`` is seeded with ``seed`` and reset first (the same seed, the same demonstrations).
@@ -71,7 +72,7 @@ def collect_demonstrations(venv: VecEnv, samples: int, noise: float, seed: int) 
     stored: dict[str, list[np.ndarray]] = {k: [] for k in obs}
     labels: list[np.ndarray] = []
     episodes = venv.num_envs
-    for _ in range(steps):
+    for _ in trange(steps, desc="demonstrations", unit="step", unit_scale=venv.num_envs, disable=not progress):
         label = np.array([ShortestPathFollower(env.sim).action() for env in envs], np.int64)  # (E,)
         for key, value in obs.items():
             stored[key].append(value.astype(np.float16) if value.dtype == np.float32 else value.copy())

@@ -456,7 +456,7 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
         save_checkpoint(where, Checkpoint(KIND, agent_settings(config, envs.sim), unique_state(model.policy), meta, training))
 
     if saved is None and config.imitation.samples:
-        before, imitation = _imitate(model, config, before)
+        before, imitation = _imitate(model, config, before, progress)
         save(model, before, out / "imitation" / "checkpoint")  # the cloned policy alone, to compare with PPO's result
         save(model, before)  # a resumed run starts from here, without cloning again
     callback = _Training(config.steps, config.checkpoint_every, save, envs, before, progress)
@@ -474,12 +474,12 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
     return result | ({"imitation": imitation} if imitation else {})
 
 
-def _imitate(model: PPO, config: AgentTrainConfig, before: Usage) -> tuple[Usage, dict[str, Any]]:
+def _imitate(model: PPO, config: AgentTrainConfig, before: Usage, progress: bool) -> tuple[Usage, dict[str, Any]]:
     """Clone the oracle into ``model.policy`` from demonstrations in real envs like the training ones, stepped here."""
     start = time.perf_counter()
     envs = build_envs(dataclasses.replace(config, subprocess=False))
     try:
-        demos = collect_demonstrations(envs.venv, config.imitation.samples, config.imitation.noise, config.seed)
+        demos = collect_demonstrations(envs.venv, config.imitation.samples, config.imitation.noise, config.seed, progress)
     finally:
         envs.venv.close()
     stats = clone(model.policy, demos, config.imitation, config.seed)
