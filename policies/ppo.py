@@ -68,6 +68,8 @@ from avworld.policies.sb3_vec import ConcatVecEnv, CountSteps, GymVecToSB3
 from avworld.sim.simulator import Action, SimConfig
 
 WORLDS = ("real", "dream")
+DEMO_ENVS = 2
+"""Envs that collect the cloning warm start's demonstrations (in this process)."""
 """State-dict prefixes that alias ``features_extractor.`` (SB3's shared extractor); saved once, under ``features_extractor.``."""
 IDENTITY = ("world", "checkpoint", "sensors", "frame_stack", "sim", "features")
 """Training settings that define the agent (with ``ppo.net_arch``): a resumed run must keep them; it may change the others."""
@@ -477,7 +479,9 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
 def _imitate(model: PPO, config: AgentTrainConfig, before: Usage, progress: bool) -> tuple[Usage, dict[str, Any]]:
     """Clone the oracle into ``model.policy`` from demonstrations in real envs like the training ones, stepped here."""
     start = time.perf_counter()
-    envs = build_envs(dataclasses.replace(config, subprocess=False))
+    # Two envs: in one process they step one after the other anyway, and each keeps its own pool of scene simulators
+    # (with 8 envs x 64 pooled scenes the pools alone took ~12 GB).
+    envs = build_envs(dataclasses.replace(config, subprocess=False, n_envs=min(config.n_envs, DEMO_ENVS)))
     try:
         demos = collect_demonstrations(envs.venv, config.imitation.samples, config.imitation.noise, config.seed, progress)
     finally:
