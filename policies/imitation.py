@@ -75,6 +75,8 @@ def collect_demonstrations(venv: VecEnv, samples: int, noise: float, seed: int, 
     for _ in trange(steps, desc="demonstrations", unit="step", unit_scale=venv.num_envs, disable=not progress):
         label = np.array([ShortestPathFollower(env.sim).action() for env in envs], np.int64)  # (E,)
         for key, value in obs.items():
+            # float16 halves the waveforms' memory (36k stacked steps: ~2.3 GB instead of 4.6); the noise floor (−60 dB)
+            # stays well above its resolution.
             stored[key].append(value.astype(np.float16) if value.dtype == np.float32 else value.copy())
         labels.append(label)
         act = np.where(rng.random(len(label)) < noise, rng.choice(MOVES, len(label)), label)

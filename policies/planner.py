@@ -90,6 +90,7 @@ class Planner(ABC):
         self.rng = np.random.default_rng()
         self.observation: Observations = {}
         self.history: deque[Observations] = deque(maxlen=max(1, int(getattr(proposal, "frame_stack", 1))))
+        self._root_probs: np.ndarray | None = None
         """The episode's last real observations, the newest last (for a frame-stacked proposal)."""
 
     @property
@@ -108,12 +109,17 @@ class Planner(ABC):
         self.world.observe(observation, info)
         self.observation = {k: np.asarray(v)[None] for k, v in observation.items()}  # (1, ...)
         self.history.append(observation)
-        if self.stop_rule == "proposal":
-            probs = self.judge(self.observation, root=True, values=False)[0]
-            assert probs is not None
-            if int(np.argmax(probs[0])) == STOP:
-                return STOP
+        self._root_probs = None
+        if self.stop_rule == "proposal" and int(np.argmax(self.root_probs()[0])) == STOP:
+            return STOP
         return int(self.plan())
+
+    def root_probs(self) -> np.ndarray:
+        """The proposal's action probabilities (1, 4) at the real present, computed once per step."""
+        if self._root_probs is None:
+            self._root_probs = self.judge(self.observation, root=True, values=False)[0]
+            assert self._root_probs is not None
+        return self._root_probs
 
     @abstractmethod
     def plan(self) -> int:
@@ -199,7 +205,7 @@ class BeamPlanner(Planner):
         state = world.root()
         sequences = np.zeros((1, 0), np.int64)  # (n, depth)
         returns = np.zeros(1)
-        probs = self.judge(self.observation, root=True, values=False)[0] if self.proposes else None
+        probs = self.root_probs() if self.proposes else None
         finished: list[tuple[np.ndarray, np.ndarray]] = []  # (first actions, scores) of kept STOP nodes
         for depth in range(self.horizon):
             tried = self.expand(probs, len(returns))  # (n, 1 + c)

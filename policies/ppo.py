@@ -70,7 +70,6 @@ from avworld.sim.simulator import Action, SimConfig
 WORLDS = ("real", "dream")
 DEMO_ENVS = 2
 """Envs that collect the cloning warm start's demonstrations (in this process)."""
-"""State-dict prefixes that alias ``features_extractor.`` (SB3's shared extractor); saved once, under ``features_extractor.``."""
 IDENTITY = ("world", "checkpoint", "sensors", "frame_stack", "sim", "features")
 """Training settings that define the agent (with ``ppo.net_arch``): a resumed run must keep them; it may change the others."""
 

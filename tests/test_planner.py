@@ -133,6 +133,9 @@ def test_the_proposal_decides_stop_under_its_stop_rule() -> None:
     assert _act(BeamPlanner(world=ChainWorld(goal=0), horizon=2, proposal=walker)) == Action.STOP
     for planner in (BeamPlanner, CEMPlanner):
         assert _act(planner(world=ChainWorld(goal=0), horizon=2, proposal=walker, stop_rule="proposal")) != Action.STOP
+    chooser = Proposal([0.1, 0.5, 0.4, 0.0], goal=0)
+    _act(BeamPlanner(world=ChainWorld(goal=0), horizon=1, candidates=2, proposal=chooser, stop_rule="proposal"))
+    assert chooser.batches == [1]  # the root judged once, for the STOP decision and the candidates both
     with pytest.raises(ValueError, match="stop_rule"):
         BeamPlanner(world=ChainWorld(goal=0), stop_rule="proposal")  # no proposal
     with pytest.raises(ValueError, match="stop_rule"):
