@@ -48,7 +48,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecFrameStack, VecMonitor, VecTransposeImage
 
@@ -93,11 +93,17 @@ class PPOConfig:
     """Initial probability of STOP (the action head's biases; the other actions share the rest equally); None: SB3's
     near-uniform start. A low prior lets early episodes run long enough to find the progress reward (a uniform policy
     STOPs after ~4 steps)."""
+    critic_warmup: int = 0
+    """PPO's first ``critic_warmup`` env steps update the critic only (value MLP and head; the actor and the shared
+    features are frozen): after a cloning warm start the value head is untrained, and its advantages would otherwise
+    pull the cloned actor off course (PIRLNav's critic-only phase)."""
 
     def __post_init__(self) -> None:
         self.net_arch = tuple(self.net_arch)
         if self.stop_prior is not None and not 0.0 < self.stop_prior < 1.0:
             raise ValueError(f"ppo.stop_prior must lie in (0, 1) or be null, got {self.stop_prior}")
+        if self.critic_warmup < 0:
+            raise ValueError(f"ppo.critic_warmup must be ≥ 0 env steps, got {self.critic_warmup}")
         if self.n_steps < 1 or self.batch_size < 2 or self.n_epochs < 1:
             got = f"n_steps={self.n_steps}, n_epochs={self.n_epochs}, batch_size={self.batch_size}"
             raise ValueError(f"ppo: n_steps and n_epochs must be ≥ 1 and batch_size ≥ 2, got {got}")
@@ -354,6 +360,35 @@ class _Training(BaseCallback):
         self.bar.close()
 
 
+class CriticWarmup(BaseCallback):
+    """Freeze the actor (all but the critic's own layers) for PPO updates while ``num_timesteps`` ≤ ``steps``.
+
+    Frozen parameters get no gradient, so Adam leaves them and their moments untouched; ``train/actor_frozen`` logs it.
+    """
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:  # SB3 calls it between collecting a rollout and the updates on it
+        frozen = self.num_timesteps <= self.steps
+        for parameter in actor_parameters(self.model.policy):
+            parameter.requires_grad_(not frozen)
+        self.logger.record("train/actor_frozen", int(frozen))
+
+
+def actor_parameters(policy: MultiInputActorCriticPolicy) -> list[torch.nn.Parameter]:
+    """The policy's parameters outside the critic's own layers (value MLP, value head, a separate value extractor)."""
+    critic = [policy.value_net, policy.mlp_extractor.value_net]
+    if policy.vf_features_extractor is not policy.pi_features_extractor:
+        critic.append(policy.vf_features_extractor)
+    own = {id(p) for module in critic for p in module.parameters()}
+    return [p for p in policy.parameters() if id(p) not in own]
+
+
 def _resume(path: Path, config: AgentTrainConfig) -> Checkpoint | None:
     """The training checkpoint at ``path`` if there is one; refused when it was trained with other agent-defining settings."""
     if not (path / "training.json").exists():
@@ -460,7 +495,9 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
         before, imitation = _imitate(model, config, before, progress)
         save(model, before, out / "imitation" / "checkpoint")  # the cloned policy alone, to compare with PPO's result
         save(model, before)  # a resumed run starts from here, without cloning again
-    callback = _Training(config.steps, config.checkpoint_every, save, envs, before, progress)
+    callback: BaseCallback = _Training(config.steps, config.checkpoint_every, save, envs, before, progress)
+    if config.ppo.critic_warmup:
+        callback = CallbackList([callback, CriticWarmup(config.ppo.critic_warmup)])
     start = time.perf_counter()
     try:
         if model.num_timesteps < config.steps:

@@ -26,7 +26,7 @@ import avworld  # noqa: F401
 from avworld.eval.navigation import evaluate_navigation
 from avworld.models.checkpoint import CheckpointError
 from avworld.policies.imitation import clone, collect_demonstrations
-from avworld.policies.ppo import AgentTrainConfig, FailedStopPenalty, Usage, build_envs, build_ppo, train_ppo
+from avworld.policies.ppo import AgentTrainConfig, FailedStopPenalty, Usage, actor_parameters, build_envs, build_ppo, train_ppo
 from avworld.policies.ppo_agent import PPOAgent, policy_space
 from avworld.policies.ppo_features import AVFeatures, AVFeaturesConfig, log_stft
 from avworld.policies.sb3_vec import ConcatVecEnv, CountSteps, GymVecToSB3
@@ -282,6 +282,8 @@ def test_bad_settings_are_named(tmp_path: Path) -> None:
         tiny(stop_penalty=-1.0)
     with pytest.raises(ValueError, match="stop_prior"):
         tiny(ppo={"stop_prior": 1.0})
+    with pytest.raises(ValueError, match="critic_warmup"):
+        tiny(ppo={"critic_warmup": -1})
 
 
 def test_failed_stop_penalty_only_on_unsuccessful_stops() -> None:
@@ -359,3 +361,19 @@ def test_stop_prior_sets_the_first_policy_and_pool_settings_reach_the_envs(tmp_p
             assert 1.0 <= env._geodesic <= 2.05
     finally:
         envs.venv.close()
+
+
+def test_critic_warmup_updates_only_the_critic_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    changed: list[tuple[bool, bool]] = []  # per PPO update: (actor changed, critic changed)
+
+    def train(model: PPO) -> None:
+        actor = {id(p) for p in actor_parameters(model.policy)}
+        before = {name: p.detach().clone() for name, p in model.policy.named_parameters()}
+        PPO_TRAIN(model)
+        moved = {name for name, p in model.policy.named_parameters() if not torch.equal(p, before[name])}
+        params = dict(model.policy.named_parameters())
+        changed.append((any(id(params[n]) in actor for n in moved), any(id(params[n]) not in actor for n in moved)))
+
+    monkeypatch.setattr(PPO, "train", train)
+    train_ppo(tiny(ppo={"critic_warmup": 128}), tmp_path, progress=False)  # 2 rollouts of 2 envs x 64 steps
+    assert changed == [(False, True), (True, True)]
