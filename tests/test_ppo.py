@@ -3,6 +3,7 @@ the saved agent (no pickle, resume) and the agent's interface for planners. Tiny
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import shutil
@@ -263,6 +264,13 @@ def test_shipped_presets_are_valid_training_configs(name: str) -> None:
     config = shipped(name)
     assert config.world == "real"
     SimConfig.from_dict(config.sim)  # the simulator overrides name real fields
+    # Hydra refuses an override of a key the preset lacks (``agent_train.scenes=64`` would need ``+``): name them all.
+    preset = OmegaConf.to_container(OmegaConf.load(str(files("avworld.configs") / "agent_train" / f"{name}.yaml")))
+    assert isinstance(preset, dict)
+    settings = {f.name for f in dataclasses.fields(AgentTrainConfig)} - {"world", "checkpoint"}  # set by avworld train itself
+    assert settings - preset.keys() == set()
+    for key in ("ppo", "features", "imitation", "dream"):
+        assert {f.name for f in dataclasses.fields(getattr(config, key))} - preset[key].keys() == set(), key
 
 
 def test_bad_settings_are_named(tmp_path: Path) -> None:
