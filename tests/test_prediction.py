@@ -26,6 +26,7 @@ from avworld.eval.prediction import (
     evaluate_prediction,
     format_table,
     motion_energy,
+    varies,
 )
 from avworld.models.flow import WorldModel, WorldModelConfig
 from avworld.models.imagination import Imagination
@@ -46,12 +47,15 @@ def test_av_sync_finds_a_known_lag_and_its_sign() -> None:
     assert torch.all(peak > 0.9) and torch.all(peak <= 1.0 + 1e-6)  # below 1 by the overlap lost at a shift
     lag, peak = av_sync(motion, motion, max_lag=4)
     assert lag.tolist() == [0, 0] and torch.allclose(peak, torch.ones(2))
+    lag, peak = av_sync(motion, -later, max_lag=4)  # quiet when the image moves: coupled just the same, sign kept
+    assert lag.tolist() == [2, -3] and torch.all(peak < -0.9)
 
 
 def test_av_sync_of_a_constant_sequence_is_lag_zero_peak_zero() -> None:
     motion = torch.stack([torch.zeros(8), torch.arange(8.0)])
     lag, peak = av_sync(motion, torch.ones(2, 8), max_lag=3)
     assert lag.tolist() == [0, 0] and peak.tolist() == [0.0, 0.0]
+    assert varies(motion).tolist() == [False, True] and not varies(torch.ones(2, 8)).any()
     with pytest.raises(ValueError, match="max_lag"):
         av_sync(motion, motion, max_lag=8)
 
@@ -122,6 +126,8 @@ def test_an_oracle_scores_perfectly_copy_last_does_not_and_rollouts_get_the_real
         assert copy.metrics["termination_f1"][h] in (0.0, None)
     assert best.metrics["av_lag_error"] == {4: 0.0} and best.metrics["av_corr_error"][4] == pytest.approx(0.0, abs=1e-6)
     assert copy.metrics["av_corr_error"][4] > 0  # copy-last has no motion and no change of loudness: peak 0
+    assert copy.metrics["av_lag_error"] == {4: None}  # ... and so no lag to compare
+    assert any("av_lag_error: None" in note for note in copy.notes) and not any("av_lag" in note for note in best.notes)
     assert copy.metrics["psnr"][1] > copy.metrics["psnr"][4]  # the world drifts away from the last frame
     table = format_table({"oracle": best, "copy_last": copy})
     assert "| oracle |" in table and "PSNR↑@1" in table and "PSNR↑@4" in table and "AV-Lag↓" in table

@@ -11,9 +11,14 @@ imagined step). The imagined steps are scored against the real ones:
 - over steps 1 … h: reward MAE and termination F1 (probability ≥ 0.5 is a predicted end);
 - over the whole rollout of the largest horizon (one value, None below
   :data:`AV_SYNC_MIN_STEPS` steps): audio-visual synchrony. :func:`av_sync` gives the lag
-  and peak of the cross-correlation between the motion energy of the frames and the
-  audio energy of the steps, for the imagined and for the real rollout; AV-Lag error is
-  |lag_imagined − lag_real| in steps, AV-Corr error |peak_imagined − peak_real|.
+  and peak (the correlation of largest magnitude, with its sign) of the cross-correlation
+  between the motion energy of the frames and the audio energy of the steps, for the
+  imagined and for the real rollout; AV-Corr error is |peak_imagined − peak_real| over all
+  windows, AV-Lag error |lag_imagined − lag_real| in steps over the windows where both
+  sequences vary (a constant one, such as copy-last's motion, has no lag; None, with a
+  note, where no window has one). The sign matters: in avworld's data the agent's
+  footsteps sound on FORWARD and turns move the image more, so motion and audio energy
+  are anti-correlated at lag 0 (docs/results.md).
 
 Window scores are averaged over windows, except PSNR, which is the PSNR of the mean
 squared error over windows, 10 log10(1 / mean MSE): a blocked FORWARD repeats a frame
@@ -66,6 +71,11 @@ def audio_energy(audio: Tensor) -> Tensor:
     return audio.float().square().mean(dim=(2, 3)).sqrt().clamp(min=SPECTROGRAM_FLOOR).log()
 
 
+def varies(x: Tensor) -> Tensor:
+    """Rows of (B, T) that are not constant (a lag of their cross-correlation means something): (B,) bool."""
+    return (x.float() - x.float().mean(dim=1, keepdim=True)).norm(dim=1) > 1e-6
+
+
 def _standardise(x: Tensor) -> Tensor:
     """Zero mean, unit Euclidean norm per row: (B, T) → (B, T); a constant row becomes zeros."""
     x = x.float() - x.float().mean(dim=1, keepdim=True)
@@ -79,10 +89,12 @@ def av_sync(motion: Tensor, audio_energy: Tensor, max_lag: int) -> tuple[Tensor,
     Both (B, T) sequences are made zero-mean and unit-norm, then c(k) = Σ_t x[t] · y[t + k] over the
     overlap, for k = −max_lag … max_lag (no wrap-around; c(0) is the Pearson correlation).
     Sign convention: lag k > 0 means the audio energy FOLLOWS the motion by k steps (y[t] ≈ x[t − k]).
-    Ties go to the smallest |k| (then the negative one), so a constant sequence, which correlates with
-    nothing (c ≡ 0), gives lag 0 and peak 0.
+    The peak is the c(k) of largest magnitude, sign kept: a coupling is one whichever way it goes (loud
+    when the image moves least is as synchronous as loud when it moves most). Ties go to the smallest
+    |k| (then the negative one), so a constant sequence, which correlates with nothing (c ≡ 0), gives
+    lag 0 and peak 0; :func:`varies` tells those rows apart.
 
-    Returns lag (B,) int64 and peak (B,) float, the largest c(k).
+    Returns lag (B,) int64 and peak (B,) float.
     """
     if motion.dim() != 2 or motion.shape != audio_energy.shape:
         shapes = f"{tuple(motion.shape)} and {tuple(audio_energy.shape)}"
@@ -95,7 +107,7 @@ def av_sync(motion: Tensor, audio_energy: Tensor, max_lag: int) -> tuple[Tensor,
     corr = (padded.unfold(1, t, 1) * x.unsqueeze(1)).sum(dim=-1)  # (B, 2L + 1): column j is lag j − L
     lags = sorted(range(-max_lag, max_lag + 1), key=lambda k: (abs(k), k))
     order = torch.tensor([k + max_lag for k in lags], device=corr.device)
-    best = corr[:, order].argmax(dim=1)  # first maximum: the smallest |lag| among ties
+    best = corr[:, order].abs().argmax(dim=1)  # first maximum: the smallest |lag| among ties
     return torch.tensor(lags, device=corr.device)[best], corr[:, order].gather(1, best.unsqueeze(1)).squeeze(1)
 
 
@@ -220,7 +232,8 @@ class _Totals:
             names += AUDIO_METRICS
         self.sums = {k: torch.zeros(len(horizons), dtype=torch.float64) for k in names}
         self.counts = {k: torch.zeros(len(horizons), dtype=torch.float64) for k in ("tp", "fp", "fn")}
-        self.av_sums = torch.zeros(2, dtype=torch.float64)
+        self.av_sums = torch.zeros(2, dtype=torch.float64)  # summed lag and peak errors
+        self.av_counts = torch.zeros(2, dtype=torch.float64)  # the windows each sum covers
         self.windows = 0
 
     def add(self, pred: dict[str, Tensor], real: dict[str, Tensor]) -> None:
@@ -245,15 +258,24 @@ class _Totals:
         for name, hits in (("tp", said & true), ("fp", said & ~true), ("fn", ~said & true)):
             self.counts[name] += hits.double().cumsum(dim=1)[:, idx].sum(dim=0).cpu()
         if self.av_lag is not None:
-            self.av_sums += self._av_errors(pred, real, self.av_lag)
+            sums, counts = self._av_errors(pred, real, self.av_lag)
+            self.av_sums += sums
+            self.av_counts += counts
         self.windows += b
 
     @staticmethod
-    def _av_errors(pred: dict[str, Tensor], real: dict[str, Tensor], max_lag: int) -> Tensor:
-        """Summed |lag_pred − lag_real| and |peak_pred − peak_real| of the batch: (2,)."""
-        lag_p, peak_p = av_sync(motion_energy(pred["rgb"], real["previous"]), audio_energy(pred["audio"]), max_lag)
-        lag_r, peak_r = av_sync(motion_energy(real["rgb"], real["previous"]), audio_energy(real["audio"]), max_lag)
-        return torch.stack([(lag_p - lag_r).abs().double().sum(), (peak_p - peak_r).abs().double().sum()]).cpu()
+    def _av_errors(pred: dict[str, Tensor], real: dict[str, Tensor], max_lag: int) -> tuple[Tensor, Tensor]:
+        """Summed |lag_pred − lag_real| (over windows where all four sequences vary) and |peak_pred − peak_real|
+        (over all) of the batch, and the windows each sum covers: (2,) twice."""
+        sequences = []
+        for rollout in (pred, real):
+            motion, loudness = motion_energy(rollout["rgb"], real["previous"]), audio_energy(rollout["audio"])
+            sequences.append((*av_sync(motion, loudness, max_lag), varies(motion) & varies(loudness)))
+        (lag_p, peak_p, has_p), (lag_r, peak_r, has_r) = sequences
+        lagged = has_p & has_r
+        lag_error = (lag_p - lag_r).abs().double()[lagged].sum()
+        sums = torch.stack([lag_error, (peak_p - peak_r).abs().double().sum()]).cpu()
+        return sums, torch.tensor([float(lagged.sum()), float(len(lagged))], dtype=torch.float64)
 
     def scores(self) -> PredictionScores:
         """Means over windows (and steps, for the reward), F1 from the pooled counts."""
@@ -275,7 +297,14 @@ class _Totals:
                 notes.append(f"termination_f1@{h}: no real episode end in steps 1..{h} of these windows, F1 undefined (None)")
         last = max(hs)
         for j, name in enumerate(AV_METRICS):
-            metrics[name] = {last: None if self.av_lag is None else float(self.av_sums[j]) / n}
+            counted = float(self.av_counts[j])
+            metrics[name] = {last: None if self.av_lag is None or not counted else float(self.av_sums[j]) / counted}
+        if self.av_lag is not None and float(self.av_counts[0]) < n:
+            lagged = int(self.av_counts[0])
+            if lagged:
+                notes.append(f"av_lag_error: over {lagged} of {n} windows; the others have constant motion or loudness (no lag)")
+            else:
+                notes.append("av_lag_error: None, every window has constant motion or loudness (no lag)")
         if self.av_lag is None:
             short = last < AV_SYNC_MIN_STEPS
             why = f"the largest horizon {last} is below {AV_SYNC_MIN_STEPS} steps" if short else "it needs both modalities"
