@@ -26,8 +26,8 @@ every node besides the candidate moves, and a STOP node is kept only when its pr
 (5 by default: half the success bonus of 10, i.e. the world predicts success); otherwise it is pruned, never chosen.
 A kept STOP node is finished: its score is its return, with no value after it. With ``stop_rule="proposal"`` the
 proposal decides STOP instead: the agent STOPs exactly when the proposal's most probable action at the real present
-is STOP, and the search only weighs moves (every STOP node pruned). That suits a world whose reward head seldom
-predicts success where a policy has learnt when to stop (docs/results.md).
+is STOP, and the search only weighs moves (the beam imagines no STOP; the CEM's sampled STOPs are pruned). That suits
+a world whose reward head seldom predicts success where a policy has learnt when to stop (docs/results.md).
 """
 
 from __future__ import annotations
@@ -162,7 +162,8 @@ class BeamPlanner(Planner):
     is its discounted return plus γ^depth · value(its observation) when the proposal has a value; the best ``beam`` live
     children go on. STOP children follow the module's STOP rule; kept ones finish with their return. The executed action
     is the first of the best finished or final sequence (ties: the earliest found, STOP first). Imagined rows per depth:
-    at most ``beam`` × (1 + ``candidates``); imagined nodes are decoded only for the proposal.
+    at most ``beam`` × (1 + ``candidates``) (× ``candidates`` with ``stop_rule="proposal"``); imagined nodes are decoded
+    only for the proposal.
     """
 
     def __init__(
@@ -190,7 +191,8 @@ class BeamPlanner(Planner):
         """Whether the proposal picks the candidates."""
 
     def expand(self, probs: np.ndarray | None, n: int) -> np.ndarray:
-        """Actions (n, 1 + candidates) to try at n nodes: STOP, then the candidate moves (by ``probs`` (n, 4) if given)."""
+        """Actions to try at n nodes: STOP (unless the proposal decides it: imagined STOPs would all be pruned), then the
+        candidate moves (by ``probs`` (n, 4) if given): (n, 1 + candidates) or (n, candidates)."""
         c = self.candidates
         if c == len(MOVES):
             moves = np.broadcast_to(MOVES, (n, c))
@@ -198,6 +200,8 @@ class BeamPlanner(Planner):
             moves = MOVES[np.argsort(-probs[:, MOVES], axis=1, kind="stable")[:, :c]]
         else:
             moves = MOVES[np.argsort(self.rng.random((n, len(MOVES))), axis=1)[:, :c]]
+        if self.stop_rule == "proposal":
+            return np.array(moves)
         return np.concatenate([np.full((n, 1), STOP), moves], axis=1)
 
     def plan(self) -> int:

@@ -136,6 +136,16 @@ def test_the_proposal_decides_stop_under_its_stop_rule() -> None:
     chooser = Proposal([0.1, 0.5, 0.4, 0.0], goal=0)
     _act(BeamPlanner(world=ChainWorld(goal=0), horizon=1, candidates=2, proposal=chooser, stop_rule="proposal"))
     assert chooser.batches == [1]  # the root judged once, for the STOP decision and the candidates both
+    stepped: list[np.ndarray] = []
+
+    class Recording(ChainWorld):
+        def step(self, state: np.ndarray, actions: np.ndarray) -> Transition:
+            stepped.append(np.asarray(actions))
+            return super().step(state, actions)
+
+    _act(BeamPlanner(world=Recording(goal=0), horizon=2, beam=2, candidates=2, proposal=chooser, stop_rule="proposal"))
+    assert len(stepped) == 2 and not any((a == Action.STOP).any() for a in stepped)  # imagined STOPs would be pruned: none imagined
+    assert [len(a) for a in stepped] == [2, 4]
     with pytest.raises(ValueError, match="stop_rule"):
         BeamPlanner(world=ChainWorld(goal=0), stop_rule="proposal")  # no proposal
     with pytest.raises(ValueError, match="stop_rule"):
