@@ -74,7 +74,8 @@ def benchmark_job(cfg: DictConfig) -> None:
         if name not in nav.agents:
             raise ValueError(f"nav.run: no agent {name!r} in nav.agents ({', '.join(nav.agents)}); add one: +agent@nav.agents.{name}=FILE")
         agent = nav.agents[name]
-        if "checkpoint" in agent and (OmegaConf.is_missing(agent, "checkpoint") or agent.checkpoint is None):
+        imagined = agent.get("world") is None  # a planner given a world (e.g. RealWorldModel) needs no checkpoint
+        if imagined and "checkpoint" in agent and (OmegaConf.is_missing(agent, "checkpoint") or agent.checkpoint is None):
             raise ValueError(f"nav.agents.{name}.checkpoint is not set: give world_model=DIR (the planners' world model) or set it")
     agents = {name: instantiate(nav.agents[name]) for name in nav.run}
     with tqdm(total=len(agents) * len(nav.sounds) * nav.episodes, unit="ep") as bar:

@@ -110,3 +110,8 @@ def test_avworld_eval_nav_writes_the_benchmark(world_checkpoint: str, tmp_path: 
     assert proc.returncode != 0 and "world_model=DIR" in proc.stderr
     proc = run_cli("eval", "nav=benchmark", "nav.run=[ppo]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
     assert proc.returncode != 0 and "+agent@nav.agents.ppo=FILE" in proc.stderr
+    perfect = ("nav.agents.planner.checkpoint=null", "+nav.agents.planner.world={_target_: avworld.policies.worlds.RealWorldModel}")
+    tiny = ("nav.run=[planner]", "nav.episodes=1", "sim.episode.max_steps=3", "nav.agents.planner.horizon=1")
+    proc = run_cli("eval", "nav=benchmark", *tiny, *perfect, f"hydra.run.dir={tmp_path / 'perfect'}", cwd=tmp_path)  # no world_model needed
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "perfect" / "navigation_benchmark.json").read_text())["agents"]["planner"]["real_steps"] == 0
