@@ -54,6 +54,7 @@ class Planner(ABC):
     Give either ``checkpoint`` (a world-model directory, loaded as an :class:`ImaginedWorld` on ``device`` with
     ``sampler_steps``) or ``world`` (any :class:`PlanningWorld`, e.g. :class:`RealWorldModel`). ``use_value=False``
     ignores the proposal's value. ``stop_rule``: who decides STOP, ``"world"`` or ``"proposal"`` (module docstring).
+    ``amp``: decode imagined observations under bf16 where the device does it in hardware (:class:`Imagination`).
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class Planner(ABC):
         sampler_steps: int,
         device: str | None,
         stop_rule: str = "world",
+        amp: bool = False,
     ) -> None:
         if stop_rule not in STOP_RULES:
             raise ValueError(f"stop_rule must be one of {', '.join(STOP_RULES)}, got {stop_rule!r}")
@@ -77,7 +79,7 @@ class Planner(ABC):
             raise ValueError(f"horizon must be ≥ 1 imagined steps, got {horizon}")
         if not 0.0 < discount <= 1.0:
             raise ValueError(f"discount must lie in (0, 1], got {discount}")
-        self.world = world if world is not None else ImaginedWorld.load(checkpoint, device, sampler_steps)  # type: ignore[arg-type]
+        self.world = world if world is not None else ImaginedWorld.load(checkpoint, device, sampler_steps, amp)  # type: ignore[arg-type]
         self.proposal = proposal
         self.stacked = callable(getattr(proposal, "stack", None)) and callable(getattr(proposal, "evaluate", None))
         self.has_probs = self.stacked or callable(getattr(proposal, "action_probs", None))
@@ -180,8 +182,9 @@ class BeamPlanner(Planner):
         use_value: bool = True,
         world: PlanningWorld | None = None,
         stop_rule: str = "world",
+        amp: bool = False,
     ) -> None:
-        super().__init__(checkpoint, world, proposal, use_value, horizon, discount, stop_reward, sampler_steps, device, stop_rule)
+        super().__init__(checkpoint, world, proposal, use_value, horizon, discount, stop_reward, sampler_steps, device, stop_rule, amp)
         if beam < 1:
             raise ValueError(f"beam must be ≥ 1, got {beam}")
         if not 1 <= candidates <= len(MOVES):
@@ -263,8 +266,9 @@ class CEMPlanner(Planner):
         use_value: bool = True,
         world: PlanningWorld | None = None,
         stop_rule: str = "world",
+        amp: bool = False,
     ) -> None:
-        super().__init__(checkpoint, world, proposal, use_value, horizon, discount, stop_reward, sampler_steps, device, stop_rule)
+        super().__init__(checkpoint, world, proposal, use_value, horizon, discount, stop_reward, sampler_steps, device, stop_rule, amp)
         if not 1 <= elites <= samples:
             raise ValueError(f"elites must lie in [1, samples={samples}], got {elites}")
         if iterations < 1:

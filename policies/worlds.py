@@ -157,10 +157,13 @@ class ImaginedWorld(PlanningWorld):
         self.sensors: tuple[str, ...] = ()
 
     @classmethod
-    def load(cls, checkpoint: str | os.PathLike[str], device: str | None = None, sampler_steps: int = 4) -> ImaginedWorld:
-        """The world model of checkpoint directory ``checkpoint`` on ``device`` (cuda when available if None)."""
+    def load(
+        cls, checkpoint: str | os.PathLike[str], device: str | None = None, sampler_steps: int = 4, amp: bool = False
+    ) -> ImaginedWorld:
+        """The world model of checkpoint directory ``checkpoint`` on ``device`` (cuda when available if None); ``amp``: bf16
+        decoding where the device does it in hardware (:class:`Imagination`)."""
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(Imagination.load(checkpoint, device), sampler_steps, str(checkpoint))
+        return cls(Imagination.load(checkpoint, device, amp), sampler_steps, str(checkpoint))
 
     @property
     def training_data(self) -> dict[str, int]:

@@ -254,6 +254,26 @@ def test_imagined_planning_is_reproducible(world_checkpoint: str, one_thread: No
     assert runs[0] == runs[1]
 
 
+def test_bf16_decoding_where_the_hardware_does_it(world_checkpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import avworld.models.precision as precision
+
+    plain = Imagination.load(world_checkpoint)
+    real = {"rgb": torch.zeros(1, *plain.meta["rgb_shape"], dtype=torch.uint8), "audio": torch.zeros(1, *plain.meta["audio_shape"])}
+    latents = {m: z.repeat(3, *[1] * (z.dim() - 1)) + torch.randn(3, *z.shape[1:], generator=torch.Generator().manual_seed(0))
+               for m, z in plain.encode(real).items()}  # (3, *latent)
+    for native in (True, False):
+        monkeypatch.setattr(precision, "cpu_has_bf16", lambda native=native: native)
+        fast = BeamPlanner(world_checkpoint, device="cpu", amp=True).world.imagination  # type: ignore[attr-defined]
+        assert fast.amp is native and not Imagination.load(world_checkpoint, amp=False).amp
+        a, b = plain.decode(latents), fast.decode(latents)
+        assert b["rgb"].dtype == torch.uint8 and b["audio"].dtype == torch.float32 and a["rgb"].shape == b["rgb"].shape
+        levels = (a["rgb"].int() - b["rgb"].int()).abs()
+        assert levels.max() <= 8 and levels.float().mean() < 1.0  # bf16 keeps ~3 significant digits
+        assert torch.allclose(a["audio"], b["audio"], atol=0.05 * float(a["audio"].abs().max()) + 1e-4)
+        same = torch.equal(a["rgb"], b["rgb"]) and torch.equal(a["audio"], b["audio"])
+        assert same is not native  # float32 where bf16 would be emulated; bf16 really ran where it was on
+
+
 def test_bad_arguments_are_named(world_checkpoint: str) -> None:
     with pytest.raises(ValueError, match="checkpoint"):
         BeamPlanner()

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from avworld.models.checkpoint import CheckpointError
 from avworld.models.flow import WorldModel, sample
+from avworld.models.precision import bf16_pays
 from avworld.models.registry import encode, load_model
 from avworld.models.video_vae import tensor_to_rgb
 
@@ -42,9 +43,16 @@ class Imagination:
     """
 
     def __init__(
-        self, model: WorldModel, tokenizers: dict[str, nn.Module], meta: dict[str, Any], device: str | torch.device = "cpu"
+        self,
+        model: WorldModel,
+        tokenizers: dict[str, nn.Module],
+        meta: dict[str, Any],
+        device: str | torch.device = "cpu",
+        amp: bool = False,
     ) -> None:
         self.device = torch.device(device)
+        self.amp = amp and bf16_pays(self.device)
+        """Decode under bf16 autocast (asked for, and the device does bf16 in hardware; else float32)."""
         self.model = model.to(self.device).eval()
         self.net = self.model.net
         self.tokenizers = {m: t.to(self.device).eval() for m, t in tokenizers.items()}
@@ -57,8 +65,11 @@ class Imagination:
             raise ValueError(f"no {missing[0]} tokenizer for a world model of {self.modalities}")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Imagination:
-        """The world model of checkpoint directory ``path`` with its attached tokenizers; :class:`CheckpointError` names what is wrong."""
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu", amp: bool = False) -> Imagination:
+        """The world model of checkpoint directory ``path`` with its attached tokenizers; :class:`CheckpointError` names what is wrong.
+
+        ``amp``: decode under bf16 autocast where the device does bf16 in hardware (the small 8-channel decoders ran
+        1.5x faster on an AMX CPU, frames within a few levels of float32; docs/benchmarks.md)."""
         model, ckpt = load_model(path, "world_model")
         assert isinstance(model, WorldModel)
         tokenizers = {}
@@ -70,7 +81,7 @@ class Imagination:
         for key in ("latent", "rgb_shape", "audio_shape", "sample_rate"):
             if key not in ckpt.meta:
                 raise CheckpointError(Path(path) / "meta.json", f"missing {key!r}")
-        return cls(model, tokenizers, ckpt.meta, device)
+        return cls(model, tokenizers, ckpt.meta, device, amp)
 
     @torch.no_grad()
     def encode(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -96,8 +107,9 @@ class Imagination:
                 continue
             lead = z.shape[: z.dim() - (3 if m == "video" else 2)]
             mean, std = self.stats[m]
-            x = self.tokenizers[m].decode(z.reshape(-1, *z.shape[len(lead) :]) * std + mean)  # type: ignore[operator]
-            x = tensor_to_rgb(x) if m == "video" else x.float()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                x = self.tokenizers[m].decode(z.reshape(-1, *z.shape[len(lead) :]) * std + mean)  # type: ignore[operator]
+            x = tensor_to_rgb(x.float()) if m == "video" else x.float()
             out[FIELDS[m]] = x.reshape(*lead, *x.shape[1:])
         return out
 

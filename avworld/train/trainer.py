@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from avworld.models.checkpoint import Checkpoint, load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
+from avworld.models.precision import cpu_has_bf16
 
 
 @dataclass
@@ -66,19 +67,6 @@ class TrainConfig:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"train.ema must lie in [0, 1), got {self.ema}")
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU does bf16 arithmetic in hardware (x86 ``amx_bf16`` or ``avx512_bf16`` in ``/proc/cpuinfo``).
-
-    Elsewhere bf16 is emulated and slower than float32, so ``cpu_amp`` keeps float32 there. On a 2-core Xeon with AMX,
-    bf16 autocast trains the small video autoencoder 1.4x faster (docs/benchmarks.md)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def distributed() -> tuple[int, int]:
