@@ -45,6 +45,7 @@ class DreamConfig:
     horizon: int | None = None
     sampler_steps: int = 4
     device: str = "cpu"
+    amp: bool = False
     start: str = "episode"
     split: str = "test"
     data: Mapping[str, Any] | None = None
@@ -81,12 +82,13 @@ class DreamConfig:
                 raise ValueError(f"data must be a mapping with root and name (optional cache, fractions), got keys {sorted(self.data)}")
 
 
-def load_world(checkpoint: str | os.PathLike[str] | Imagination, device: str) -> tuple[Imagination, Path]:
-    """The world model (loaded onto ``device``, or as given) and the path its errors name; refuses one Dream-v0 cannot use."""
+def load_world(checkpoint: str | os.PathLike[str] | Imagination, device: str, amp: bool = False) -> tuple[Imagination, Path]:
+    """The world model (loaded onto ``device`` with bf16 decoding if ``amp``, or as given) and the path its errors name;
+    refuses one Dream-v0 cannot use."""
     if isinstance(checkpoint, Imagination):
         world, where = checkpoint, Path("<in-memory world model>")
     else:
-        world, where = Imagination.load(checkpoint, device), Path(checkpoint)
+        world, where = Imagination.load(checkpoint, device, amp), Path(checkpoint)
     if "video" not in world.modalities:
         raise CheckpointError(where, f"Dream-v0 needs a world model that imagines video (observations have rgb), not {world.modalities}")
     if "sim" not in world.meta:

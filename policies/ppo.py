@@ -120,6 +120,8 @@ class DreamTrainConfig:
     split: str = "train"
     termination: str = "stop"
     device: str = "cpu"
+    amp: bool = False
+    """bf16 decoding of imagined observations where the device does it in hardware (Dream-v0's ``amp``)."""
 
 
 @dataclass
@@ -267,6 +269,7 @@ def _dream_env(config: AgentTrainConfig) -> tuple[VecEnv, SimConfig, int | None,
         horizon=d.horizon,
         sampler_steps=d.sampler_steps,
         device=d.device,
+        amp=d.amp,
         start=d.start,
         split=d.split,
         termination=d.termination,

@@ -23,6 +23,7 @@ from avworld.envs.dream_vector import DreamVectorEnv
 from avworld.models.checkpoint import CheckpointError
 from avworld.models.flow import sample
 from avworld.models.imagination import Imagination
+from avworld.models.precision import bf16_pays
 from avworld.sim.simulator import SimConfig
 
 SENSORS = ("rgb", "audio", "spectrogram")
@@ -253,6 +254,17 @@ def test_latent_mode_and_decode_on_demand(dataset: dict[str, Any]) -> None:
     assert envs.single_observation_space.contains({k: v[0] for k, v in batch.items()})
     with pytest.raises(ValueError, match=r"latents\['audio'\] must have shape \(\.\.\., 8, 20\)"):
         envs.decode({"video": batch["video"], "audio": batch["audio"][:1]})
+
+
+def test_amp_decodes_in_bf16_where_the_hardware_does_it(dataset: dict[str, Any]) -> None:
+    plain, fast = DreamEnv(**dataset), DreamEnv(amp=True, **dataset)
+    assert fast.worlds.world.amp is bf16_pays(torch.device("cpu")) and not plain.worlds.world.amp
+    plain.reset(seed=3)
+    fast.reset(seed=3)
+    a, b = plain.step(1)[0], fast.step(1)[0]  # the same imagined step, decoded within bf16's precision
+    levels = np.abs(a["rgb"].astype(int) - b["rgb"].astype(int))
+    assert levels.max() <= 8 and (levels.any() or not fast.worlds.world.amp)
+    assert np.allclose(a["audio"], b["audio"], atol=0.05 * np.abs(a["audio"]).max() + 1e-4)
 
 
 def test_sampler_noise_argument_matches_the_generator(world_checkpoint: str) -> None:
