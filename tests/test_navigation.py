@@ -85,3 +85,39 @@ def test_geodesic_is_never_below_euclidean(x: float, y: float) -> None:
     d = field.distance(np.array([x, y]))
     assert d >= math.dist((x, y), (7.0, 1.0)) - 1e-9
     assert not np.isnan(d)
+
+
+def test_moves_never_slip_through_a_blocked_corner() -> None:
+    grid = NavGrid(two_rooms(), radius=0.18)
+    i, j = grid.to_cell(np.array([2.0, 2.0]))
+    grid.free[i - 3 : i + 4, j - 3 : j + 4] = True
+    grid.free[i + 1, j] = grid.free[i, j + 1] = False  # two blocked cells touching at a corner, free cells around them
+    start = grid.to_world(i, j)
+    x, y, collided = grid.move(float(start[0]), float(start[1]), math.radians(45), 3 * grid.cell)  # right through the corner
+    assert collided and grid.to_cell(np.array([x, y])) != (i + 1, j + 1)
+    x, y, collided = grid.move(float(start[0]), float(start[1]), math.radians(-135), 3 * grid.cell)  # the open diagonal
+    assert not collided
+
+
+def test_no_move_reaches_a_pocket_the_goal_field_cannot() -> None:
+    from avworld.sim.procedural import generate_apartment
+
+    scene = generate_apartment(1014215)  # a test scene with a one-cell pocket behind a corner (a benchmark agent got in)
+    grid = NavGrid(scene, radius=0.18)
+    field = grid.goal_field(tuple(float(v) for v in scene.sources[0].position[:2]))
+    pocket = grid.free & ~np.isfinite(field.field)
+    assert pocket.any()
+    tried = 0
+    for i, j in np.argwhere(pocket):
+        for di, dj in ((-1, -1), (-1, 1), (1, -1), (1, 1)):
+            if not (np.isfinite(field.field[i + di, j + dj]) and not grid.free[i + di, j] and not grid.free[i, j + dj]):
+                continue
+            start, target = grid.to_world(i + di, j + dj), grid.to_world(i, j)
+            yaw = math.atan2(*(target - start)[::-1])
+            for offset in np.linspace(-0.4, 0.4, 9) * grid.cell:  # beside the straight line, too
+                x0, y0 = start + offset * np.array([-math.sin(yaw), math.cos(yaw)])
+                for distance in (0.05, 0.1, 0.25):
+                    x, y, _ = grid.move(float(x0), float(y0), yaw, distance)
+                    tried += 1
+                    assert math.isfinite(float(field.distance(np.array([x, y])))), (x0, y0, distance)
+    assert tried > 0

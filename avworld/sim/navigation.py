@@ -159,14 +159,20 @@ class NavGrid:
         return float(best[0]), float(best[1]), True
 
     def _advance(self, start: np.ndarray, delta: np.ndarray) -> np.ndarray | None:
-        """Last navigable point on the way ``start → start + delta``; None if the whole way is free."""
+        """Last navigable point on the way ``start → start + delta``; None if the whole way is free.
+
+        The way is sampled every half cell, so consecutive points lie in the same or neighbouring cells; a diagonal
+        step between cells also needs both cells beside it free, as the goal field's edges do: the agent never slips
+        through a corner where two blocked cells touch (it could reach pockets the field calls unreachable)."""
         n = max(1, math.ceil(float(np.linalg.norm(delta)) / (self.cell / 2)))
-        pts = start + np.linspace(0.0, 1.0, n + 1)[1:, None] * delta  # (n, 2)
-        ok = self.navigable(pts)
+        pts = start + np.linspace(0.0, 1.0, n + 1)[:, None] * delta  # (n + 1, 2), the start first
+        i, j = self.to_cell(pts)
+        di, dj = np.diff(i), np.diff(j)
+        corner_free = self.free[i[:-1] + di, j[:-1]] & self.free[i[:-1], j[:-1] + dj]
+        ok = self.free[i[1:], j[1:]] & ((di == 0) | (dj == 0) | corner_free)  # (n,)
         if ok.all():
             return None
-        k = int(np.argmin(ok))
-        return pts[k - 1] if k > 0 else start
+        return pts[int(np.argmin(ok))]  # the point before the first blocked step (the start if it is the first)
 
     def _edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """16-neighbour edges between navigable cells: (src, dst, length), flat cell indices."""
