@@ -133,6 +133,23 @@ def test_an_oracle_scores_perfectly_copy_last_does_not_and_rollouts_get_the_real
     assert "| oracle |" in table and "PSNR↑@1" in table and "PSNR↑@4" in table and "AV-Lag↓" in table
 
 
+class Tinted(Oracle):
+    """The oracle's rollout seen through a tokenizer with a constant error: every imagined frame 40 levels brighter."""
+
+    def rollout(self, context: dict[str, Tensor], actions: Tensor, sampler_steps: int, generator: torch.Generator) -> dict[str, Tensor]:
+        out = super().rollout(context, actions, sampler_steps, generator)
+        return out | {"rgb": (out["rgb"].int() + 40).clamp(max=255).to(torch.uint8)}
+
+
+def test_av_sync_reads_each_rollout_against_itself() -> None:
+    context, horizons = 2, (1, 2, 4, 8)
+    windows = scripted_windows(8, context, max(horizons))
+    tinted = evaluate_prediction(Tinted(), windows, context, horizons, batch_size=4)
+    # The jump from the real last context frame to the first imagined one is the tint, not motion: the lag is the real one.
+    assert tinted.metrics["av_lag_error"] == {8: 0.0}
+    assert tinted.metrics["psnr"][1] < 30.0  # ... while the frames themselves are off
+
+
 class Scripted:
     """Predicts given rewards and termination probabilities, and no observations."""
 

@@ -13,7 +13,9 @@ imagined step). The imagined steps are scored against the real ones:
   :data:`AV_SYNC_MIN_STEPS` steps): audio-visual synchrony. :func:`av_sync` gives the lag
   and peak (the correlation of largest magnitude, with its sign) of the cross-correlation
   between the motion energy of the frames and the audio energy of the steps, for the
-  imagined and for the real rollout; AV-Corr error is |peak_imagined − peak_real| over all
+  imagined and for the real rollout, each over its own steps 2 … T (motion of step t is
+  frame t against frame t − 1 of the same rollout: against the real last context frame, an
+  imagined first frame would show the tokenizer's reconstruction error as motion); AV-Corr error is |peak_imagined − peak_real| over all
   windows, AV-Lag error |lag_imagined − lag_real| in steps over the windows where both
   sequences vary (a constant one, such as copy-last's motion, has no lag; None, with a
   note, where no window has one). The sign matters: in avworld's data the agent's
@@ -237,7 +239,7 @@ class _Totals:
         self.windows = 0
 
     def add(self, pred: dict[str, Tensor], real: dict[str, Tensor]) -> None:
-        """pred: a rollout (see :meth:`Predictor.rollout`); real: the same keys over the same T steps, plus ``previous`` (B, H, W, 3)."""
+        """pred: a rollout (see :meth:`Predictor.rollout`); real: the same keys over the same T steps."""
         idx = self.index.to(pred["reward"].device)
         real = {k: v.to(pred["reward"].device) for k, v in real.items()}
         b, k = pred["reward"].shape[0], len(self.horizons)
@@ -269,7 +271,7 @@ class _Totals:
         (over all) of the batch, and the windows each sum covers: (2,) twice."""
         sequences = []
         for rollout in (pred, real):
-            motion, loudness = motion_energy(rollout["rgb"], real["previous"]), audio_energy(rollout["audio"])
+            motion, loudness = motion_energy(rollout["rgb"][:, 1:], rollout["rgb"][:, 0]), audio_energy(rollout["audio"][:, 1:])
             sequences.append((*av_sync(motion, loudness, max_lag), varies(motion) & varies(loudness)))
         (lag_p, peak_p, has_p), (lag_r, peak_r, has_r) = sequences
         lagged = has_p & has_r
@@ -361,7 +363,7 @@ def evaluate_prediction(
         raise ValueError(f"no windows to evaluate: each needs {context} context + {last} future observations")
     subset = Subset(windows, _spread(n, max_windows))
     av = {"video", "audio"} <= set(predictor.modalities) and last >= AV_SYNC_MIN_STEPS
-    totals = _Totals(hs, predictor.modalities, min(max_lag, last - 1) if av else None)
+    totals = _Totals(hs, predictor.modalities, min(max_lag, last - 2) if av else None)  # sequences of last − 1 steps
     generator = torch.Generator(predictor.device).manual_seed(seed)
     for batch in DataLoader(subset, batch_size=batch_size):
         span = batch["rgb"].shape[1]
@@ -373,7 +375,6 @@ def evaluate_prediction(
             "audio": batch["audio"][:, context : context + last],
             "reward": batch["rewards"][:, future],
             "termination": batch["terminations"][:, future],
-            "previous": batch["rgb"][:, context - 1],
         }
         observed = {"rgb": batch["rgb"][:, :context], "audio": batch["audio"][:, :context]}
         pred = predictor.rollout(observed, batch["actions"][:, future], sampler_steps, generator)
