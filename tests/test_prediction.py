@@ -63,7 +63,7 @@ def test_av_sync_of_a_constant_sequence_is_lag_zero_peak_zero() -> None:
 def test_motion_and_audio_energy_on_known_inputs() -> None:
     previous = torch.zeros(1, 4, 4, 3, dtype=torch.uint8)
     frames = torch.stack([torch.full((4, 4, 3), v, dtype=torch.uint8) for v in (51, 51, 0)])[None]  # (1, 3, 4, 4, 3)
-    assert torch.allclose(motion_energy(frames, previous), torch.tensor([[0.2, 0.0, 0.2]]))
+    assert torch.allclose(motion_energy(torch.cat([previous[:, None], frames], dim=1)), torch.tensor([[0.2, 0.0, 0.2]]))
     n = torch.arange(1000.0)
     audio = torch.stack([0.5 * torch.sin(2 * math.pi * n / 50), 0.5 * torch.sin(2 * math.pi * n / 50)])  # (2, 1000), RMS 0.5/√2
     assert torch.allclose(audio_energy(audio[None, None]), torch.tensor([[math.log(0.5 / math.sqrt(2))]]), atol=1e-4)

@@ -15,8 +15,8 @@ imagined step). The imagined steps are scored against the real ones:
   between the motion energy of the frames and the audio energy of the steps, for the
   imagined and for the real rollout, each over its own steps 2 … T (motion of step t is
   frame t against frame t − 1 of the same rollout: against the real last context frame, an
-  imagined first frame would show the tokenizer's reconstruction error as motion); AV-Corr error is |peak_imagined − peak_real| over all
-  windows, AV-Lag error |lag_imagined − lag_real| in steps over the windows where both
+  imagined first frame would show the tokenizer's reconstruction error as motion); AV-Corr
+  error is |peak_imagined − peak_real| over all windows, AV-Lag error |lag_imagined − lag_real| in steps over the windows where both
   sequences vary (a constant one, such as copy-last's motion, has no lag; None, with a
   note, where no window has one). The sign matters: in avworld's data the agent's
   footsteps sound on FORWARD and turns move the image more, so motion and audio energy
@@ -57,14 +57,12 @@ AV_METRICS = ("av_lag_error", "av_corr_error")
 # -- audio-visual synchrony --------------------------------------------------------------------
 
 
-def motion_energy(frames: Tensor, previous: Tensor) -> Tensor:
+def motion_energy(frames: Tensor) -> Tensor:
     """Visual motion energy per step: mean absolute difference of consecutive frames on [0, 1] pixels.
 
-    frames (B, T, H, W, 3) uint8 or [0, 1] floats; previous (B, H, W, 3), the frame before the first
-    (the last context frame) → (B, T); step t compares frame t with frame t − 1.
+    frames (B, T, H, W, 3) uint8 or [0, 1] floats → (B, T − 1); entry t compares frame t + 1 with frame t.
     """
-    x = torch.cat([previous.unsqueeze(1), frames], dim=1)
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
     return (x[:, 1:] - x[:, :-1]).abs().mean(dim=(2, 3, 4))
 
 
@@ -73,14 +71,19 @@ def audio_energy(audio: Tensor) -> Tensor:
     return audio.float().square().mean(dim=(2, 3)).sqrt().clamp(min=SPECTROGRAM_FLOOR).log()
 
 
+def _centred(x: Tensor) -> Tensor:
+    """Rows of (B, T) minus their means, float."""
+    return x.float() - x.float().mean(dim=1, keepdim=True)
+
+
 def varies(x: Tensor) -> Tensor:
     """Rows of (B, T) that are not constant (a lag of their cross-correlation means something): (B,) bool."""
-    return (x.float() - x.float().mean(dim=1, keepdim=True)).norm(dim=1) > 1e-6
+    return _centred(x).norm(dim=1) > 1e-6
 
 
 def _standardise(x: Tensor) -> Tensor:
     """Zero mean, unit Euclidean norm per row: (B, T) → (B, T); a constant row becomes zeros."""
-    x = x.float() - x.float().mean(dim=1, keepdim=True)
+    x = _centred(x)
     norm = x.norm(dim=1, keepdim=True)
     return torch.where(norm > 1e-6, x / norm.clamp(min=1e-6), torch.zeros_like(x))
 
@@ -235,7 +238,7 @@ class _Totals:
         self.sums = {k: torch.zeros(len(horizons), dtype=torch.float64) for k in names}
         self.counts = {k: torch.zeros(len(horizons), dtype=torch.float64) for k in ("tp", "fp", "fn")}
         self.av_sums = torch.zeros(2, dtype=torch.float64)  # summed lag and peak errors
-        self.av_counts = torch.zeros(2, dtype=torch.float64)  # the windows each sum covers
+        self.av_lagged = 0  # windows in the lag sum (the peak sum covers all)
         self.windows = 0
 
     def add(self, pred: dict[str, Tensor], real: dict[str, Tensor]) -> None:
@@ -260,24 +263,24 @@ class _Totals:
         for name, hits in (("tp", said & true), ("fp", said & ~true), ("fn", ~said & true)):
             self.counts[name] += hits.double().cumsum(dim=1)[:, idx].sum(dim=0).cpu()
         if self.av_lag is not None:
-            sums, counts = self._av_errors(pred, real, self.av_lag)
+            sums, lagged = self._av_errors(pred, real, self.av_lag)
             self.av_sums += sums
-            self.av_counts += counts
+            self.av_lagged += lagged
         self.windows += b
 
     @staticmethod
-    def _av_errors(pred: dict[str, Tensor], real: dict[str, Tensor], max_lag: int) -> tuple[Tensor, Tensor]:
+    def _av_errors(pred: dict[str, Tensor], real: dict[str, Tensor], max_lag: int) -> tuple[Tensor, int]:
         """Summed |lag_pred − lag_real| (over windows where all four sequences vary) and |peak_pred − peak_real|
-        (over all) of the batch, and the windows each sum covers: (2,) twice."""
+        (over all) of the batch, (2,), and how many windows the lag sum covers."""
         sequences = []
         for rollout in (pred, real):
-            motion, loudness = motion_energy(rollout["rgb"][:, 1:], rollout["rgb"][:, 0]), audio_energy(rollout["audio"][:, 1:])
+            motion, loudness = motion_energy(rollout["rgb"]), audio_energy(rollout["audio"][:, 1:])  # (B, T − 1) each
             sequences.append((*av_sync(motion, loudness, max_lag), varies(motion) & varies(loudness)))
         (lag_p, peak_p, has_p), (lag_r, peak_r, has_r) = sequences
         lagged = has_p & has_r
         lag_error = (lag_p - lag_r).abs().double()[lagged].sum()
         sums = torch.stack([lag_error, (peak_p - peak_r).abs().double().sum()]).cpu()
-        return sums, torch.tensor([float(lagged.sum()), float(len(lagged))], dtype=torch.float64)
+        return sums, int(lagged.sum())
 
     def scores(self) -> PredictionScores:
         """Means over windows (and steps, for the reward), F1 from the pooled counts."""
@@ -298,11 +301,10 @@ class _Totals:
             if not positives:
                 notes.append(f"termination_f1@{h}: no real episode end in steps 1..{h} of these windows, F1 undefined (None)")
         last = max(hs)
-        for j, name in enumerate(AV_METRICS):
-            counted = float(self.av_counts[j])
+        lagged = self.av_lagged
+        for j, (name, counted) in enumerate(zip(AV_METRICS, (lagged, n), strict=True)):
             metrics[name] = {last: None if self.av_lag is None or not counted else float(self.av_sums[j]) / counted}
-        if self.av_lag is not None and float(self.av_counts[0]) < n:
-            lagged = int(self.av_counts[0])
+        if self.av_lag is not None and lagged < n:
             if lagged:
                 notes.append(f"av_lag_error: over {lagged} of {n} windows; the others have constant motion or loudness (no lag)")
             else:
