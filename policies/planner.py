@@ -28,6 +28,13 @@ A kept STOP node is finished: its score is its return, with no value after it. W
 proposal decides STOP instead: the agent STOPs exactly when the proposal's most probable action at the real present
 is STOP, and the search only weighs moves (the beam imagines no STOP; the CEM's sampled STOPs are pruned). That suits
 a world whose reward head seldom predicts success where a policy has learnt when to stop (docs/results.md).
+
+Keeping the proposal's prior: with ``prior`` τ > 0 the executed action is not simply the first of the best sequence but
+argmax_a [Q(a) + τ · log π(a | present)], Q(a) being the best score found for sequences that begin with a and π the
+proposal's probabilities at the real present: the mode of the KL-regularised improvement π'(a) ∝ π(a) · exp(Q(a) / τ) of
+the proposal (as MPO and AWR improve a policy). The search may overrule the proposal only where it imagines an advantage
+larger than τ times the log-odds: a model-based nudge to a policy that is already decent, which an imperfect world model
+can spoil less (docs/results.md). τ = 0 plans alone; τ → ∞ is the proposal's own most probable move.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ from avworld.sim.simulator import Action
 MOVES = np.array([Action.FORWARD, Action.TURN_LEFT, Action.TURN_RIGHT], np.int64)
 """The actions that move the agent (all but STOP)."""
 STOP_RULES = ("world", "proposal")
+PROBABILITY_FLOOR = 1e-12
+"""Proposal probabilities are floored here before their log is taken (``prior``): an impossible move is very unlikely."""
 
 
 class Planner(ABC):
@@ -55,10 +64,12 @@ class Planner(ABC):
     ``sampler_steps``) or ``world`` (any :class:`PlanningWorld`, e.g. :class:`RealWorldModel`). ``use_value=False``
     ignores the proposal's value. ``stop_rule``: who decides STOP, ``"world"`` or ``"proposal"`` (module docstring).
     ``amp``: decode imagined observations under bf16 where the device does it in hardware (:class:`Imagination`).
+    ``prior``: the weight τ ≥ 0 of the proposal's log-probabilities in the choice of the executed action (module docstring).
     """
 
     def __init__(
         self,
+        *,
         checkpoint: str | os.PathLike[str] | None,
         world: PlanningWorld | None,
         proposal: Any,
@@ -70,6 +81,7 @@ class Planner(ABC):
         device: str | None,
         stop_rule: str = "world",
         amp: bool = False,
+        prior: float = 0.0,
     ) -> None:
         if stop_rule not in STOP_RULES:
             raise ValueError(f"stop_rule must be one of {', '.join(STOP_RULES)}, got {stop_rule!r}")
@@ -86,14 +98,19 @@ class Planner(ABC):
         self.has_value = use_value and (self.stacked or callable(getattr(proposal, "value", None)))
         if stop_rule == "proposal" and not self.has_probs:
             raise ValueError("stop_rule='proposal' needs a proposal policy with action probabilities")
+        if not (math.isfinite(prior) and prior >= 0.0):
+            raise ValueError(f"prior must be a finite weight ≥ 0, got {prior}")
+        if prior > 0.0 and not self.has_probs:
+            raise ValueError(f"prior={prior} weighs the proposal's log-probabilities: it needs a proposal policy with action probabilities")
+        self.prior = prior
         self.stop_rule = stop_rule
         self.horizon, self.discount = horizon, discount
         self.stop_reward = math.inf if stop_rule == "proposal" else stop_reward  # ∞: every imagined STOP is pruned
         self.rng = np.random.default_rng()
         self.observation: Observations = {}
         self.history: deque[Observations] = deque(maxlen=max(1, int(getattr(proposal, "frame_stack", 1))))
-        self._root_probs: np.ndarray | None = None
         """The episode's last real observations, the newest last (for a frame-stacked proposal)."""
+        self._root_probs: np.ndarray | None = None
 
     @property
     def training_data(self) -> dict[str, int]:
@@ -126,6 +143,13 @@ class Planner(ABC):
     @abstractmethod
     def plan(self) -> int:
         """The action to execute now, planned from the world's root."""
+
+    def choose(self, firsts: np.ndarray, scores: np.ndarray) -> int:
+        """The action to execute, given the first actions (n,) int and scores (n,) of the sequences the search found: the
+        first action of the best (ties: the earliest), or with ``prior`` τ > 0 the best by score + τ · log π(first)."""
+        if self.prior > 0.0:
+            scores = scores + self.prior * np.log(np.maximum(self.root_probs()[0][firsts], PROBABILITY_FLOOR))
+        return int(firsts[np.argmax(scores)])
 
     def judge(
         self, observations: Observations, root: bool = False, probs: bool = True, values: bool = True
@@ -163,7 +187,8 @@ class BeamPlanner(Planner):
     or random ones without a proposal); all children of a depth are imagined in one batched world step. A child's score
     is its discounted return plus γ^depth · value(its observation) when the proposal has a value; the best ``beam`` live
     children go on. STOP children follow the module's STOP rule; kept ones finish with their return. The executed action
-    is the first of the best finished or final sequence (ties: the earliest found, STOP first). Imagined rows per depth:
+    is the first of the best finished or final sequence (ties: the earliest found, STOP first; with ``prior``, of the best
+    by score + τ · log π(its first action)). Imagined rows per depth:
     at most ``beam`` × (1 + ``candidates``) (× ``candidates`` with ``stop_rule="proposal"``); imagined nodes are decoded
     only for the proposal.
     """
@@ -183,8 +208,12 @@ class BeamPlanner(Planner):
         world: PlanningWorld | None = None,
         stop_rule: str = "world",
         amp: bool = False,
+        prior: float = 0.0,
     ) -> None:
-        super().__init__(checkpoint, world, proposal, use_value, horizon, discount, stop_reward, sampler_steps, device, stop_rule, amp)
+        super().__init__(
+            checkpoint=checkpoint, world=world, proposal=proposal, use_value=use_value, horizon=horizon, discount=discount,
+            stop_reward=stop_reward, sampler_steps=sampler_steps, device=device, stop_rule=stop_rule, amp=amp, prior=prior,
+        )
         if beam < 1:
             raise ValueError(f"beam must be ≥ 1, got {beam}")
         if not 1 <= candidates <= len(MOVES):
@@ -236,8 +265,7 @@ class BeamPlanner(Planner):
             sequences, returns, scores, state = sequences[keep], returns[keep], scores[keep], world.take(state, keep)
             probs = None if probs is None else probs[keep]
         firsts = np.concatenate([f for f, _ in finished] + [sequences[:, 0]])
-        best = np.concatenate([s for _, s in finished] + [scores])
-        return int(firsts[np.argmax(best)])
+        return self.choose(firsts, np.concatenate([s for _, s in finished] + [scores]))
 
 
 class CEMPlanner(Planner):
@@ -247,7 +275,8 @@ class CEMPlanner(Planner):
     rounds samples ``samples`` sequences, rolls them all in the world (one batched step per depth), scores them like
     :class:`BeamPlanner` (return + γ^k · value of non-terminal ends; sequences whose first STOP is predicted to fail score
     −∞) and refits the distributions to the frequencies of the ``elites`` best, mixed with ``smoothing`` of the old ones.
-    The first action of the best sequence seen is executed (with none scored finite, the most probable first move).
+    The first action of the best sequence seen is executed (with ``prior``, the best by score + τ · log π of the first
+    action over all finite-scored sequences seen; with none scored finite, the most probable first move).
     """
 
     def __init__(
@@ -267,8 +296,12 @@ class CEMPlanner(Planner):
         world: PlanningWorld | None = None,
         stop_rule: str = "world",
         amp: bool = False,
+        prior: float = 0.0,
     ) -> None:
-        super().__init__(checkpoint, world, proposal, use_value, horizon, discount, stop_reward, sampler_steps, device, stop_rule, amp)
+        super().__init__(
+            checkpoint=checkpoint, world=world, proposal=proposal, use_value=use_value, horizon=horizon, discount=discount,
+            stop_reward=stop_reward, sampler_steps=sampler_steps, device=device, stop_rule=stop_rule, amp=amp, prior=prior,
+        )
         if not 1 <= elites <= samples:
             raise ValueError(f"elites must lie in [1, samples={samples}], got {elites}")
         if iterations < 1:
@@ -285,7 +318,7 @@ class CEMPlanner(Planner):
     def plan(self) -> int:
         k, a = self.horizon, len(Action)
         probs = np.full((k, a), 1.0 / a)
-        best_score, best_first = -np.inf, -1
+        found: list[tuple[np.ndarray, np.ndarray]] = []  # (first actions, scores) of each round's finite-scored sequences
         for _ in range(self.iterations):
             sequences = self.sample(probs)
             roll = self.world.rollout(sequences, self.discount)
@@ -299,8 +332,10 @@ class CEMPlanner(Planner):
             elites = order[np.isfinite(scores[order])]
             if elites.size == 0:
                 continue
-            if scores[elites[0]] > best_score:
-                best_score, best_first = float(scores[elites[0]]), int(sequences[elites[0], 0])
+            finite = np.isfinite(scores)
+            found.append((sequences[finite, 0], scores[finite]))
             frequencies = (sequences[elites][:, :, None] == np.arange(a)).mean(axis=0)  # (k, 4)
             probs = self.smoothing * probs + (1.0 - self.smoothing) * frequencies
-        return best_first if best_first >= 0 else int(MOVES[np.argmax(probs[0, MOVES])])
+        if not found:
+            return int(MOVES[np.argmax(probs[0, MOVES])])
+        return self.choose(np.concatenate([f for f, _ in found]), np.concatenate([s for _, s in found]))

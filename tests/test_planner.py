@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,22 @@ def test_values_score_the_leaves_and_proposals_pick_the_candidates() -> None:
     assert _act(BeamPlanner(world=ChainWorld(goal=3), horizon=2, candidates=1, proposal=right)) == Action.TURN_RIGHT  # its only move
     assert _act(BeamPlanner(world=ChainWorld(goal=3), horizon=2, candidates=2, proposal=right)) == Action.FORWARD  # valued higher
     assert right.batches == [1, 1, 1, 2]  # per plan: the root, then the live nodes of depth 1 (1, then 2 moves tried)
+
+
+def test_the_prior_lets_the_search_overrule_the_proposal_only_by_a_large_enough_advantage() -> None:
+    # At 0 with the goal at −3 the search values TURN_LEFT (to −1: −2.01) one above TURN_RIGHT (stays: −3.01); the
+    # proposal prefers TURN_RIGHT by log(0.9 / 0.08) = 2.42 nats, so the search wins below τ = 1 / 2.42 ≈ 0.41.
+    stubborn = [0.01, 0.01, 0.08, 0.9]
+    for planner in (BeamPlanner, CEMPlanner):
+        make = functools.partial(planner, world=ChainWorld(goal=-3), horizon=1)
+        assert _act(make(proposal=Proposal(stubborn))) == Action.TURN_LEFT  # τ = 0: the plan alone
+        assert _act(make(proposal=Proposal(stubborn), prior=0.3)) == Action.TURN_LEFT
+        assert _act(make(proposal=Proposal(stubborn), prior=0.5)) == Action.TURN_RIGHT
+        assert _act(make(proposal=Proposal(stubborn), prior=100.0)) == Action.TURN_RIGHT  # τ → ∞: the proposal's move
+    with pytest.raises(ValueError, match="prior"):
+        BeamPlanner(world=ChainWorld(goal=0), prior=0.5)  # no proposal to weigh
+    with pytest.raises(ValueError, match="prior"):
+        BeamPlanner(world=ChainWorld(goal=0), proposal=Proposal(stubborn), prior=-1.0)
 
 
 class StackedProposal:
