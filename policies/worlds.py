@@ -20,7 +20,8 @@ import torch
 
 from avworld.envs.dream_config import check_learned
 from avworld.models.imagination import FIELDS, Imagination, push
-from avworld.sim.audio import log_spectrogram, spectrogram_bounds
+from avworld.sim.audio import AudioRenderer, log_spectrogram, spectrogram_bounds
+from avworld.sim.backend import agent_events
 from avworld.sim.simulator import Action, BuiltinSimulator, Pose, SimConfig
 
 STOP = int(Action.STOP)
@@ -225,23 +226,30 @@ class ImaginedWorld(PlanningWorld):
 
 @dataclass
 class RealState:
-    """Nodes of the real world: ``poses`` (B, 3) x, y, yaw and ``geodesic`` (B,) distances to the source (m)."""
+    """Nodes of the real world: ``poses`` (B, 3) x, y, yaw, ``geodesic`` (B,) distances to the source (m), and where the
+    agent hears: each node's ``audio`` renderer (forked from the real one) and ``sound`` (B, 2, N), its last step's."""
 
     poses: np.ndarray
     geodesic: np.ndarray
+    audio: list[AudioRenderer] | None = None
+    sound: np.ndarray | None = None
 
 
 class RealWorldModel(PlanningWorld):
     """The perfect model: branches of the real simulator's state, stepped with its own transition and reward.
 
-    A node is a pose (the only state navigation changes); a step applies :meth:`BuiltinSimulator.transition` (collision
-    and sliding included) and computes the reward exactly as ``AudioNavEnv.step`` does. Observations are the rendered
-    ``rgb`` only: the real acoustics are stateful and too costly to branch. Needs the real env (``avworld/AudioNav-v0``).
+    A node is a pose (the only state navigation changes) and, where the real observations hold sound, a fork of the
+    episode's audio renderer (:meth:`AudioRenderer.fork`): a step applies :meth:`BuiltinSimulator.transition` (collision
+    and sliding included), computes the reward exactly as ``AudioNavEnv.step`` does and renders the step's binaural sound
+    at the node's pose as the real env would (sources, footsteps, bumps, noise: bit-identical to the real future). Its
+    observations are the rendered ``rgb``, plus ``audio`` / ``spectrogram`` as the real ones have them. Needs the real
+    env (``avworld/AudioNav-v0``); costs a render per observed node and an audio step (~5 ms) per stepped node.
     """
 
     def __init__(self) -> None:
         self.sim: BuiltinSimulator | None = None
         self.present: RealState | None = None
+        self.sensors: tuple[str, ...] = ()
 
     def reset(self, env: Any, seed: int | None) -> None:
         sim = getattr(getattr(env, "unwrapped", env), "sim", None)
@@ -252,7 +260,13 @@ class RealWorldModel(PlanningWorld):
     def observe(self, observation: Observations, info: dict[str, Any]) -> None:
         if self.sim is None:
             raise RuntimeError("call reset(env) before observe()")
-        self.present = RealState(self.sim.pose.as_array()[None], np.array([self.sim.geodesic_distance()]))
+        self.sensors = tuple(s for s in ("audio", "spectrogram") if s in observation)
+        audio = None
+        if self.sensors:
+            if self.sim.audio is None:
+                raise RuntimeError("the observation holds sound but the simulator renders none: reset the real env first")
+            audio = [self.sim.audio.fork()]
+        self.present = RealState(self.sim.pose.as_array()[None], np.array([self.sim.geodesic_distance()]), audio)
 
     def root(self) -> RealState:
         if self.present is None:
@@ -260,21 +274,35 @@ class RealWorldModel(PlanningWorld):
         return self.present
 
     def take(self, state: RealState, rows: np.ndarray) -> RealState:
-        return RealState(state.poses[rows], state.geodesic[rows])
+        audio = None if state.audio is None else [state.audio[r] for r in np.asarray(rows).tolist()]
+        return RealState(state.poses[rows], state.geodesic[rows], audio, None if state.sound is None else state.sound[rows])
 
     def step(self, state: RealState, actions: np.ndarray) -> Transition:
         sim = self.sim
         assert sim is not None
         actions = np.asarray(actions, np.int64)
-        poses = [sim.transition(Pose(*p), Action(int(a)))[0] for p, a in zip(state.poses.tolist(), actions, strict=True)]
-        geodesic = np.array([sim.geodesic_distance(p) for p in poses])
+        moves = [sim.transition(Pose(*p), Action(int(a))) for p, a in zip(state.poses.tolist(), actions, strict=True)]
+        geodesic = np.array([sim.geodesic_distance(p) for p, _ in moves])
         stop = actions == STOP
         success = stop & (geodesic <= sim.config.episode.success_distance)
         reward = STEP_REWARD + (state.geodesic - geodesic) + SUCCESS_REWARD * success
-        after = RealState(np.array([p.as_array() for p in poses]).reshape(-1, 3), geodesic)
-        return Transition(after, reward, stop)
+        poses = np.array([p.as_array() for p, _ in moves]).reshape(-1, 3)
+        audio, sound = None, None
+        if state.audio is not None:
+            audio = [renderer.fork() for renderer in state.audio]  # nodes sharing a parent part here
+            events = [agent_events(Action(int(a)), collided) for a, (_, collided) in zip(actions, moves, strict=True)]
+            sound = np.stack([r.step(tuple(p), e) for r, p, e in zip(audio, poses.tolist(), events, strict=True)])
+        return Transition(RealState(poses, geodesic, audio, sound), reward, stop)
 
     def observations(self, state: RealState) -> Observations:
         sim = self.sim
         assert sim is not None
-        return {"rgb": np.stack([sim.renderer.render(x, y, yaw)[0] for x, y, yaw in state.poses])}
+        obs = {"rgb": np.stack([sim.renderer.render(x, y, yaw)[0] for x, y, yaw in state.poses])}
+        if self.sensors:
+            if state.sound is None:
+                raise ValueError("observations of the root: the real observation is the agent's own")
+            if "audio" in self.sensors:
+                obs["audio"] = state.sound
+            if "spectrogram" in self.sensors:
+                obs["spectrogram"] = np.stack([log_spectrogram(x) for x in state.sound])
+        return obs

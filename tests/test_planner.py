@@ -65,6 +65,26 @@ def test_a_perfect_model_gives_the_oracle_action(planner: str, case: str) -> Non
     assert agent.act(obs, info) == expected
 
 
+def test_the_perfect_model_hears_the_real_future() -> None:
+    sensors = ("rgb", "audio", "spectrogram")
+    env, untouched = (AudioNavEnv(split="test", sensors=sensors) for _ in range(2))
+    obs, info = env.reset(seed=3)
+    untouched.reset(seed=3)
+    world = RealWorldModel()
+    world.reset(env, seed=0)
+    world.observe(obs, info)
+    walk = [Action.FORWARD, Action.TURN_LEFT, Action.FORWARD]
+    roll = world.rollout(np.array([walk, [Action.TURN_RIGHT] * 3]))
+    imagined = world.observations(roll.state)
+    for action in walk:
+        real, *_ = env.step(action)
+        assert np.array_equal(real["audio"], untouched.step(action)[0]["audio"])  # branching changed nothing real
+    for key in sensors:
+        assert np.array_equal(imagined[key][0], real[key]), key  # the branch walked is the real future, sound included
+    assert not np.allclose(imagined["audio"][1], real["audio"])  # the other branch hears its own
+    assert imagined["spectrogram"].shape == (2, *real["spectrogram"].shape)
+
+
 def test_stop_is_chosen_only_when_success_is_predicted() -> None:
     env = real_env((1.0, 1.0), (1.0, 2.2))  # 1.2 m away: STOP would fail (reward −0.01, like a turn)
     obs, info = env.reset(seed=0)

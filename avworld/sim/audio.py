@@ -17,6 +17,7 @@ last, and the sum is clipped to [-1, 1].
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -68,6 +69,12 @@ class AudioRenderer:
         self.step_index = 0
         self.pose = pose
         return self._mix(pose, pose, ())
+
+    def fork(self) -> AudioRenderer:
+        """A renderer that continues this episode's sound on its own, for branching futures (a planner's perfect model):
+        it shares the read-only emitters, agent-sound variants, noise and acoustics, and has its own step count, head pose
+        and ringing agent sounds (never changed in place, so a shallow copy parts them)."""
+        return copy.copy(self)
 
     def step(self, pose: tuple[float, float, float], events: tuple[str, ...]) -> np.ndarray:
         """The sound (2, N) float32 of the next step, the head now at ``pose``; ``events`` names agent sounds made."""

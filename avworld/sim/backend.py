@@ -57,6 +57,11 @@ def wrap_angle(a: float) -> float:
     return math.pi if a == -math.pi else a
 
 
+def agent_events(action: Action, collided: bool) -> tuple[str, ...]:
+    """The agent's own sounds in a step: a footstep on FORWARD, a bump where a forward move collided."""
+    return (("footstep",) if action == Action.FORWARD else ()) + (("bump",) if collided else ())
+
+
 class SimulatorBackend(ABC):
     """One scene's simulator as the env sees it; subclasses do the physics and the rendering.
 
@@ -141,8 +146,7 @@ class SimulatorBackend(ABC):
         """The audio (2, N) float32 of the step just taken: sources, plus a footstep on FORWARD and a bump on collision."""
         if self.audio is None:
             raise RuntimeError("hear() before start_audio()")
-        events = (("footstep",) if action == Action.FORWARD else ()) + (("bump",) if collided else ())
-        return self.audio.step(self._head(), events)
+        return self.audio.step(self._head(), agent_events(action, collided))
 
     def _head(self) -> tuple[float, float, float]:
         return (self.pose.x, self.pose.y, self.pose.yaw)
