@@ -34,7 +34,10 @@ argmax_a [Q(a) + τ · log π(a | present)], Q(a) being the best score found for
 proposal's probabilities at the real present: the mode of the KL-regularised improvement π'(a) ∝ π(a) · exp(Q(a) / τ) of
 the proposal (as MPO and AWR improve a policy). The search may overrule the proposal only where it imagines an advantage
 larger than τ times the log-odds: a model-based nudge to a policy that is already decent, which an imperfect world model
-can spoil less (docs/results.md). τ = 0 plans alone; τ → ∞ is the proposal's own most probable move.
+can spoil less (docs/results.md). τ = 0 plans alone; τ → ∞ is the proposal's own most probable move. With
+``choice="sample"`` the action is drawn from π' instead (over the first actions the search scored, from the planner's
+per-episode generator): the counterpart of a policy that samples its actions, which breaks the loops a deterministic
+policy can fall into (docs/results.md: that alone is worth as much as this planner's search).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from avworld.sim.simulator import Action
 MOVES = np.array([Action.FORWARD, Action.TURN_LEFT, Action.TURN_RIGHT], np.int64)
 """The actions that move the agent (all but STOP)."""
 STOP_RULES = ("world", "proposal")
+CHOICES = ("mode", "sample")
 PROBABILITY_FLOOR = 1e-12
 """Proposal probabilities are floored here before their log is taken (``prior``): an impossible move is very unlikely."""
 
@@ -64,7 +68,8 @@ class Planner(ABC):
     ``sampler_steps``) or ``world`` (any :class:`PlanningWorld`, e.g. :class:`RealWorldModel`). ``use_value=False``
     ignores the proposal's value. ``stop_rule``: who decides STOP, ``"world"`` or ``"proposal"`` (module docstring).
     ``amp``: decode imagined observations under bf16 where the device does it in hardware (:class:`Imagination`).
-    ``prior``: the weight τ ≥ 0 of the proposal's log-probabilities in the choice of the executed action (module docstring).
+    ``prior``: the weight τ ≥ 0 of the proposal's log-probabilities in the choice of the executed action; ``choice``:
+    ``"mode"`` (the best) or ``"sample"`` (drawn from π' ∝ π · exp(Q / τ); needs τ > 0) (module docstring).
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class Planner(ABC):
         stop_rule: str = "world",
         amp: bool = False,
         prior: float = 0.0,
+        choice: str = "mode",
     ) -> None:
         if stop_rule not in STOP_RULES:
             raise ValueError(f"stop_rule must be one of {', '.join(STOP_RULES)}, got {stop_rule!r}")
@@ -102,7 +108,11 @@ class Planner(ABC):
             raise ValueError(f"prior must be a finite weight ≥ 0, got {prior}")
         if prior > 0.0 and not self.has_probs:
             raise ValueError(f"prior={prior} weighs the proposal's log-probabilities: it needs a proposal policy with action probabilities")
-        self.prior = prior
+        if choice not in CHOICES:
+            raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {choice!r}")
+        if choice == "sample" and prior == 0.0:
+            raise ValueError("choice='sample' draws from π(a) · exp(Q(a) / prior): it needs a prior > 0")
+        self.prior, self.choice = prior, choice
         self.stop_rule = stop_rule
         self.horizon, self.discount = horizon, discount
         self.stop_reward = math.inf if stop_rule == "proposal" else stop_reward  # ∞: every imagined STOP is pruned
@@ -146,10 +156,17 @@ class Planner(ABC):
 
     def choose(self, firsts: np.ndarray, scores: np.ndarray) -> int:
         """The action to execute, given the first actions (n,) int and scores (n,) of the sequences the search found: the
-        first action of the best (ties: the earliest), or with ``prior`` τ > 0 the best by score + τ · log π(first)."""
-        if self.prior > 0.0:
-            scores = scores + self.prior * np.log(np.maximum(self.root_probs()[0][firsts], PROBABILITY_FLOOR))
-        return int(firsts[np.argmax(scores)])
+        first action of the best (ties: the earliest), or with ``prior`` τ > 0 the best by score + τ · log π(first), or
+        (``choice="sample"``) one drawn with probability ∝ π(a) · exp(Q(a) / τ), Q(a) the best score of first action a."""
+        if self.prior == 0.0:
+            return int(firsts[np.argmax(scores)])
+        logits = scores / self.prior + np.log(np.maximum(self.root_probs()[0][firsts], PROBABILITY_FLOOR))
+        if self.choice == "mode":
+            return int(firsts[np.argmax(logits)])
+        best = np.full(len(Action), -np.inf)
+        np.maximum.at(best, firsts, logits)  # each first action's best sequence
+        weights = np.exp(best - best.max())
+        return int(self.rng.choice(len(Action), p=weights / weights.sum()))
 
     def judge(
         self, observations: Observations, root: bool = False, probs: bool = True, values: bool = True
@@ -209,10 +226,12 @@ class BeamPlanner(Planner):
         stop_rule: str = "world",
         amp: bool = False,
         prior: float = 0.0,
+        choice: str = "mode",
     ) -> None:
         super().__init__(
             checkpoint=checkpoint, world=world, proposal=proposal, use_value=use_value, horizon=horizon, discount=discount,
             stop_reward=stop_reward, sampler_steps=sampler_steps, device=device, stop_rule=stop_rule, amp=amp, prior=prior,
+            choice=choice,
         )
         if beam < 1:
             raise ValueError(f"beam must be ≥ 1, got {beam}")
@@ -297,10 +316,12 @@ class CEMPlanner(Planner):
         stop_rule: str = "world",
         amp: bool = False,
         prior: float = 0.0,
+        choice: str = "mode",
     ) -> None:
         super().__init__(
             checkpoint=checkpoint, world=world, proposal=proposal, use_value=use_value, horizon=horizon, discount=discount,
             stop_reward=stop_reward, sampler_steps=sampler_steps, device=device, stop_rule=stop_rule, amp=amp, prior=prior,
+            choice=choice,
         )
         if not 1 <= elites <= samples:
             raise ValueError(f"elites must lie in [1, samples={samples}], got {elites}")

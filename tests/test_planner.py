@@ -202,6 +202,24 @@ def test_the_prior_lets_the_search_overrule_the_proposal_only_by_a_large_enough_
         BeamPlanner(world=ChainWorld(goal=0), proposal=Proposal(stubborn), prior=-1.0)
 
 
+def test_sampling_draws_from_the_improved_policy() -> None:
+    probs = np.array([0.01, 0.01, 0.08, 0.9])
+    q = np.array([-np.inf, -4.01, -2.01, -3.01])  # one step from 0, goal −3: FORWARD to 1, TURN_LEFT to −1, TURN_RIGHT stays
+    for tau in (0.3, 1.0):
+        improved = probs * np.exp((q - q.max()) / tau)
+        improved /= improved.sum()
+        planner = BeamPlanner(world=ChainWorld(goal=-3), horizon=1, proposal=Proposal(probs.tolist()), prior=tau, choice="sample")
+        draws = [_act(planner) for _ in range(2)]
+        assert draws[0] == draws[1]  # the same episode seed, the same draw
+        planner.reset(None, seed=0)
+        counts = np.bincount([planner.act({"position": np.array(0)}, {}) for _ in range(600)], minlength=4) / 600
+        assert np.abs(counts - improved).max() < 0.06, (tau, counts, improved)  # 3 σ of a frequency near 0.5 over 600 draws
+    with pytest.raises(ValueError, match="prior"):
+        BeamPlanner(world=ChainWorld(goal=0), proposal=Proposal(probs.tolist()), choice="sample")
+    with pytest.raises(ValueError, match="choice"):
+        BeamPlanner(world=ChainWorld(goal=0), proposal=Proposal(probs.tolist()), prior=1.0, choice="best")
+
+
 class StackedProposal:
     """A frame-stacked proposal like PPOAgent (``stack`` + ``evaluate``), 2 frames: prefers TURN_RIGHT, then TURN_LEFT;
     value −|goal − newest position|; records the stacked positions of each call."""
