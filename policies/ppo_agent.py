@@ -73,15 +73,17 @@ def describe_space(space: spaces.Dict) -> dict[str, dict[str, Any]]:
 class PPOAgent:
     """A PPO agent saved by :func:`~avworld.policies.ppo.train_ppo`, as an avworld policy (``reset``, ``act``).
 
-    ``act`` stacks the episode's last k observations as training did (zeros before the episode start) and picks the
-    most probable action (``deterministic=False``: samples it, from a generator seeded by ``reset``). For planners,
+    ``act`` stacks the episode's last k observations as training did (zeros before the episode start) and samples the
+    action from the policy, from a generator seeded by ``reset``, as PPO agents are evaluated in habitat-baselines
+    (``deterministic=True``: the most probable one, which can loop: a cloned agent reached the source twice as often
+    sampling, docs/results.md). For planners,
     :meth:`action_probs` and :meth:`value` score an observation after a given history without acting, and
     :meth:`evaluate` scores a batch of stacked observations (:meth:`stack`) in one network call.
 
     Loading reads safetensors, YAML and JSON only; a missing or broken file raises :class:`CheckpointError` naming it.
     """
 
-    def __init__(self, path: str | Path, device: str = "cpu", deterministic: bool = True) -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", deterministic: bool = False) -> None:
         self.path = Path(path)
         ckpt = load_checkpoint(self.path, kind=KIND)
         c = ckpt.config
@@ -106,7 +108,7 @@ class PPOAgent:
         self.rng = np.random.default_rng()
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", deterministic: bool = True) -> PPOAgent:
+    def load(cls, path: str | Path, device: str = "cpu", deterministic: bool = False) -> PPOAgent:
         """The agent saved in checkpoint directory ``path``."""
         return cls(path, device, deterministic)
 

@@ -209,7 +209,7 @@ def test_agent_directory_holds_no_pickle(real_agent: Path, tmp_path: Path, monke
 
 
 def test_agent_stacks_as_training_did_and_scores_for_planners(real_agent: Path) -> None:
-    agent = PPOAgent.load(real_agent / "checkpoint")
+    agent = PPOAgent.load(real_agent / "checkpoint", deterministic=True)
     observations = real_observations(3)
     venv = VecTransposeImage(VecFrameStack(DummyVecEnv([lambda: gym.make("avworld/AudioNav-v0", sim=SIM)]), agent.frame_stack))
     venv.seed(1)
@@ -228,6 +228,13 @@ def test_agent_stacks_as_training_did_and_scores_for_planners(real_agent: Path) 
     assert probs.shape == (4,) and abs(probs.sum() - 1) < 1e-9 and (probs >= 0).all()
     assert isinstance(value, float)
     assert agent.act(obs, info) == int(np.argmax(probs)) and len(agent.history) == 1  # scoring did not touch the stack
+    sampler = PPOAgent.load(real_agent / "checkpoint")  # samples by default, seeded by reset
+    assert probs.min() > 0.05  # barely trained: every action is likely enough to be drawn
+    draws = []
+    for _ in range(2):
+        sampler.reset(env, seed=5)
+        draws.append([sampler.act(obs, info) for _ in range(20)])
+    assert draws[0] == draws[1] and len(set(draws[0])) > 1
     batch = {k: np.concatenate([agent.stack(observations[:2])[k], agent.stack(observations)[k]]) for k in ours}
     assert agent.evaluate(batch)[0].shape == (2, 4)
     with pytest.raises(ValueError, match="trained on observations"):
