@@ -26,7 +26,8 @@ every node besides the candidate moves, and a STOP node is kept only when its pr
 (5 by default: half the success bonus of 10, i.e. the world predicts success); otherwise it is pruned, never chosen.
 A kept STOP node is finished: its score is its return, with no value after it. With ``stop_rule="proposal"`` the
 proposal decides STOP instead: the agent STOPs exactly when the proposal's most probable action at the real present
-is STOP, and the search only weighs moves (the beam imagines no STOP; the CEM's sampled STOPs are pruned). That suits
+is STOP (with ``choice="sample"``: with the probability the proposal gives STOP), and the search only weighs moves
+(the beam imagines no STOP; the CEM's sampled STOPs are pruned). That suits
 a world whose reward head seldom predicts success where a policy has learnt when to stop (docs/results.md).
 
 Keeping the proposal's prior: with ``prior`` τ > 0 the executed action is not simply the first of the best sequence but
@@ -139,9 +140,17 @@ class Planner(ABC):
         self.observation = {k: np.asarray(v)[None] for k, v in observation.items()}  # (1, ...)
         self.history.append(observation)
         self._root_probs = None
-        if self.stop_rule == "proposal" and int(np.argmax(self.root_probs()[0])) == STOP:
+        if self.stop_rule == "proposal" and self.proposal_stops():
             return STOP
         return int(self.plan())
+
+    def proposal_stops(self) -> bool:
+        """Under ``stop_rule="proposal"``: whether the proposal STOPs now, the way the planner chooses: STOP is its most
+        probable action (``choice="mode"``) or is drawn with its probability (``choice="sample"``)."""
+        probs = self.root_probs()[0]
+        if self.choice == "sample":
+            return bool(self.rng.random() < probs[STOP])
+        return int(np.argmax(probs)) == STOP
 
     def root_probs(self) -> np.ndarray:
         """The proposal's action probabilities (1, 4) at the real present, computed once per step."""

@@ -214,6 +214,11 @@ def test_sampling_draws_from_the_improved_policy() -> None:
         planner.reset(None, seed=0)
         counts = np.bincount([planner.act({"position": np.array(0)}, {}) for _ in range(600)], minlength=4) / 600
         assert np.abs(counts - improved).max() < 0.06, (tau, counts, improved)  # 3 σ of a frequency near 0.5 over 600 draws
+    walker = Proposal([0.3, 0.7, 0.0, 0.0])
+    stopper = BeamPlanner(world=ChainWorld(goal=0), horizon=1, proposal=walker, prior=1.0, choice="sample", stop_rule="proposal")
+    stopper.reset(None, seed=0)
+    stops = np.mean([stopper.act({"position": np.array(0)}, {}) == STOP for _ in range(600)])
+    assert abs(stops - 0.3) < 0.06  # the proposal's STOP is drawn with its probability, as a sampling policy would
     with pytest.raises(ValueError, match="prior"):
         BeamPlanner(world=ChainWorld(goal=0), proposal=Proposal(probs.tolist()), choice="sample")
     with pytest.raises(ValueError, match="choice"):
