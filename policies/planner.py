@@ -358,11 +358,11 @@ class CEMPlanner(Planner):
                 assert values is not None
                 scores = scores + np.where(roll.terminal, 0.0, self.discount**k * values)
             scores[failed_stops(sequences, roll.rewards, self.stop_reward)] = -np.inf
+            finite = np.isfinite(scores)
             order = np.argsort(-scores, kind="stable")[: self.elites]
-            elites = order[np.isfinite(scores[order])]
+            elites = order[finite[order]]
             if elites.size == 0:
                 continue
-            finite = np.isfinite(scores)
             found.append((sequences[finite, 0], scores[finite]))
             frequencies = (sequences[elites][:, :, None] == np.arange(a)).mean(axis=0)  # (k, 4)
             probs = self.smoothing * probs + (1.0 - self.smoothing) * frequencies

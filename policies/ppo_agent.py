@@ -75,8 +75,8 @@ class PPOAgent:
 
     ``act`` stacks the episode's last k observations as training did (zeros before the episode start) and samples the
     action from the policy, from a generator seeded by ``reset``, as PPO agents are evaluated in habitat-baselines
-    (``deterministic=True``: the most probable one, which can loop: a cloned agent reached the source twice as often
-    sampling, docs/results.md). For planners,
+    (``deterministic=True``: the most probable one, which can loop: a cloned agent's test success rose from 0.24 / 0.30 to
+    0.48 / 0.46 sampling, docs/results.md). For planners,
     :meth:`action_probs` and :meth:`value` score an observation after a given history without acting, and
     :meth:`evaluate` scores a batch of stacked observations (:meth:`stack`) in one network call.
 

@@ -22,11 +22,10 @@ from avworld.envs.dream_config import check_learned
 from avworld.models.imagination import FIELDS, Imagination, push
 from avworld.sim.audio import AudioRenderer, log_spectrogram, spectrogram_bounds
 from avworld.sim.backend import agent_events
+from avworld.sim.episodes import step_reward
 from avworld.sim.simulator import Action, BuiltinSimulator, Pose, SimConfig
 
 STOP = int(Action.STOP)
-STEP_REWARD, SUCCESS_REWARD = -0.01, 10.0
-"""The real env's reward terms (``AudioNavEnv.step``): −0.01 per step, +10 for a successful STOP."""
 
 Observations = dict[str, np.ndarray]
 REAL_ENV = "real env"
@@ -56,6 +55,18 @@ def training_data(agent: Any) -> dict[str, int]:
     if isinstance(world.get("windows"), int) and world.get("checkpoint"):
         data[world_model_source(world["checkpoint"])] = world["windows"]
     return data
+
+
+def hearing(audio: np.ndarray, sensors: tuple[str, ...]) -> Observations:
+    """The sound observations of B nodes, as the real env gives them: ``audio`` (B, 2, N) in [-1, 1] itself and/or its
+    ``spectrogram`` (B, 2, F, T), for those of ``sensors`` that ask for them."""
+    obs = {}
+    if "audio" in sensors:
+        obs["audio"] = audio
+    if "spectrogram" in sensors:
+        spec = log_spectrogram(audio.reshape(-1, audio.shape[-1]))  # (B·2, F, T): rows are independent channels
+        obs["spectrogram"] = np.clip(spec, *spectrogram_bounds()).reshape(len(audio), 2, *spec.shape[1:])
+    return obs
 
 
 @dataclass
@@ -215,12 +226,7 @@ class ImaginedWorld(PlanningWorld):
         decoded = self.imagination.decode({mod: z[:, -1] for mod, z in state.items()})
         obs = {"rgb": decoded["rgb"].cpu().numpy()}
         if "audio" in decoded:
-            audio = decoded["audio"].clamp(-1.0, 1.0).float().cpu().numpy()  # (B, 2, N)
-            if "audio" in self.sensors:
-                obs["audio"] = audio
-            if "spectrogram" in self.sensors:
-                spec = log_spectrogram(audio.reshape(-1, audio.shape[-1]))  # (B·2, F, T): rows are independent channels
-                obs["spectrogram"] = np.clip(spec, *spectrogram_bounds()).reshape(len(audio), 2, *spec.shape[1:])
+            obs |= hearing(decoded["audio"].clamp(-1.0, 1.0).float().cpu().numpy(), self.sensors)
         return obs
 
 
@@ -285,7 +291,7 @@ class RealWorldModel(PlanningWorld):
         geodesic = np.array([sim.geodesic_distance(p) for p, _ in moves])
         stop = actions == STOP
         success = stop & (geodesic <= sim.config.episode.success_distance)
-        reward = STEP_REWARD + (state.geodesic - geodesic) + SUCCESS_REWARD * success
+        reward = np.asarray(step_reward(state.geodesic - geodesic, success), np.float64)
         poses = np.array([p.as_array() for p, _ in moves]).reshape(-1, 3)
         audio, sound = None, None
         if state.audio is not None:
@@ -301,8 +307,5 @@ class RealWorldModel(PlanningWorld):
         if self.sensors:
             if state.sound is None:
                 raise ValueError("observations of the root: the real observation is the agent's own")
-            if "audio" in self.sensors:
-                obs["audio"] = state.sound
-            if "spectrogram" in self.sensors:
-                obs["spectrogram"] = np.stack([log_spectrogram(x) for x in state.sound])
+            obs |= hearing(state.sound, self.sensors)
         return obs

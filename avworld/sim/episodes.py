@@ -37,9 +37,10 @@ SLACK_REWARD = -0.01
 SUCCESS_REWARD = 10.0
 
 
-def step_reward(progress: float, success: bool) -> float:
-    """The reward of one step (DESIGN.md): the slack, the progress in geodesic distance (m), and the success bonus."""
-    return SLACK_REWARD + progress + (SUCCESS_REWARD if success else 0.0)
+def step_reward(progress: float | np.ndarray, success: bool | np.ndarray) -> float | np.ndarray:
+    """The reward of one step (DESIGN.md): the slack, the progress in geodesic distance (m), and the success bonus; of
+    one step (floats) or of many at once (arrays, elementwise)."""
+    return SLACK_REWARD + progress + SUCCESS_REWARD * success
 
 
 class EpisodeSamplingError(RuntimeError):
