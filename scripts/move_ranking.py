@@ -1,0 +1,144 @@
+"""Which signal knows the best next move? The policy, the world model's imagined returns, or the value head.
+
+    python scripts/move_ranking.py AGENT_CHECKPOINT WORLD_MODEL_CHECKPOINT [--episodes 20] [--split test]
+        [--sounds heard] [--out ranking.json]
+
+A PPO agent walks real episodes of ``split``, sampling its actions as it is evaluated. At every step the three moves
+(FORWARD, LEFT, RIGHT) are scored by each signal a planner can use, over the 9 two-step move sequences from the present:
+
+- ``policy``: log π(move | present);
+- ``world_r1``, ``world``: the world model's imagined reward of the move, and its best imagined 2-step return;
+- ``world_value``: that return plus γ² · the agent's value of the decoded imagined observations (the beam planner's score);
+- ``real_r1``, ``real``, ``real_value``: the same in the real simulator (:class:`RealWorldModel`, the perfect model).
+
+The truth is ``real``: the moves whose best true 2-step return is the largest (geodesic progress: the shortest path's
+next move, or moves tied with it). States where all three tie are left out. Prints, per signal, how often its best move
+is a true best one (with a 95 % normal interval and the chance level), and the same for the planner's choice
+``log π + Q / τ`` with Q the imagined or true return, as JSON; ``--out`` keeps the per-state scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import avworld.envs  # noqa: F401  (registers the envs)
+from avworld.eval.navigation import evaluate_navigation
+from avworld.policies.planner import MOVES
+from avworld.policies.ppo_agent import PPOAgent
+from avworld.policies.worlds import ImaginedWorld, PlanningWorld, RealWorldModel
+from avworld.sim.simulator import SimConfig
+
+DISCOUNT = 0.99
+SEQUENCES = np.array([[a, b] for a in MOVES for b in MOVES], np.int64)  # (9, 2): first move major
+TAUS = (0.03, 0.1, 0.3, 1.0)
+TIE = 1e-6
+
+
+class Probe:
+    """Acts as ``agent`` does (sampling) and records every signal's scores of the three moves at each step."""
+
+    def __init__(self, agent: PPOAgent, imagined: ImaginedWorld) -> None:
+        self.agent, self.worlds = agent, {"world": imagined, "real": RealWorldModel()}
+        self.rows: list[dict[str, list[float]]] = []
+        self.history: list[dict[str, np.ndarray]] = []
+
+    def reset(self, env: Any, seed: int | None = None) -> None:
+        self.agent.reset(env, seed)
+        for world in self.worlds.values():
+            world.reset(env, seed)
+        self.history = []
+
+    def act(self, observation: dict[str, np.ndarray], info: dict[str, Any]) -> int:
+        self.history = [*self.history, observation][-self.agent.frame_stack :]
+        probs = self.agent.action_probs(observation, history=self.history[:-1])
+        row = {"policy": np.log(np.maximum(probs[MOVES], 1e-12)).tolist()}
+        for name, world in self.worlds.items():
+            world.observe(observation, info)
+            rollout = world.rollout(SEQUENCES, DISCOUNT)
+            values = self.values(world, rollout.state)
+            row[name] = rollout.returns.reshape(3, 3).max(axis=1).tolist()
+            row[f"{name}_value"] = (rollout.returns + DISCOUNT**2 * values).reshape(3, 3).max(axis=1).tolist()
+            row[f"{name}_r1"] = world.rollout(SEQUENCES[::3, :1], DISCOUNT).returns.tolist()
+        self.rows.append(row)
+        return int(self.agent.rng.choice(len(probs), p=probs))
+
+    def values(self, world: PlanningWorld, state: Any) -> np.ndarray:
+        """The agent's values (B,) of the nodes' observations, stacked after the real history as the planner stacks them."""
+        obs = world.observations(state)
+        nodes = [self.agent.stack([*self.history, {k: x[i] for k, x in obs.items()}]) for i in range(len(obs["rgb"]))]
+        _, values = self.agent.evaluate({k: np.concatenate([node[k] for node in nodes]) for k in nodes[0]})
+        return values
+
+
+def hit_rate(rows: list[dict[str, list[float]]], score: Any) -> dict[str, float]:
+    """How often the move ``score(row)`` (3,) ranks first is a true best one, over states whose true returns differ."""
+    hits, chance = [], []
+    for row in rows:
+        truth = np.asarray(row["real"])
+        best = np.flatnonzero(truth >= truth.max() - TIE)
+        if len(best) == len(MOVES):
+            continue
+        hits.append(int(np.argmax(score(row))) in best)
+        chance.append(len(best) / len(MOVES))
+    h = np.asarray(hits, float)
+    half_width = float(1.96 * h.std() / np.sqrt(len(h)))
+    return {"rate": float(h.mean()), "half_width": half_width, "chance": float(np.mean(chance)), "states": len(h)}
+
+
+def summary(rows: list[dict[str, list[float]]]) -> dict[str, Any]:
+    signals = ("policy", "world_r1", "world", "world_value", "real_r1", "real_value")
+    out: dict[str, Any] = {s: hit_rate(rows, lambda r, s=s: np.asarray(r[s])) for s in signals}
+    for q in ("world", "world_value", "real"):
+        for tau in TAUS:
+            out[f"policy + {q} / {tau}"] = hit_rate(rows, lambda r, q=q, tau=tau: np.asarray(r["policy"]) + np.asarray(r[q]) / tau)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("agent")
+    parser.add_argument("world_model")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--sounds", default="heard", choices=("heard", "unheard"))
+    parser.add_argument("--max-steps", type=int, default=200)
+    parser.add_argument("--amp", action="store_true", help="bf16 decoding where the CPU does it in hardware")
+    parser.add_argument("--out", default=None, help="JSON file for the per-state scores and the episodes' metrics")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(1)
+    probe = Probe(PPOAgent.load(args.agent), ImaginedWorld.load(args.world_model, "cpu", amp=args.amp))
+    sim = SimConfig()
+    sim = dataclasses.replace(
+        sim,
+        episode=dataclasses.replace(sim.episode, max_steps=args.max_steps),
+        acoustics=dataclasses.replace(sim.acoustics, sounds=args.sounds),
+    )
+    env = gym.make("avworld/AudioNav-v0", split=args.split, sensors=("rgb", "audio"), sim=sim)
+    result = evaluate_navigation(env, probe, args.episodes)
+    env.close()
+    report = {
+        "agent": args.agent,
+        "world_model": args.world_model,
+        "split": args.split,
+        "sounds": args.sounds,
+        "episodes": args.episodes,
+        "success_rate": float(np.mean([e["success"] for e in result.episodes])),
+        "signals": summary(probe.rows),
+    }
+    print(json.dumps(report, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report | {"rows": probe.rows, "episode_metrics": result.episodes}, f)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""scripts/move_ranking.py: the hit rate of a move ranking against the true best moves, on known rows."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "move_ranking.py"
+spec = importlib.util.spec_from_file_location("move_ranking", SCRIPT)
+assert spec is not None and spec.loader is not None
+move_ranking = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(move_ranking)
+
+
+def row(real, policy, world):
+    return {"real": real, "policy": policy, "world": world}
+
+
+def test_hit_rate_counts_a_tied_best_move_and_skips_states_where_all_moves_tie():
+    rows = [
+        row([0.5, 0.0, 0.0], [-0.1, -2.0, -3.0], [0.0, 0.3, 0.1]),  # best FORWARD: policy right, world wrong
+        row([0.0, 0.2, 0.2], [-0.1, -2.0, -3.0], [0.0, 0.1, 0.3]),  # LEFT and RIGHT tie: policy wrong, world right
+        row([0.1, 0.1, 0.1], [-0.1, -2.0, -3.0], [0.0, 0.3, 0.1]),  # every move ties: left out
+    ]
+    policy = move_ranking.hit_rate(rows, lambda r: np.asarray(r["policy"]))
+    world = move_ranking.hit_rate(rows, lambda r: np.asarray(r["world"]))
+    assert policy["states"] == world["states"] == 2
+    assert policy["rate"] == world["rate"] == 0.5
+    assert policy["chance"] == pytest.approx((1 / 3 + 2 / 3) / 2)
+
+
+def test_summary_weighs_the_policy_prior_against_the_returns():
+    # the policy prefers LEFT by log-odds 1; the world says FORWARD is 0.2 better: tau 0.1 follows the world, tau 1 the policy
+    rows = [row([0.25, 0.0, 0.0], [np.log(0.2), np.log(0.54), np.log(0.26)], [0.25, 0.05, 0.0])]
+    rows[0] |= {"world_value": rows[0]["world"], "world_r1": rows[0]["world"], "real_r1": rows[0]["real"], "real_value": rows[0]["real"]}
+    result = move_ranking.summary(rows)
+    assert result["policy"]["rate"] == 0.0 and result["world"]["rate"] == 1.0
+    assert result["policy + world / 0.1"]["rate"] == 1.0
+    assert result["policy + world / 1.0"]["rate"] == 0.0
