@@ -137,4 +137,4 @@ def within_reach(data: FlatData, obs_index: np.ndarray, success_distance: float 
 def stop_rewards(near: np.ndarray) -> np.ndarray:
     """The reward STOP would get where ``near`` (n,) bool says it is :func:`within_reach` → (n,) float32, known without
     running it: STOP ends the episode without moving the agent, so it succeeds exactly within reach."""
-    return np.where(near, step_reward(0.0, True), step_reward(0.0, False)).astype(np.float32)
+    return np.asarray(step_reward(0.0, np.asarray(near, bool)), np.float32)
