@@ -16,8 +16,9 @@ The env's Dict goes through SB3's ``VecMonitor`` → ``VecFrameStack(k)`` (each 
 ``real_steps`` counts real env transitions the agent's training used: every step of a real env, plus, in imagination,
 the m − 1 random real moves that build each context from a fresh real episode (``dream.start="episode"``; m is the
 world model's context; a dataset start reads the world model's own data and adds none). ``real_episodes`` counts real
-episodes started. The world model's own training data is reported apart (``world_model.windows``: the real transitions
-of its training windows, from its ``meta.json``).
+episodes started. A run that starts from another agent (``init``) adds the steps behind that agent (its cloning
+demonstrations, its own PPO steps). The world model's own training data is reported apart (``world_model.windows``:
+the real transitions of its training windows, from its ``meta.json``).
 
 ## Checkpoint
 ``out_dir/checkpoint`` is an avworld checkpoint (:mod:`avworld.models.checkpoint`, kind ``ppo_agent``; never a pickle):
@@ -154,6 +155,10 @@ class AgentTrainConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     imitation: ImitationConfig = field(default_factory=ImitationConfig)
     """Behaviour cloning of the shortest-path oracle before PPO (:mod:`avworld.policies.imitation`; world=real)."""
+    init: str | None = None
+    """An agent checkpoint to start from instead of a fresh policy (e.g. ``<run>/imitation/checkpoint``, a cloned one):
+    its weights, and the real and imagined steps behind it counted in this run's. It must have this run's sensors, frame
+    stack, features, ``net_arch`` and observation spaces. PPO in imagination from a cloned agent: world=dream with init."""
     dream: DreamTrainConfig = field(default_factory=DreamTrainConfig)
     checkpoint_every: int = 10_000
     seed: int = 0
@@ -174,7 +179,10 @@ class AgentTrainConfig:
         if self.starts not in STARTS:
             raise ValueError(f"starts must be one of {', '.join(STARTS)}, got {self.starts!r}")
         if self.imitation.samples and self.world != "real":
-            raise ValueError("imitation: the behaviour-cloning warm start runs in real envs; use it with world=real")
+            why = "runs in real envs; use it with world=real, or start from a cloned agent (init=<run>/imitation/checkpoint)"
+            raise ValueError(f"imitation: the behaviour-cloning warm start {why} with imitation.samples=0")
+        if self.imitation.samples and self.init:
+            raise ValueError("init: a run starts from an agent (init) or clones the oracle (imitation.samples), not both")
         if self.stop_penalty < 0:
             raise ValueError(f"stop_penalty must be ≥ 0, got {self.stop_penalty}")
         if self.scenes is not None and self.scenes < 1:
@@ -494,7 +502,10 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
         training = {"state": state | {"usage": dataclasses.asdict(usage)}, "tensors": tensors}
         save_checkpoint(where, Checkpoint(KIND, agent_settings(config, envs.sim), unique_state(model.policy), meta, training))
 
-    if saved is None and config.imitation.samples:
+    if saved is None and config.init:
+        before, imitation = _start_from(Path(config.init), model, config, raw)
+        save(model, before)  # a resumed run continues from its own checkpoint, not from init again
+    elif saved is None and config.imitation.samples:
         before, imitation = _imitate(model, config, before, progress)
         save(model, before, out / "imitation" / "checkpoint")  # the cloned policy alone, to compare with PPO's result
         save(model, before)  # a resumed run starts from here, without cloning again
@@ -513,6 +524,25 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
     run_steps = model.num_timesteps - before.timesteps
     result = {**dataclasses.asdict(usage), "steps_per_s": run_steps / max(seconds, 1e-9), "world_model": envs.world_model}
     return result | ({"imitation": imitation} if imitation else {})
+
+
+def _start_from(
+    path: Path, model: PPO, config: AgentTrainConfig, raw: gym.spaces.Dict
+) -> tuple[Usage, dict[str, Any] | None]:
+    """Load the agent at ``path`` (``config.init``) into ``model.policy``; the steps behind it (this run's timesteps at 0)
+    and its cloning statistics. Refused, naming the file, when it was built for other observations or networks."""
+    ckpt = load_checkpoint(path, kind=KIND)
+    theirs, ours = _identity(ckpt.meta.get("train_config", {})), _identity(_plain(dataclasses.asdict(config)))
+    for key in ("sensors", "frame_stack", "features", "net_arch"):
+        if theirs[key] != ours[key]:
+            raise CheckpointError(path / "meta.json", f"init: the agent has {key}={theirs[key]!r}, this run {ours[key]!r}")
+    space = describe_space(policy_space(raw, config.frame_stack))
+    if ckpt.meta.get("policy_observation_space") != space:
+        why = f"init: the agent saw {ckpt.meta.get('policy_observation_space')}, this run's envs give {space}"
+        raise CheckpointError(path / "meta.json", why)
+    load_policy_weights(model.policy, ckpt.weights, path / "model.safetensors")
+    usage = Usage(**ckpt.meta["usage"])
+    return dataclasses.replace(usage, timesteps=0), ckpt.meta.get("imitation")
 
 
 def _imitate(model: PPO, config: AgentTrainConfig, before: Usage, progress: bool) -> tuple[Usage, dict[str, Any]]:

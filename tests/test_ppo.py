@@ -254,6 +254,27 @@ def test_dream_training_counts_real_steps(world_checkpoint: str, tmp_path: Path)
     evaluate_navigation(gym.make("avworld/AudioNav-v0", sim=agent.sim), agent, episodes=1)
 
 
+def test_dream_training_starts_from_a_real_agent(
+    real_agent: Path, world_checkpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    init = real_agent / "checkpoint"
+    behind = json.loads((init / "meta.json").read_text())["usage"]
+    monkeypatch.setattr(PPO, "train", lambda self: None)  # no update: the run's agent must still be the one it started from
+    config = tiny(world="dream", checkpoint=world_checkpoint, n_envs=4, sim={}, steps=256, init=str(init))
+    result = train_ppo(config, tmp_path, progress=False)
+    assert result["timesteps"] == result["imagined_steps"] == 256  # one rollout of 64 steps in 4 envs
+    assert result["real_steps"] == behind["real_steps"] + result["imagined_episodes"] * 3  # 128 real PPO steps + contexts
+    start, end = load_file(init / "model.safetensors"), load_file(tmp_path / "checkpoint" / "model.safetensors")
+    assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start)
+
+    with pytest.raises(CheckpointError, match=r"meta.json: init: the agent has frame_stack=2, this run 3"):
+        train_ppo(tiny(steps=64, frame_stack=3, init=str(init)), tmp_path / "other", progress=False)
+    with pytest.raises(CheckpointError, match=r"meta.json: init: the agent saw"):
+        train_ppo(tiny(steps=64, sim={"render": {"width": 32, "height": 32}}, init=str(init)), tmp_path / "small", progress=False)
+    with pytest.raises(ValueError, match="init: a run starts from an agent"):
+        tiny(init=str(init), imitation={"samples": 10})
+
+
 def test_mixed_real_and_imagined_envs(world_checkpoint: str) -> None:
     envs = build_envs(tiny(world="dream", checkpoint=world_checkpoint, n_envs=2, real_fraction=0.5, sim=SIM))
     envs.venv.seed(0)
