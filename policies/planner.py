@@ -17,9 +17,9 @@ planners: return + γ^depth · value. Two kinds are understood, both scoring all
 
 - batched: ``action_probs(observations) -> (B, 4)`` and/or ``value(observations) -> (B,)``, observations being dicts
   {sensor: (B, ...)} like the env's, decoded from the imagined latents;
-- frame-stacked, like :class:`avworld.policies.ppo_agent.PPOAgent`: ``stack(observations) -> {key: (1, ...)}`` and
-  ``evaluate(stacked) -> (probs (B, 4), values (B,))``; each node is stacked after the episode's last real observations
-  (``frame_stack`` − 1 of them), a node's imagined ancestors left out.
+- frame-stacked, like :class:`avworld.policies.ppo_agent.PPOAgent`: ``evaluate_after(history, observations) ->
+  (probs (B, 4), values (B,))``, each node stacked after the episode's last real observations (``history``:
+  ``frame_stack`` − 1 of them), a node's imagined ancestors left out.
 
 STOP rule: STOP ends the real episode, a failure unless the agent is within the success distance. So STOP is tried at
 every node besides the candidate moves, and a STOP node is kept only when its predicted reward reaches ``stop_reward``
@@ -100,7 +100,7 @@ class Planner(ABC):
             raise ValueError(f"discount must lie in (0, 1], got {discount}")
         self.world = world if world is not None else ImaginedWorld.load(checkpoint, device, sampler_steps, amp)  # type: ignore[arg-type]
         self.proposal = proposal
-        self.stacked = callable(getattr(proposal, "stack", None)) and callable(getattr(proposal, "evaluate", None))
+        self.stacked = callable(getattr(proposal, "evaluate_after", None))
         self.has_probs = self.stacked or callable(getattr(proposal, "action_probs", None))
         self.has_value = use_value and (self.stacked or callable(getattr(proposal, "value", None)))
         if stop_rule == "proposal" and not self.has_probs:
@@ -189,8 +189,7 @@ class Planner(ABC):
         v: Any = None
         if self.stacked and (want_probs or want_values):
             before = list(self.history)[:-1] if root else list(self.history)
-            nodes = [self.proposal.stack([*before, {k: x[b] for k, x in observations.items()}]) for b in range(n)]
-            p, v = self.proposal.evaluate({k: np.concatenate([node[k] for node in nodes]) for k in nodes[0]})
+            p, v = self.proposal.evaluate_after(before, observations)
         elif not self.stacked:
             p = self.proposal.action_probs(observations) if want_probs else None
             v = self.proposal.value(observations) if want_values else None

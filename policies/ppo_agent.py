@@ -150,6 +150,15 @@ class PPOAgent:
         values = self.policy.value_net(latent_vf)[:, 0]
         return probs.double().cpu().numpy(), values.double().cpu().numpy()
 
+    def evaluate_after(
+        self, history: Sequence[dict[str, np.ndarray]], observations: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Action probabilities (B, 4) and values (B,) of B alternative next observations {key: (B, ...)}, each stacked
+        after the same ``history`` (the episode's earlier observations, oldest first), in one network call."""
+        n = len(next(iter(observations.values())))
+        nodes = [self.stack([*history, {k: x[b] for k, x in observations.items()}]) for b in range(n)]
+        return self.evaluate({k: np.concatenate([node[k] for node in nodes]) for k in nodes[0]})
+
     def _history(self, history: Sequence[dict[str, np.ndarray]] | None) -> list[dict[str, np.ndarray]]:
         return list(self.history) if history is None else list(history)
 

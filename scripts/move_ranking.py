@@ -71,9 +71,7 @@ class Probe:
 
     def values(self, world: PlanningWorld, state: Any) -> np.ndarray:
         """The agent's values (B,) of the nodes' observations, stacked after the real history as the planner stacks them."""
-        obs = world.observations(state)
-        nodes = [self.agent.stack([*self.history, {k: x[i] for k, x in obs.items()}]) for i in range(len(obs["rgb"]))]
-        _, values = self.agent.evaluate({k: np.concatenate([node[k] for node in nodes]) for k in nodes[0]})
+        _, values = self.agent.evaluate_after(self.history, world.observations(state))
         return values
 
 

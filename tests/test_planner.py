@@ -226,7 +226,7 @@ def test_sampling_draws_from_the_improved_policy() -> None:
 
 
 class StackedProposal:
-    """A frame-stacked proposal like PPOAgent (``stack`` + ``evaluate``), 2 frames: prefers TURN_RIGHT, then TURN_LEFT;
+    """A frame-stacked proposal like PPOAgent (``evaluate_after``), 2 frames: prefers TURN_RIGHT, then TURN_LEFT;
     value −|goal − newest position|; records the stacked positions of each call."""
 
     frame_stack = 2
@@ -241,8 +241,8 @@ class StackedProposal:
         positions = [int(o["position"]) for o in observations][-2:]
         return {"position": np.array([positions[:1] * (2 - len(positions)) + positions])}  # (1, 2), padded with the oldest
 
-    def evaluate(self, stacked: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        x = stacked["position"]
+    def evaluate_after(self, history: list[dict[str, np.ndarray]], nodes: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        x = np.concatenate([self.stack([*history, {"position": p}])["position"] for p in nodes["position"]])
         self.calls.append(x.tolist())
         return np.tile([0.1, 0.2, 0.3, 0.4], (len(x), 1)), -np.abs(self.goal - x[:, -1]).astype(float)
 

@@ -237,6 +237,12 @@ def test_agent_stacks_as_training_did_and_scores_for_planners(real_agent: Path) 
     assert draws[0] == draws[1] and len(set(draws[0])) > 1
     batch = {k: np.concatenate([agent.stack(observations[:2])[k], agent.stack(observations)[k]]) for k in ours}
     assert agent.evaluate(batch)[0].shape == (2, 4)
+    nodes = {k: np.stack([observations[2][k], observations[3][k]]) for k in observations[0]}  # two next steps after [0, 1]
+    probs, values = agent.evaluate_after(observations[:2], nodes)
+    for b, last in enumerate(observations[2:]):
+        one = agent.evaluate(agent.stack([*observations[:2], last]))
+        np.testing.assert_allclose(probs[b], one[0][0], rtol=1e-6)
+        np.testing.assert_allclose(values[b], one[1][0], rtol=1e-6)
     with pytest.raises(ValueError, match="trained on observations"):
         agent.reset(gym.make("avworld/AudioNav-v0", sim={"render": {"width": 32, "height": 32}}))
 
