@@ -540,8 +540,11 @@ def _start_from(
     if ckpt.meta.get("policy_observation_space") != space:
         why = f"init: the agent saw {ckpt.meta.get('policy_observation_space')}, this run's envs give {space}"
         raise CheckpointError(path / "meta.json", why)
+    try:
+        usage = Usage(**ckpt.meta["usage"])
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(path / "meta.json", f"init: no readable usage (the steps behind the agent): {err!r}") from err
     load_policy_weights(model.policy, ckpt.weights, path / "model.safetensors")
-    usage = Usage(**ckpt.meta["usage"])
     return dataclasses.replace(usage, timesteps=0), ckpt.meta.get("imitation")
 
 

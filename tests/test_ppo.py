@@ -279,6 +279,11 @@ def test_dream_training_starts_from_a_real_agent(
         train_ppo(tiny(steps=64, sim={"render": {"width": 32, "height": 32}}, init=str(init)), tmp_path / "small", progress=False)
     with pytest.raises(ValueError, match="init: a run starts from an agent"):
         tiny(init=str(init), imitation={"samples": 10})
+    broken = shutil.copytree(init, tmp_path / "broken")
+    meta = json.loads((broken / "meta.json").read_text())
+    (broken / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "usage"}))
+    with pytest.raises(CheckpointError, match=r"broken/meta.json: init: no readable usage"):
+        train_ppo(tiny(steps=64, init=str(broken)), tmp_path / "from_broken", progress=False)
 
 
 def test_mixed_real_and_imagined_envs(world_checkpoint: str) -> None:
