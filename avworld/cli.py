@@ -106,13 +106,14 @@ def train_job(cfg: DictConfig) -> None:
 
 
 def _train_world_model(cfg: DictConfig) -> None:
-    from avworld.train.world_model import WorldModelJob, stage_dir, train_world_model
+    from avworld.train.world_model import WorldModelJob, stage_dir, stage_steps, train_world_model
 
     if cfg.model != "av_cdit":
         raise ValueError(f"model must be av_cdit, got {cfg.model!r}")
     if not cfg.out_dir:
         raise ValueError("out_dir must be set for the world model: its stages follow one another there (out_dir=runs/wm)")
-    fields = {"model": cfg.preset.world_model.model, "train": cfg.preset.world_model.train, "data": cfg.data}
+    train = OmegaConf.merge(cfg.preset.world_model.train, {"steps": stage_steps(cfg.preset.world_model, str(cfg.stage))})
+    fields = {"model": cfg.preset.world_model.model, "train": train, "data": cfg.data}
     fields |= {k: cfg[k] for k in ("stage", "variant", "init", "tokenizers", "stop_windows", "stop_near")}
     job = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(WorldModelJob), fields))
     assert isinstance(job, WorldModelJob)

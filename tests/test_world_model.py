@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from avworld.data.collect import CollectConfig
 from avworld.data.windows import WindowConfig
@@ -18,7 +20,16 @@ from avworld.models.registry import encode, load_model
 from avworld.sim.simulator import Action
 from avworld.train.tokenizers import DataRef
 from avworld.train.trainer import TrainConfig
-from avworld.train.world_model import FROZEN, LatentWindows, TokenizerRefs, WorldModelJob, latent_cache, stage_dir, train_world_model
+from avworld.train.world_model import (
+    FROZEN,
+    LatentWindows,
+    TokenizerRefs,
+    WorldModelJob,
+    latent_cache,
+    stage_dir,
+    stage_steps,
+    train_world_model,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -168,12 +179,25 @@ def test_no_experts_and_unimodal_variants(collection: CollectConfig, tokenizer_c
     assert world.modalities == ("audio",) and set(world.tokenizers) == {"audio"}
 
 
+@pytest.mark.parametrize("name", ["tiny", "small", "base"])
+def test_presets_give_each_stage_its_steps(name: str) -> None:
+    settings = OmegaConf.load(str(files("avworld.configs") / "preset" / f"{name}.yaml")).world_model
+    steps = {stage: stage_steps(settings, stage) for stage in ("1", "2", "3", "joint")}
+    assert steps["3"] > steps["1"] + steps["2"]  # the joint stage gets most of the budget (docs/training.md)
+    assert steps["joint"] == steps["1"] + steps["2"] + steps["3"]  # the ablation without stages: the same number of steps
+    assert stage_steps(OmegaConf.merge(settings, {"train": {"steps": 7}}), "2") == 7  # train.steps=N sets every stage
+    with pytest.raises(ValueError, match=r"stage_steps\.stage2"):
+        stage_steps({"train": {"steps": None}, "stage_steps": {"stage1": 1}}, "2")
+
+
 def test_cli_trains_a_stage(collection: CollectConfig, tokenizer_checkpoints: dict[str, str], tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "avworld.cli", "train", "model=av_cdit", "stage=joint", "preset=tiny", "preset.world_model.train.steps=2"]
+    cmd = [sys.executable, "-m", "avworld.cli", "train", "model=av_cdit", "stage=joint", "preset=tiny"]
+    cmd += ["preset.world_model.stage_steps.joint=2"]
     cmd += [f"data.root={collection.root}", f"data.name={collection.name}", f"out_dir={tmp_path}", "+preset.world_model.train.device=cpu"]
     cmd += [f"tokenizers.{m}={p}" for m, p in tokenizer_checkpoints.items()]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "checkpoint:" in done.stdout and (tmp_path / "joint" / "checkpoint" / "tokenizers" / "video" / "meta.json").exists()
+    assert " steps=2 " in done.stdout  # the preset's steps for this stage
     missing = subprocess.run([*cmd[:5], "stage=2", f"out_dir={tmp_path / 'new'}"], capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "previous stage" in missing.stderr

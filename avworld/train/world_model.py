@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,18 @@ class WorldModelJob:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+
+
+def stage_steps(preset: Mapping[str, Any], stage: str) -> int:
+    """Training steps of ``stage`` under a preset's ``world_model`` settings: ``train.steps`` when set (every stage),
+    else ``stage_steps[<stage dir name>]`` (``stage1``, ``stage2``, ``stage3``, ``joint``)."""
+    steps = preset.get("train", {}).get("steps")
+    if steps is None:
+        name = stage_dir("", str(stage)).name
+        steps = (preset.get("stage_steps") or {}).get(name)
+        if steps is None:
+            raise ValueError(f"preset.world_model: neither train.steps nor stage_steps.{name} gives the steps of stage {stage}")
+    return int(steps)
 
 
 def stage_dir(out_dir: str | Path, stage: str) -> Path:
