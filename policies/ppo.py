@@ -502,13 +502,17 @@ def train_ppo(config: AgentTrainConfig, out_dir: str | Path, progress: bool = Tr
         training = {"state": state | {"usage": dataclasses.asdict(usage)}, "tensors": tensors}
         save_checkpoint(where, Checkpoint(KIND, agent_settings(config, envs.sim), unique_state(model.policy), meta, training))
 
-    if saved is None and config.init:
-        before, imitation = _start_from(Path(config.init), model, config, raw)
-        save(model, before)  # a resumed run continues from its own checkpoint, not from init again
-    elif saved is None and config.imitation.samples:
-        before, imitation = _imitate(model, config, before, progress)
-        save(model, before, out / "imitation" / "checkpoint")  # the cloned policy alone, to compare with PPO's result
-        save(model, before)  # a resumed run starts from here, without cloning again
+    try:
+        if saved is None and config.init:
+            before, imitation = _start_from(Path(config.init), model, config, raw)
+            save(model, before)  # a resumed run continues from its own checkpoint, not from init again
+        elif saved is None and config.imitation.samples:
+            before, imitation = _imitate(model, config, before, progress)
+            save(model, before, out / "imitation" / "checkpoint")  # the cloned policy alone, to compare with PPO's result
+            save(model, before)  # a resumed run starts from here, without cloning again
+    except BaseException:
+        envs.venv.close()  # a refused init or an interrupted cloning leaves no env processes behind
+        raise
     callback: BaseCallback = _Training(config.steps, config.checkpoint_every, save, envs, before, progress)
     if config.ppo.critic_warmup:
         callback = CallbackList([callback, CriticWarmup(config.ppo.critic_warmup)])

@@ -273,8 +273,12 @@ def test_dream_training_starts_from_a_real_agent(
     start, end = load_file(init / "model.safetensors"), load_file(tmp_path / "checkpoint" / "model.safetensors")
     assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start)
 
+    closed: list[int] = []
+    close = DummyVecEnv.close
+    monkeypatch.setattr(DummyVecEnv, "close", lambda self: closed.append(1) or close(self))
     with pytest.raises(CheckpointError, match=r"meta.json: init: the agent has frame_stack=2, this run 3"):
         train_ppo(tiny(steps=64, frame_stack=3, init=str(init)), tmp_path / "other", progress=False)
+    assert closed  # the refused run closed its envs
     with pytest.raises(CheckpointError, match=r"meta.json: init: the agent saw"):
         train_ppo(tiny(steps=64, sim={"render": {"width": 32, "height": 32}}, init=str(init)), tmp_path / "small", progress=False)
     with pytest.raises(ValueError, match="init: a run starts from an agent"):

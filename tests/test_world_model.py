@@ -183,7 +183,7 @@ def test_no_experts_and_unimodal_variants(collection: CollectConfig, tokenizer_c
 def test_presets_give_each_stage_its_steps(name: str) -> None:
     settings = OmegaConf.load(str(files("avworld.configs") / "preset" / f"{name}.yaml")).world_model
     steps = {stage: stage_steps(settings, stage) for stage in ("1", "2", "3", "joint")}
-    assert steps["3"] > steps["1"] + steps["2"]  # the joint stage gets most of the budget (docs/training.md)
+    assert steps["3"] > steps["1"] + steps["2"]  # stage 3 (joint fine-tuning) gets most of the budget (docs/training.md)
     assert steps["joint"] == steps["1"] + steps["2"] + steps["3"]  # the ablation without stages: the same number of steps
     assert stage_steps(OmegaConf.merge(settings, {"train": {"steps": 7}}), "2") == 7  # train.steps=N sets every stage
     with pytest.raises(ValueError, match=r"stage_steps\.stage2"):
