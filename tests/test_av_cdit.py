@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from avworld.models.av_cdit import AV_CDIT_PRESETS, AVCDiT, AVCDiTConfig, count_parameters
+from avworld.models.av_cdit import AV_CDIT_PRESETS, AVCDiT, AVCDiTConfig, count_parameters, unpatchify
 from avworld.models.flow import FlowConfig, WorldModel, interpolate, sample
 
 TINY = AV_CDIT_PRESETS["tiny"]
@@ -299,6 +299,9 @@ class ExactVelocity(torch.nn.Module):
         out = {"video": (x_video - self.targets["video"]) / t[..., None], "audio": (x_audio - self.targets["audio"]) / t}
         return out | {"reward": action.float(), "termination_logit": torch.zeros_like(sigma)}
 
+    def velocity_fn(self, ctx_video, ctx_audio, action, frame_skip, ctx_noise):
+        return lambda x, sigma: self(x.get("video"), x.get("audio"), sigma, ctx_video, ctx_audio, action, frame_skip, ctx_noise)
+
 
 @pytest.mark.parametrize("steps", [1, 3, 8])
 def test_euler_sampler_lands_on_the_target_of_an_exact_velocity(steps: int) -> None:
@@ -340,3 +343,78 @@ def test_sample_unimodal() -> None:
     batch = make_batch(config, b=2)
     out = sample(AVCDiT(config), None, batch["ctx_audio"], batch["action"], steps=2, generator=torch.Generator().manual_seed(0))
     assert set(out) == {"audio", "reward", "termination"} and out["audio"].shape == (2, *config.audio_latent)
+
+
+# -- the cached context of an imagined step ----------------------------------------------------
+
+
+def reference_forward(net: AVCDiT, x: dict[str, torch.Tensor], sigma, ctx: dict[str, torch.Tensor], action, frame_skip, ctx_noise):
+    """AV-CDiT's forward pass written out with nothing cached: context tokens and cross-attention keys/values per call."""
+    b, active = action.shape[0], tuple(x)
+    tokens = [getattr(net, f"{m}_in")(x[m].reshape(b, *net.shapes[m])) for m in active]
+    ctx_tokens = [getattr(net, f"{m}_in")(ctx[m].reshape(-1, *net.shapes[m])).unflatten(0, ctx[m].shape[:2]) for m in active]
+    h = torch.cat(tokens, dim=1)
+    context = torch.cat(ctx_tokens, dim=2) + net.context_time[-ctx[active[0]].shape[1] :, None]
+    context = net.context_norm(context.flatten(1, 2))
+    cond = net.condition
+    c = cond.action(action) + cond.frame_skip(frame_skip - 1) + cond.sigma(sigma) + cond.ctx_noise(ctx_noise)
+    split = [net.tokens[m] for m in active]
+    for block in net.blocks:
+        shift1, scale1, gate1, shift2, scale2, gate2 = block.modulation(c).chunk(6, dim=-1)
+        a = block.norm1(h) * (1 + scale1.unsqueeze(1)) + shift1.unsqueeze(1)
+        h = h + gate1.unsqueeze(1) * block.self_attn(a, a)
+        a = block.norm2(h) * (1 + scale2.unsqueeze(1)) + shift2.unsqueeze(1)
+        h = h + gate2.unsqueeze(1) * block.cross_attn(a, context)
+        h = torch.cat([block.ffn[f"{m}_expert"](part, c) for m, part in zip(active, h.split(split, dim=1), strict=True)], dim=1)
+    out = {}
+    for m, part in zip(active, h.split(split, dim=1), strict=True):
+        image = unpatchify(getattr(net, f"{m}_out")(part, c), net.shapes[m], net.patches[m])
+        out[m] = image if m == "video" else image.squeeze(2)
+    pooled = h.mean(dim=1)
+    return out | {"reward": net.heads["reward"](pooled).squeeze(-1), "termination_logit": net.heads["termination"](pooled).squeeze(-1)}
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+@pytest.mark.parametrize("modalities", UNIMODAL)
+def test_velocity_fn_is_bit_identical_to_forward_at_every_sampler_step(preset: str, modalities: tuple[str, ...]) -> None:
+    config = dataclasses.replace(AV_CDIT_PRESETS[preset], modalities=modalities)
+    net = AVCDiT(config).eval()
+    randomize(net, seed=1)
+    batch = make_batch(config, b=3, m=3, seed=2)
+    ctx = {m: batch[f"ctx_{m}"] for m in modalities}
+    given = {f"ctx_{m}": ctx.get(m) for m in ("video", "audio")}
+    cond = {"action": batch["action"], "frame_skip": batch["frame_skip"], "ctx_noise": torch.tensor([0.0, 0.1, 0.3])}
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        f = net.velocity_fn(**given, **cond)
+        for sigma in (1.0, 0.75, 0.3):  # one closure serves every step of a sampler run
+            x = {m: torch.randn(3, *net.latent(m), generator=g) for m in modalities}
+            s = torch.full((3,), sigma)
+            cached = f(x, s)
+            direct = net(x.get("video"), x.get("audio"), s, given["ctx_video"], given["ctx_audio"], **cond)
+            reference = reference_forward(net, x, s, ctx, **cond)
+            assert set(cached) == set(direct) == {*modalities, "reward", "termination_logit"}
+            for k in cached:
+                assert torch.equal(cached[k], direct[k]) and torch.equal(cached[k], reference[k]), k
+
+
+def test_velocity_fn_computes_the_context_once_and_checks_its_targets() -> None:
+    net = AVCDiT(TINY)
+    batch = make_batch(TINY, b=2)
+    calls = {"kv": 0, "ctx_noise": 0}
+    for block in net.blocks:
+        block.cross_attn.kv.register_forward_hook(lambda *_: calls.__setitem__("kv", calls["kv"] + 1))
+    net.condition.ctx_noise.register_forward_hook(lambda *_: calls.__setitem__("ctx_noise", calls["ctx_noise"] + 1))
+    f = net.velocity_fn(batch["ctx_video"], batch["ctx_audio"], batch["action"], batch["frame_skip"], torch.zeros(2))
+    assert calls == {"kv": TINY.depth, "ctx_noise": 1}
+    for _ in range(4):
+        f({"video": batch["video"], "audio": batch["audio"]}, torch.full((2,), 0.5))
+    assert calls == {"kv": TINY.depth, "ctx_noise": 1}  # the sampler steps reuse the cached keys and values
+    with pytest.raises(ValueError, match="targets of the modalities"):
+        f({"video": batch["video"]}, torch.full((2,), 0.5))
+    with pytest.raises(ValueError, match="x_audio"):
+        f({"video": batch["video"], "audio": batch["audio"][:, :, :4]}, torch.full((2,), 0.5))
+    with pytest.raises(ValueError, match="ctx_video"):
+        net.velocity_fn(batch["ctx_video"][:, :, :2], batch["ctx_audio"], batch["action"], batch["frame_skip"], torch.zeros(2))
+    with pytest.raises(ValueError, match="at least one"):
+        net.velocity_fn(None, None, batch["action"], batch["frame_skip"], torch.zeros(2))

@@ -21,6 +21,7 @@ reward and termination) so that a staged trainer can freeze by name; see
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -161,7 +162,7 @@ class NoiseLevelEmbedder(nn.Module):
 
 
 class ConditionEmbedder(nn.Module):
-    """c (B, D) = embed(action) + embed(frame_skip) + embed(sigma) + embed(ctx_noise)."""
+    """c (B, D) = embed(action) + embed(frame_skip) + embed(sigma) + embed(ctx_noise), the sigma-free terms embedded once per call."""
 
     def __init__(self, config: AVCDiTConfig) -> None:
         super().__init__()
@@ -170,8 +171,14 @@ class ConditionEmbedder(nn.Module):
         self.sigma = NoiseLevelEmbedder(config.dim)
         self.ctx_noise = NoiseLevelEmbedder(config.dim)
 
-    def forward(self, action: Tensor, frame_skip: Tensor, sigma: Tensor, ctx_noise: Tensor) -> Tensor:
-        return self.action(action) + self.frame_skip(frame_skip - 1) + self.sigma(sigma) + self.ctx_noise(ctx_noise)
+    def fixed(self, action: Tensor, frame_skip: Tensor, ctx_noise: Tensor) -> tuple[Tensor, Tensor]:
+        """The terms that do not change along a sampler run: (embed(action) + embed(frame_skip), embed(ctx_noise)), each (B, D)."""
+        return self.action(action) + self.frame_skip(frame_skip - 1), self.ctx_noise(ctx_noise)
+
+    def forward(self, fixed: tuple[Tensor, Tensor], sigma: Tensor) -> Tensor:
+        """c (B, D) from :meth:`fixed`'s terms and sigma (B,), summed in the order of the class docstring."""
+        moves, ctx_noise = fixed
+        return moves + self.sigma(sigma) + ctx_noise
 
 
 # -- block -------------------------------------------------------------------------------------
@@ -187,11 +194,20 @@ class Attention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, source: Tensor) -> Tensor:
-        (b, n, d), m = x.shape, source.shape[1]
+    def keys_values(self, source: Tensor) -> tuple[Tensor, Tensor]:
+        """source (B, M, D) → keys and values (B, H, M, D/H) each."""
+        b, m, _ = source.shape
+        k, v = self.kv(source).view(b, m, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def attend(self, x: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Queries from x (B, N, D) over keys and values (B, H, M, D/H) → (B, N, D), by PyTorch's fused SDPA kernels."""
+        b, n, d = x.shape
         q = self.q(x).view(b, n, self.heads, -1).transpose(1, 2)  # (B, H, N, D/H)
-        k, v = self.kv(source).view(b, m, 2, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, H, M, D/H) each
         return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+
+    def forward(self, x: Tensor, source: Tensor) -> Tensor:
+        return self.attend(x, *self.keys_values(source))
 
 
 class Expert(nn.Module):
@@ -209,7 +225,11 @@ class Expert(nn.Module):
 
 
 class AVCDiTBlock(nn.Module):
-    """adaLN-Zero self-attention over the target tokens, cross-attention to the context tokens (both shared), then per-modality experts."""
+    """adaLN-Zero self-attention over the target tokens, cross-attention to the context tokens (both shared), then per-modality experts.
+
+    The cross-attention's keys and values come in precomputed (``self.cross_attn.keys_values(context)``): the context is clean
+    and the same at every sampler step, so an imagined step computes them once (:meth:`AVCDiT.velocity_fn`).
+    """
 
     def __init__(self, config: AVCDiTConfig) -> None:
         super().__init__()
@@ -223,12 +243,13 @@ class AVCDiTBlock(nn.Module):
         names = [f"{m}_expert" for m in config.modalities] if config.experts else ["shared"]
         self.ffn = nn.ModuleDict({name: Expert(dim, round(dim * config.mlp_ratio)) for name in names})
 
-    def forward(self, x: Tensor, context: Tensor, c: Tensor, split: list[int], modalities: tuple[str, ...]) -> Tensor:
-        """x (B, N, D): target tokens, a run of ``split[i]`` tokens of ``modalities[i]`` each; context (B, M, D); c (B, D) → (B, N, D)."""
+    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], c: Tensor, split: list[int], modalities: tuple[str, ...]) -> Tensor:
+        """x (B, N, D): target tokens, a run of ``split[i]`` tokens of ``modalities[i]`` each; kv: the context's cross-attention
+        keys and values (B, H, M, D/H) each; c (B, D) → (B, N, D)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=-1)
         h = modulate(self.norm1(x), shift1, scale1)
         x = x + gate1.unsqueeze(1) * self.self_attn(h, h)
-        x = x + gate2.unsqueeze(1) * self.cross_attn(modulate(self.norm2(x), shift2, scale2), context)
+        x = x + gate2.unsqueeze(1) * self.cross_attn.attend(modulate(self.norm2(x), shift2, scale2), *kv)
         if "shared" in self.ffn:
             return self.ffn["shared"](x, c)
         parts = x.split(split, dim=1)
@@ -327,21 +348,69 @@ class AVCDiT(nn.Module):
             raise ValueError(f"give the target of at least one of the modelled modalities {self.config.modalities}")
         return given
 
-    def _embed(self, m: str, x: Tensor | None, ctx: Tensor | None, batch: int) -> tuple[Tensor, Tensor]:
-        """Check and embed one modality: x (B, *latent) → (B, N_m, D); ctx (B, k, *latent) → (B, k, N_m, D)."""
-        latent = self.config.video_latent if m == "video" else self.config.audio_latent
-        if x is None or ctx is None:
-            raise ValueError(f"x_{m} and ctx_{m} must be given together")
-        if tuple(x.shape) != (batch, *latent):
-            raise ValueError(f"x_{m} must be {(batch, *latent)}, got {tuple(x.shape)}")
-        if ctx.dim() != 2 + len(latent) or ctx.shape[0] != batch or tuple(ctx.shape[2:]) != latent:
-            raise ValueError(f"ctx_{m} must be {(batch, 'm', *latent)}, got {tuple(ctx.shape)}")
-        if not 1 <= ctx.shape[1] <= self.config.context:
-            raise ValueError(f"ctx_{m} must hold 1 to {self.config.context} context steps, got {ctx.shape[1]}")
-        embed = getattr(self, f"{m}_in")
-        tokens = embed(x.reshape(batch, *self.shapes[m]))
-        ctx_tokens = embed(ctx.reshape(-1, *self.shapes[m])).unflatten(0, ctx.shape[:2])
-        return tokens, ctx_tokens
+    def _latent_check(self, name: str, x: Tensor, shape: tuple[int | str, ...]) -> None:
+        """Raise naming ``name`` unless x has ``shape`` (a str entry: any size there)."""
+        if x.dim() != len(shape) or any(isinstance(s, int) and s != n for s, n in zip(shape, x.shape, strict=True)):
+            raise ValueError(f"{name} must be {shape}, got {tuple(x.shape)}")
+
+    def velocity_fn(
+        self, ctx_video: Tensor | None, ctx_audio: Tensor | None, action: Tensor, frame_skip: Tensor, ctx_noise: Tensor
+    ) -> Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]]:
+        """The net with its clean context fixed: ``f(x, sigma)`` returns exactly what :meth:`forward` returns.
+
+        Everything that does not depend on the noisy target is computed here, once: the context's tokens, their
+        normalisation, every block's cross-attention keys and values and the action, frame-skip and context-noise
+        embeddings. A sampler then pays only for the target tokens at each of its steps.
+
+        Args: ctx_video, ctx_audio, action, frame_skip, ctx_noise as in :meth:`forward`; the modalities whose context is given are
+        those of the call.
+
+        Returns:
+            f(x, sigma): x {modality: (B, *latent)} the noisy targets of exactly those modalities, sigma (B,) → the outputs of
+            :meth:`forward`.
+        """
+        batch = action.shape[0]
+        contexts = {"video": ctx_video, "audio": ctx_audio}
+        active = self.active_modalities(*((None, contexts[m]) for m in MODALITIES))
+        tokens = []
+        for m in active:
+            ctx, latent = contexts[m], self.latent(m)
+            self._latent_check(f"ctx_{m}", ctx, (batch, "m", *latent))
+            if not 1 <= ctx.shape[1] <= self.config.context:
+                raise ValueError(f"ctx_{m} must hold 1 to {self.config.context} context steps, got {ctx.shape[1]}")
+            tokens.append(getattr(self, f"{m}_in")(ctx.reshape(-1, *self.shapes[m])).unflatten(0, ctx.shape[:2]))  # (B, m, N_m, D)
+        steps = [t.shape[1] for t in tokens]
+        if len(set(steps)) > 1:
+            raise ValueError(f"ctx_video and ctx_audio must hold the same number of context steps, got {steps}")
+        context = torch.cat(tokens, dim=2) + self.context_time[-steps[0] :, None]  # (B, m, N, D)
+        context = self.context_norm(context.flatten(1, 2))  # (B, m · N, D)
+        kv = [block.cross_attn.keys_values(context) for block in self.blocks]
+        fixed = self.condition.fixed(action, frame_skip, ctx_noise)
+        split = [self.tokens[m] for m in active]
+
+        def f(x: dict[str, Tensor], sigma: Tensor) -> dict[str, Tensor]:
+            if set(x) != set(active):
+                raise ValueError(f"x must hold the targets of the modalities whose context is given, {active}; got {tuple(x)}")
+            for m in active:
+                self._latent_check(f"x_{m}", x[m], (batch, *self.latent(m)))
+            h = torch.cat([getattr(self, f"{m}_in")(x[m].reshape(batch, *self.shapes[m])) for m in active], dim=1)  # (B, N, D)
+            c = self.condition(fixed, sigma)  # (B, D)
+            for block, block_kv in zip(self.blocks, kv, strict=True):
+                h = block(h, block_kv, c, split, active)
+            out: dict[str, Tensor] = {}
+            for m, part in zip(active, h.split(split, dim=1), strict=True):
+                image = unpatchify(getattr(self, f"{m}_out")(part, c), self.shapes[m], self.patches[m])  # (B, C, H, W)
+                out[m] = image if m == "video" else image.squeeze(2)
+            pooled = h.mean(dim=1)  # (B, D)
+            out["reward"] = self.heads["reward"](pooled).squeeze(-1)
+            out["termination_logit"] = self.heads["termination"](pooled).squeeze(-1)
+            return out
+
+        return f
+
+    def latent(self, m: str) -> tuple[int, ...]:
+        """The latent shape of one step of modality m: (C, h, w) for video, (C_a, n) for audio."""
+        return self.config.video_latent if m == "video" else self.config.audio_latent
 
     def forward(
         self,
@@ -369,28 +438,13 @@ class AVCDiT(nn.Module):
         Returns:
             "video" (B, C, h, w) and/or "audio" (B, C_a, n), one per modality of the call; "reward" (B,); "termination_logit" (B,).
         """
-        batch = action.shape[0]
         inputs = {"video": (x_video, ctx_video), "audio": (x_audio, ctx_audio)}
         active = self.active_modalities(inputs["video"], inputs["audio"])
-        embedded = [self._embed(m, *inputs[m], batch) for m in active]
-        steps = [ctx.shape[1] for _, ctx in embedded]
-        if len(set(steps)) > 1:
-            raise ValueError(f"ctx_video and ctx_audio must hold the same number of context steps, got {steps}")
-        x = torch.cat([tokens for tokens, _ in embedded], dim=1)  # (B, N, D)
-        context = torch.cat([ctx for _, ctx in embedded], dim=2) + self.context_time[-steps[0] :, None]  # (B, m, N, D)
-        context = self.context_norm(context.flatten(1, 2))  # (B, m · N, D)
-        c = self.condition(action, frame_skip, sigma, ctx_noise)  # (B, D)
-        split = [self.tokens[m] for m in active]
-        for block in self.blocks:
-            x = block(x, context, c, split, active)
-        out: dict[str, Tensor] = {}
-        for m, part in zip(active, x.split(split, dim=1), strict=True):
-            image = unpatchify(getattr(self, f"{m}_out")(part, c), self.shapes[m], self.patches[m])  # (B, C, H, W)
-            out[m] = image if m == "video" else image.squeeze(2)
-        pooled = x.mean(dim=1)  # (B, D)
-        out["reward"] = self.heads["reward"](pooled).squeeze(-1)
-        out["termination_logit"] = self.heads["termination"](pooled).squeeze(-1)
-        return out
+        for m in active:
+            if any(t is None for t in inputs[m]):
+                raise ValueError(f"x_{m} and ctx_{m} must be given together")
+        x = {m: inputs[m][0] for m in active}
+        return self.velocity_fn(ctx_video, ctx_audio, action, frame_skip, ctx_noise)(x, sigma)
 
 
 def count_parameters(config: AVCDiTConfig) -> int:
