@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -67,6 +68,41 @@ def test_resume_is_exact(tmp_path: Path, ema: float) -> None:
         for (name, a), (_, b) in zip(a_sd.items(), b_sd.items(), strict=True):
             assert torch.equal(a, b), f"{model}.{name}"
     assert torch.equal(straight.opt.state_dict()["state"][0]["exp_avg"], resumed.opt.state_dict()["state"][0]["exp_avg"])
+
+
+class NoisyRegression(Regression):
+    """The toy with dropout, so that its training steps draw from torch's global RNG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net.insert(2, nn.Dropout(0.3))
+
+
+def noisy_trainer(out: Path, steps: int) -> Trainer:
+    """Like a tokenizer's trainer: a random training step, and callbacks that draw random numbers too (a tokenizer's
+    ``describe`` opens a DataLoader, whose iterator draws its base seed from the global RNG)."""
+    torch.manual_seed(0)
+
+    def describe() -> tuple[str, dict[str, Any], dict[str, Any]]:
+        return "regression", {}, {"draw": float(torch.rand(()))}
+
+    def on_sample(model: nn.Module, batch: dict[str, torch.Tensor], writer: Any, step: int) -> None:
+        torch.randn(8)
+
+    config = TrainConfig(steps=10, batch_size=16, lr=1e-2, warmup=2, log_every=2, sample_every=3, checkpoint_every=2)
+    return Trainer(NoisyRegression(), Points(), config, out, describe, on_sample)
+
+
+def test_resume_is_bit_identical_with_random_steps_and_callbacks(tmp_path: Path) -> None:
+    straight = noisy_trainer(tmp_path / "a", 10)
+    straight.fit(progress=False)
+    for until in (4, 6, 7):  # stopped three times, once between checkpoints (as a kill would)
+        noisy_trainer(tmp_path / "b", 10).fit(progress=False, until=until)
+    resumed = noisy_trainer(tmp_path / "b", 10)
+    resumed.fit(progress=False)
+    assert resumed.step == 10
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_ema_weights_are_saved_for_inference(tmp_path: Path) -> None:

@@ -3,7 +3,11 @@
 Batches are drawn by index from a map-style dataset with a generator seeded by
 (seed, step), so the batch of step k is the same whether the run went straight
 through or resumed at k: together with the saved weights, optimiser, schedule and
-step, resuming is exact. Progress goes to a tqdm bar and to TensorBoard under
+step, resuming is exact. The random streams of training (dropout, noise draws) are
+saved with each checkpoint (torch's CPU generator, and the device's on CUDA) and
+the callbacks (``describe``, ``on_sample``) run on a forked copy of them, so what a
+callback draws (a DataLoader's base seed, a sampler's noise) never shifts the steps
+after it: a resumed run ends bit-identical to an uninterrupted one. Progress goes to a tqdm bar and to TensorBoard under
 ``out_dir/tb``; the checkpoint lives at ``out_dir/checkpoint`` (atomic saves).
 
 Only parameters with ``requires_grad`` are optimised (staged training freezes the
@@ -148,6 +152,10 @@ class Trainer:
         """The weights a checkpoint holds: the moving average when ``ema`` > 0, else the online model."""
         return self.ema.module if self.ema is not None else self.model
 
+    def _forked_rng(self) -> Any:
+        """A context in which callbacks may draw random numbers without moving the training streams."""
+        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
+
     @property
     def checkpoint_dir(self) -> Path:
         return self.out_dir / "checkpoint"
@@ -176,28 +184,34 @@ class Trainer:
         optimizer_from_checkpoint(self.opt, state["optimizer"], tensors)
         self.sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(tensors[f"rng.torch.{self.rank}"] if f"rng.torch.{self.rank}" in tensors else tensors["rng.torch"])
+        cuda_rng = tensors.get(f"rng.cuda.{self.rank}", tensors.get("rng.cuda"))
+        if cuda_rng is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda_rng, self.device)
         self.step = int(state["step"])
         self.seconds = float(state.get("seconds", 0.0))
         return True
 
     def save(self) -> None:
         """Write the checkpoint (rank 0; the other ranks wait for it)."""
-        rng = torch.get_rng_state()
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         states = [rng]
         if self.world > 1:
             import torch.distributed as dist
 
-            states = [torch.empty_like(rng) for _ in range(self.world)]
+            states = [{} for _ in range(self.world)]
             dist.all_gather_object(states, rng)
         now = time.perf_counter()
         self.seconds, self._clock = self.seconds + now - self._clock, now
         if self.rank == 0:
-            kind, config, meta = self.describe()
+            with self._forked_rng():
+                kind, config, meta = self.describe()
             opt_state, tensors = optimizer_to_checkpoint(self.opt)
             if self.world > 1:
-                tensors |= {f"rng.torch.{r}": s.clone() for r, s in enumerate(states)}
+                tensors |= {f"rng.{name}.{r}": t.clone() for r, s in enumerate(states) for name, t in s.items()}
             else:
-                tensors["rng.torch"] = rng
+                tensors |= {f"rng.{name}": t for name, t in rng.items()}
             if self.ema is not None:
                 tensors |= {f"online.{k}": v for k, v in self.model.state_dict().items()}
                 tensors["ema.n_averaged"] = self.ema.n_averaged.detach().cpu()
@@ -249,7 +263,7 @@ class Trainer:
                 if writer is not None and self.on_sample is not None and (self.step % c.sample_every == 0 or self.step == c.steps):
                     model = self.inference_model
                     model.eval()
-                    with torch.no_grad():
+                    with torch.no_grad(), self._forked_rng():
                         self.on_sample(model, batch, writer, self.step)
                     self.model.train()
                 if self.step % c.checkpoint_every == 0 or self.step == c.steps:
