@@ -120,6 +120,16 @@ def vector_numbers(checkpoint: Path) -> dict[str, Any]:
     return out
 
 
+def _recording(choose: Any, seen: list[Any]) -> Any:
+    """``choose`` that also appends its (first actions, scores) to ``seen``."""
+
+    def wrapped(firsts: np.ndarray, scores: np.ndarray) -> int:
+        seen.append([firsts.tolist(), scores.tolist()])
+        return int(choose(firsts, scores))
+
+    return wrapped
+
+
 def planner_numbers(checkpoint: Path) -> dict[str, Any]:
     from avworld.policies.planner import BeamPlanner, CEMPlanner
     from avworld.policies.worlds import ImaginedWorld
@@ -133,8 +143,7 @@ def planner_numbers(checkpoint: Path) -> dict[str, Any]:
         world = ImaginedWorld.load(str(checkpoint), device="cpu", sampler_steps=2)
         planner = make(world)
         seen: list[Any] = []
-        choose = planner.choose
-        planner.choose = lambda firsts, scores, choose=choose, seen=seen: seen.append([firsts.tolist(), scores.tolist()]) or choose(firsts, scores)
+        planner.choose = _recording(planner.choose, seen)  # type: ignore[method-assign]
         planner.reset(None, seed=4)
         actions = [planner.act({k: v[t] for k, v in context.items()}, {}) for t in range(CONTEXT_STEPS)]
         roll = world.rollout(np.array([[1, 2], [3, 0], [2, 2]]), discount=0.9)
