@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -18,7 +20,7 @@ from avworld.sim.navigation import GoalField
 from avworld.sim.procedural import SPLITS, generate_apartment
 from avworld.sim.scene import Scene
 from avworld.sim.simulator import Action, Pose, ShortestPathFollower, SimConfig, make_simulator
-from avworld.sim.sounds import SOUND_SETS
+from avworld.sim.sounds import AGENT_SOUNDS, CATEGORIES, SOUND_SETS, load_wav
 from avworld.sim.topdown import render_topdown
 
 SENSORS = ("rgb", "audio", "depth", "spectrogram", "pointgoal")
@@ -26,6 +28,8 @@ AUDIO_SENSORS = ("audio", "spectrogram")
 STARTS = ("scene", "random")
 RENDER_HEIGHT = 256
 """Height in pixels of each half of ``render()``'s side-by-side image."""
+USER_SOUNDS = "user"
+"""``sim.acoustics.sounds=user``: procedural scenes draw their source's sound from the ids of ``sim.acoustics.user_sounds``."""
 
 
 def observation_space(config: SimConfig, sensors: Sequence[str]) -> spaces.Dict:
@@ -43,6 +47,67 @@ def observation_space(config: SimConfig, sensors: Sequence[str]) -> spaces.Dict:
     if "pointgoal" in sensors:
         obs["pointgoal"] = spaces.Box(np.array([0.0, -math.pi], np.float32), np.array([np.inf, math.pi], np.float32), dtype=np.float32)
     return spaces.Dict(obs)
+
+
+def load_scenes(scene: Scene | str | os.PathLike[str] | Sequence[Scene | str | os.PathLike[str]], config: SimConfig) -> list[Scene]:
+    """Every scene that ``scene`` names, each checked (geometry, and that its sources' sounds exist under ``config``):
+    a :class:`Scene`, a JSON file, a folder of JSON files (sorted by name) or a sequence of those."""
+    items = [scene] if isinstance(scene, Scene | str | os.PathLike) else list(scene)
+    if not items:
+        raise ValueError("scene: an empty list of scenes")
+    radius, cell = config.agent.radius, config.nav_cell
+    scenes = []
+    for item in items:
+        if isinstance(item, Scene):
+            validate_scene(item, radius, cell)
+            loaded = [(item.name or "scene", item)]
+        elif Path(item).is_dir():
+            files = sorted(Path(item).glob("*.json"))
+            if not files:
+                raise ValueError(f"scene: no *.json scene file in the folder {os.fspath(item)}")
+            loaded = [(str(f), load_scene(f, radius, cell)) for f in files]
+        else:
+            loaded = [(os.fspath(item), load_scene(item, radius, cell))]
+        for where, one in loaded:
+            check_scene_sounds(one, config, where)
+            scenes.append(one)
+    return scenes
+
+
+def sound_set(config: SimConfig) -> tuple[str, ...]:
+    """The sound ids procedural scenes draw their source from: a built-in set, or the user's WAV ids (``sounds=user``)."""
+    ac = config.acoustics
+    if ac.sounds == USER_SOUNDS:
+        if not ac.user_sounds:
+            raise ValueError("sim.acoustics.sounds=user needs sim.acoustics.user_sounds={id: file.wav, ...}")
+        return tuple(ac.user_sounds)
+    return SOUND_SETS[ac.sounds]
+
+
+def check_user_sounds(config: SimConfig) -> None:
+    """Refuse, naming the id and the file, a user sound whose id is a built-in one or whose WAV cannot be used."""
+    ac = config.acoustics
+    for sound, path in ac.user_sounds.items():
+        if sound in CATEGORIES or sound in AGENT_SOUNDS:
+            raise ValueError(
+                f"sim.acoustics.user_sounds.{sound} ({path}): {sound!r} is a built-in sound id; a user sound needs an id of its own "
+                f"(e.g. my_{sound})"
+            )
+        try:
+            load_wav(path, ac.fs)
+        except ValueError as err:
+            raise ValueError(f"sim.acoustics.user_sounds.{sound}: {err}") from None
+
+
+def check_scene_sounds(scene: Scene, config: SimConfig, where: str) -> None:
+    """Refuse a source of ``scene`` (read from ``where``) whose sound id is neither built in nor a user id."""
+    user = config.acoustics.user_sounds
+    for k, source in enumerate(scene.sources):
+        if source.sound not in CATEGORIES and source.sound not in user:
+            raise ValueError(
+                f"{where}: sources[{k}].sound: unknown sound id {source.sound!r}; known: the built-in ids ({', '.join(CATEGORIES)})"
+                + (f" and the user ids ({', '.join(user)})" if user else "; add a WAV of yours as sim.acoustics.user_sounds={id: file.wav}")
+            )
 
 
 class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
@@ -78,14 +143,16 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
     ## Starting State
     Each reset draws a scene seed from the split's seed range (procedural scenes;
     with ``scenes=N`` from its first N seeds only) and uses that scene's source and,
-    with ``starts="scene"``, its start; or uses the fixed ``scene``. With
+    with ``starts="scene"``, its start; or uses the given ``scene`` (with several, one drawn
+    per reset, or ``options={"scene_index": i}``). With
     ``starts="random"`` each reset draws a new start and heading for the scene's
     source, at a geodesic distance in [``sim.episode.min_geodesic``,
     ``sim.episode.max_geodesic``], as SoundSpaces has many episodes per scene. With
     ``sim.backend=habitat`` the scene is habitat-sim's scanned scene ``sim.habitat.scene``
     and its start and source come from ``sim.habitat`` (docs/habitat.md). The source's
     sound category comes from ``sim.acoustics.sounds`` (``heard`` categories by
-    default, ``unheard`` for generalisation tests); its variation is drawn per episode.
+    default, ``unheard`` for generalisation tests, ``user`` for the WAV files of
+    ``sim.acoustics.user_sounds``); its variation is drawn per episode.
     ``options={"scene_seed": s}`` picks a procedural scene.
 
     ## Episode End
@@ -96,11 +163,16 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
 
     ## Info
     Every step: ``pose`` (x, y, yaw), ``source_position`` (x, y),
-    ``geodesic_distance``, ``collided``, ``success``, ``scene_seed`` (None for a fixed scene).
+    ``geodesic_distance``, ``collided``, ``success``, ``scene_seed`` (None for a given scene),
+    ``scene`` (the scene's name).
 
     ## Arguments
     - ``split``: ``"train"``, ``"val"`` or ``"test"``: the seed range of procedural scenes.
-    - ``scene``: a :class:`Scene` or a JSON path; overrides ``split``. Not with ``sim.backend=habitat``.
+    - ``scene``: a :class:`Scene`, a JSON path, a folder of JSON files or a list of those; overrides
+      ``split``. Each is checked when the env is made, its sources' sound ids included (built-in
+      ids or those of ``sim.acoustics.user_sounds``). One scene only with ``sim.backend=habitat``.
+    - ``sim.acoustics.user_sounds``: ``{id: file.wav}``; checked when the env is made (the file must
+      load; the id must not be a built-in one, ``doorbell`` say: pick ``my_doorbell``).
     - ``scenes``: draw procedural scenes from the split's first ``scenes`` seeds only, and keep their
       simulators (and so their warm acoustic caches) between episodes; None (default) draws from the
       whole split and keeps only the current scene. Memory grows with the scenes visited: ~25 MB per kept
@@ -114,7 +186,7 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
     - ``render_mode``: ``"rgb_array"``: first-person view and top-down map side by side.
 
     ## Version History
-    - v0: initial version.
+    - v0: initial version (lists and folders of scenes, ``sounds=user`` and the ``scene`` info key added since).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -123,7 +195,7 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         self,
         render_mode: str | None = None,
         split: str = "train",
-        scene: Scene | str | None = None,
+        scene: Scene | str | os.PathLike[str] | Sequence[Scene | str | os.PathLike[str]] | None = None,
         sensors: Sequence[str] = ("rgb", "audio"),
         sim: SimConfig | Mapping[str, Any] | None = None,
         scenes: int | None = None,
@@ -149,18 +221,17 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         ac = self.config.acoustics
         if not ac.enabled and set(self.sensors) & set(AUDIO_SENSORS):
             raise ValueError("sensors 'audio' and 'spectrogram' need sim.acoustics.enabled=true")
-        self._sounds = SOUND_SETS[ac.sounds]
-        agent = self.config.agent
-        if isinstance(scene, str):
-            scene = load_scene(scene, agent.radius, self.config.nav_cell)
-        elif isinstance(scene, Scene):
-            validate_scene(scene, agent.radius, self.config.nav_cell)
-        self._fixed_scene = scene
+        check_user_sounds(self.config)
+        self._sounds = sound_set(self.config)
+        self._scenes = load_scenes(scene, self.config) if scene is not None else None
+        if self._scenes is not None and len(self._scenes) > 1 and self.config.backend != "builtin":
+            raise ValueError(f"scene: one scene at a time with sim.backend={self.config.backend}, got {len(self._scenes)}")
+        self._scene_index = 0
         self.observation_space = observation_space(self.config, self.sensors)
         self.action_space = spaces.Discrete(len(Action))
         self.sim: SimulatorBackend | None = None
         if self.config.backend != "builtin":  # a backend with its own scene: built now, so that a missing simulator fails here
-            self.sim = make_simulator(scene, self.config)
+            self.sim = make_simulator(self._scenes[0] if self._scenes else None, self.config)
         self._scene_seed: int | None = None
         self._done = True
         self._hears = bool(set(self.sensors) & set(AUDIO_SENSORS))
@@ -169,10 +240,15 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         options = options or {}
-        if self._fixed_scene is not None or self.config.backend != "builtin":
+        if self._scenes is not None or self.config.backend != "builtin":
             self._scene_seed = None
-            if self.sim is None:
-                self.sim = make_simulator(self._fixed_scene, self.config)
+            index = self._pick_scene(options)
+            if self.sim is None or index != self._scene_index:
+                if self.sim is not None:
+                    self.sim.close()
+                    self._start_fields.clear()
+                self.sim = make_simulator(self._scenes[index] if self._scenes else None, self.config)
+                self._scene_index = index
         else:
             seeds = self._seeds
             scene_seed = int(options.get("scene_seed", seeds[int(self.np_random.integers(len(seeds)))]))
@@ -191,6 +267,16 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         self._trail = [(sim.pose.x, sim.pose.y)]
         self._audio = sim.start_audio(self.np_random) if self._hears else None
         return self._observation(), self._info(collided=False, success=False)
+
+    def _pick_scene(self, options: Mapping[str, Any]) -> int:
+        """The index of the given scene this episode plays: ``options["scene_index"]``, else drawn (several scenes) or 0."""
+        n = len(self._scenes or ())
+        if "scene_index" in options:
+            index = options["scene_index"]
+            if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < max(n, 1):
+                raise ValueError(f"options['scene_index'] must be an int in [0, {max(n, 1)}), got {index!r}")
+            return int(index)
+        return int(self.np_random.integers(n)) if n > 1 else 0
 
     def _simulator(self, scene_seed: int) -> SimulatorBackend:
         """The simulator of a procedural scene: from the pool when kept there, else built (and pooled with ``scenes``)."""
@@ -272,6 +358,7 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
             "collided": collided,
             "success": success,
             "scene_seed": self._scene_seed,
+            "scene": sim.scene.name,
         }
 
     def _metrics(self, success: bool) -> dict[str, float]:

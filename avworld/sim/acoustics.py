@@ -60,7 +60,7 @@ class AcousticsConfig:
     noise_floor_db: float = -60.0
     """RMS of the background noise in dB re full scale; -inf turns it off."""
     sounds: str = "heard"
-    """Which sound categories episodes draw from: heard (training) or unheard (held out)."""
+    """Which sound categories episodes draw from: heard (training), unheard (held out), all, or user (the ids of ``user_sounds``)."""
     user_sounds: dict[str, str] = field(default_factory=dict)
     """Sound id → WAV file (any rate; resampled to ``fs``), for scenes whose sources name them."""
     cache_dir: str | None = None
@@ -79,7 +79,7 @@ class AcousticsConfig:
             "agent_sound_level": self.agent_sound_level >= 0,
             "distractors": 0 <= self.distractors <= 8,
             "noise_floor_db": self.noise_floor_db <= 0,
-            "sounds": self.sounds in ("heard", "unheard", "all"),
+            "sounds": self.sounds in ("heard", "unheard", "all", "user"),
             "cache_mb": self.cache_mb >= 0,
         }
         for name, ok in checks.items():

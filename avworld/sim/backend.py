@@ -133,7 +133,7 @@ class SimulatorBackend(ABC):
             self.audio = AudioRenderer(SceneAcoustics(self.scene, ac, self.config.agent.height, self.grid), self.step_samples)
         target = self.scene.sources[0]
         emitters = [Emitter((*target.position, target.height), self.library.signal(target.sound, int(rng.integers(2**31))))]
-        pool = [c for c in SOUND_SETS[ac.sounds] if c != target.sound]
+        pool = [c for c in SOUND_SETS.get(ac.sounds, tuple(ac.user_sounds)) if c != target.sound]
         if ac.distractors:
             ii, jj = np.nonzero(self.grid.free)
             for k in rng.choice(len(ii), size=ac.distractors, replace=False):

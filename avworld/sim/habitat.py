@@ -139,7 +139,7 @@ class HabitatSimulator(SimulatorBackend):
             self.floor = float(start[1])
             self.plan = self._floorplan()
             yaw = float(rng.uniform(-math.pi, math.pi)) if h.start_yaw is None else wrap_angle(h.start_yaw)
-            pool = SOUND_SETS[config.acoustics.sounds]
+            pool = SOUND_SETS.get(config.acoustics.sounds, tuple(config.acoustics.user_sounds))
             sound = h.sound or pool[int(rng.integers(len(pool)))]
             start_xy, source_xy = (float(start[0]), float(-start[2])), (float(source[0]), float(-source[2]))
             scene = self.plan.scene(
