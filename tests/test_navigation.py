@@ -121,3 +121,20 @@ def test_no_move_reaches_a_pocket_the_goal_field_cannot() -> None:
                     tried += 1
                     assert math.isfinite(float(field.distance(np.array([x, y])))), (x0, y0, distance)
     assert tried > 0
+
+
+def test_distance_fields_of_many_sources_stay_within_the_acoustic_budget() -> None:
+    """Each distractor position of each reset needs a distance field for its diffracted path: they are cached in an LRU
+    bounded in bytes (a quarter of ``cache_mb``, as the sound paths), not kept forever (issue 27: 9 → 2,213 fields)."""
+    from avworld.sim.acoustics import AcousticsConfig, SceneAcoustics
+
+    acoustics = SceneAcoustics(two_rooms(), AcousticsConfig(cache_mb=4, ism_order=0), ear_height=1.5)
+    field_bytes = 0
+    for k in range(24):
+        source = (0.5 + 0.3 * k, 2.5, 1.0)
+        acoustics.paths(source, 20, 20)
+        field = acoustics.grid.goal_field(source[:2])
+        field_bytes = field.field.nbytes + field.predecessors.nbytes
+    fields = acoustics._fields
+    assert 1 <= len(fields) <= 2**20 // field_bytes < 24
+    assert fields.nbytes <= 2**20

@@ -105,7 +105,7 @@ class SceneAcoustics:
         self.disk = DiskCache(config.cache_dir) if config.cache_dir else None
         self._paths = LRUCache(max_bytes=max(config.cache_mb, 1) * 2**18)
         self._spectra = LRUCache(max_bytes=config.cache_mb * 2**20)
-        self._fields: dict[tuple[float, ...], GoalField] = {}
+        self._fields = LRUCache(max_bytes=max(config.cache_mb, 1) * 2**18)  # one per source position: distractors move each reset
 
     def quantise(self, x: float, y: float, yaw: float) -> tuple[int, int, int]:
         """Grid indices of a pose: (ix, iy) in ``position_quantum`` steps, yaw in ``yaw_quantum_deg`` steps."""
@@ -137,10 +137,8 @@ class SceneAcoustics:
         return arrivals
 
     def _field(self, source: np.ndarray) -> GoalField:
-        key = tuple(float(v) for v in source[:2])
-        if key not in self._fields:
-            self._fields[key] = self.grid.goal_field((key[0], key[1]))
-        return self._fields[key]
+        x, y = (float(v) for v in source[:2])
+        return self._fields.get((x, y), lambda: self.grid.goal_field((x, y)), _nbytes)  # type: ignore[return-value]
 
     def impulse_response(self, source: tuple[float, float, float] | str, x: float, y: float, yaw: float) -> np.ndarray:
         """Binaural response (2, ir_length) float32 at the quantised pose, scaled so 1 m of direct path has gain 1."""
@@ -168,4 +166,6 @@ class SceneAcoustics:
 def _nbytes(value: object) -> int:
     if isinstance(value, Arrivals):
         return value.positions.nbytes + value.gains.nbytes + value.orders.nbytes
+    if isinstance(value, GoalField):
+        return value.field.nbytes + value.predecessors.nbytes
     return int(value.nbytes)  # type: ignore[attr-defined]
