@@ -98,11 +98,13 @@ def run_benchmark(
     seed: int = 0,
     sensors: Sequence[str] = ("rgb", "audio"),
     on_episode: Callable[[str, str, int], None] | None = None,
+    scene: Any = None,
 ) -> dict[str, AgentRun]:
     """Run every agent for ``episodes`` episodes of ``split`` per sound set of ``sounds``; {agent name: :class:`AgentRun`}.
 
     One real env per sound set (``sim`` with ``acoustics.sounds`` set) serves every agent, so its acoustic caches are
-    shared; ``on_episode(agent, sounds, i)`` is called after each episode.
+    shared; ``on_episode(agent, sounds, i)`` is called after each episode. ``scene`` (the env's argument: a JSON file, a
+    folder or a list of them) plays the user's scenes instead of ``split``'s procedural ones.
     """
     unknown = [s for s in sounds if s not in SOUNDS]
     if unknown or not sounds:
@@ -112,7 +114,7 @@ def run_benchmark(
     runs = {name: AgentRun(training_data(policy), {}) for name, policy in agents.items()}
     for sound in sounds:
         config = dataclasses.replace(sim, acoustics=dataclasses.replace(sim.acoustics, sounds=sound))
-        env = gym.make("avworld/AudioNav-v0", split=split, sensors=tuple(sensors), sim=config)
+        env = gym.make("avworld/AudioNav-v0", split=split, sensors=tuple(sensors), sim=config, scene=scene)
         for name, policy in agents.items():
 
             def progress(i: int, metrics: dict[str, float], name: str = name, sound: str = sound) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,15 +35,16 @@ class Rollout:
 
 
 def run_episode(
-    sim: SimConfig, policy: Policy, split: str, seed: int, scene_seed: int | None, max_steps: int, progress: bool = True
+    sim: SimConfig, policy: Policy, split: str, seed: int, scene_seed: int | None, max_steps: int, progress: bool = True, scene: Any = None
 ) -> Rollout:
-    """One episode of ``policy`` in the real world, at most ``max_steps`` steps, with the top-down map of every step."""
+    """One episode of ``policy`` in the real world, at most ``max_steps`` steps, with the top-down map of every step; ``scene``
+    (the env's argument: JSON files, a folder) plays the user's scenes instead of ``split``'s procedural ones."""
     import gymnasium as gym
     from tqdm import tqdm
 
     import avworld  # noqa: F401
 
-    env = gym.make("avworld/AudioNav-v0", split=split, sim=sim, sensors=("rgb", "audio"), render_mode="rgb_array")
+    env = gym.make("avworld/AudioNav-v0", split=split, sim=sim, sensors=("rgb", "audio"), render_mode="rgb_array", scene=scene)
 
     def topdown() -> np.ndarray:  # the right half of render(): the map
         image = env.render()
