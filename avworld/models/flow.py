@@ -137,7 +137,55 @@ class WorldModel(nn.Module):
         return loss, {"loss": float(loss.detach())} | {k: float(v.detach()) for k, v in losses.items()}
 
 
+Velocity = Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]]
+"""A velocity field over a dict of modalities: ``velocity(x, t)`` with x {modality: (B, *latent)} and t (B,) returns the
+net's whole output: the velocity of each modality of x, plus its other heads (``reward``, ``termination_logit``), which a
+sampler passes through from its last evaluation."""
 Callback = Callable[[int, dict[str, Tensor]], None]
+
+
+def velocity_field(
+    net: AVCDiT, ctx_video: Tensor | None, ctx_audio: Tensor | None, action: Tensor, frame_skip: Tensor | None = None
+) -> Velocity:
+    """The net's velocity at clean context (``ctx_noise`` 0) for one batch of windows, as a :data:`Velocity`.
+
+    ctx_video (B, m, C, h, w), ctx_audio (B, m, C_a, n): context latents (None: the modality is not imagined); action (B,)
+    int64; frame_skip (B,) int64, default 1. Uses ``net.velocity_fn`` where the net has it (it computes the context's
+    tokens once for all sampler steps).
+    """
+    if frame_skip is None:
+        frame_skip = torch.ones_like(action)
+    clean = torch.zeros(action.shape[0], device=action.device, dtype=next(net.parameters()).dtype)
+    make = getattr(net, "velocity_fn", None)
+    if make is not None:
+        return make(ctx_video, ctx_audio, action, frame_skip, clean)  # type: ignore[no-any-return]
+    return lambda x, t: net(x.get("video"), x.get("audio"), t, ctx_video, ctx_audio, action, frame_skip, clean)
+
+
+@torch.no_grad()
+def euler(velocity: Velocity, noise: dict[str, Tensor], steps: int, callback: Callback | None = None) -> dict[str, Tensor]:
+    """Euler integration of dx/dt = v from t = 1 (``noise``, {modality: (B, *latent)}) to t = 0 in ``steps`` uniform steps.
+
+    Returns the latents at t = 0 and the velocity's other outputs at its last evaluation (t = 1 / steps). ``callback(i, state)``
+    runs after step i = 0 … steps − 1 with state "t" (the time reached, 0-d), the latents at that time, their denoised
+    estimates "denoised_<modality>" (x_0 = x_t − t v at the step's start) and the other outputs of the step's evaluation.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be ≥ 1, got {steps}")
+    x = dict(noise)
+    first = next(iter(x.values()))
+    b = first.shape[0]
+    times = torch.linspace(1.0, 0.0, steps + 1, device=first.device, dtype=first.dtype)
+    rest: dict[str, Tensor] = {}
+    for i in range(steps):
+        t, t_next = times[i], times[i + 1]
+        out = velocity(x, t.expand(b))
+        denoised = {f"denoised_{m}": x[m] - t * out[m] for m in x}
+        x = {m: x[m] + (t_next - t) * out[m] for m in x}
+        rest = {k: v for k, v in out.items() if k not in x}
+        if callback is not None:
+            callback(i, {"t": t_next, **x, **denoised, **rest})
+    return x | rest
 
 
 @torch.no_grad()
@@ -152,7 +200,7 @@ def sample(
     callback: Callback | None = None,
     noise: dict[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
-    """Imagine the next step: Euler integration of dx/dt = v from t = 1 (noise) to t = 0 in ``steps`` uniform steps.
+    """Imagine the next step: :func:`euler` over the net's :func:`velocity_field`, from noise drawn or given.
 
     Args:
         net: the flow net (the velocity predictor v = ε − x_0, see the module docstring).
@@ -161,9 +209,7 @@ def sample(
         action: (B,) int64; frame_skip: (B,) int64, default 1.
         steps: Euler steps (network evaluations), ≥ 1.
         generator: source of the initial noise (on the net's device); the result is deterministic given its seed.
-        callback: called after each step as ``callback(i, state)``, i = 0 … steps − 1, with state "t" (the time reached, a 0-d
-            tensor), the current latents "video"/"audio" at that time, their denoised estimates "denoised_video"/"denoised_audio"
-            (x_0 = x_t − t v at the step's start), "reward" and "termination" (probability).
+        callback: see :func:`euler`; its state holds "reward" and "termination" (probability) of the step's evaluation.
         noise: the initial noise at t = 1, {modality: (B, *latent)} for each imagined modality, instead of drawing it from
             ``generator``: callers that keep one random stream per world (the imagined vector env) draw it themselves.
 
@@ -186,16 +232,12 @@ def sample(
                 got = tuple(noise[m].shape) if m in noise else None
                 raise ValueError(f"noise[{m!r}] must be a tensor of shape {(b, *latents[m])}, got {got}")
         x = {m: noise[m].to(device=device, dtype=dtype) for m in modalities}
-    if frame_skip is None:
-        frame_skip = torch.ones_like(action)
-    clean = torch.zeros(b, device=device, dtype=dtype)
-    times = torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
-    for i in range(steps):
-        t, t_next = times[i], times[i + 1]
-        out = net(x.get("video"), x.get("audio"), t.expand(b), ctx_video, ctx_audio, action, frame_skip, clean)
-        denoised = {f"denoised_{m}": x[m] - t * out[m] for m in modalities}
-        x = {m: x[m] + (t_next - t) * out[m] for m in modalities}
-        heads = {"reward": out["reward"], "termination": torch.sigmoid(out["termination_logit"])}
-        if callback is not None:
-            callback(i, {"t": t_next, **x, **denoised, **heads})
-    return x | heads
+    heads = None if callback is None else lambda i, state: callback(i, _with_probability(state))
+    return _with_probability(euler(velocity_field(net, ctx_video, ctx_audio, action, frame_skip), x, steps, heads))
+
+
+def _with_probability(out: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The net's termination logit replaced by its probability."""
+    out = dict(out)
+    out["termination"] = torch.sigmoid(out.pop("termination_logit"))
+    return out
