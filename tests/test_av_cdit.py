@@ -6,8 +6,11 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
-from avworld.models.av_cdit import AV_CDIT_PRESETS, AVCDiT, AVCDiTConfig, count_parameters, unpatchify
+from avworld.models import precision
+from avworld.models.av_cdit import AV_CDIT_PRESETS, AVCDiT, AVCDiTConfig, count_parameters, forward_flops, unpatchify
 from avworld.models.flow import FlowConfig, WorldModel, interpolate, sample
 
 TINY = AV_CDIT_PRESETS["tiny"]
@@ -418,3 +421,90 @@ def test_velocity_fn_computes_the_context_once_and_checks_its_targets() -> None:
         net.velocity_fn(batch["ctx_video"][:, :, :2], batch["ctx_audio"], batch["action"], batch["frame_skip"], torch.zeros(2))
     with pytest.raises(ValueError, match="at least one"):
         net.velocity_fn(None, None, batch["action"], batch["frame_skip"], torch.zeros(2))
+
+
+# -- FLOPs and compilation ---------------------------------------------------------------------
+
+
+def attention_by_matmuls(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Attention as two batched matmuls, which FlopCounterMode counts (the fused CPU kernel it does not)."""
+    return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1) @ v
+
+
+@pytest.mark.parametrize(
+    ("modalities", "experts", "m"), [(("video", "audio"), True, 4), (("video",), True, 2), (("video", "audio"), False, 3)]
+)
+def test_forward_flops_match_a_counted_pass(monkeypatch: pytest.MonkeyPatch, modalities: tuple[str, ...], experts: bool, m: int) -> None:
+    config = tiny(modalities=modalities, experts=experts)
+    net = AVCDiT(config)
+    batch = make_batch(config, b=2, m=m)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", attention_by_matmuls)
+    flops = forward_flops(config, m)
+    with FlopCounterMode(display=False) as counted:
+        net(**net_inputs(batch, config))
+    assert counted.get_total_flops() == 2 * (flops["context"] + flops["target"])
+    with torch.no_grad():
+        f = net.velocity_fn(
+            *(batch[f"ctx_{k}"] if k in modalities else None for k in ("video", "audio")),
+            batch["action"],
+            batch["frame_skip"],
+            torch.zeros(2),
+        )
+        x = {k: batch[k] for k in modalities}
+        with FlopCounterMode(display=False) as counted:
+            for sigma in (1.0, 0.5, 0.25):
+                f(x, torch.full((2,), sigma))
+    assert counted.get_total_flops() == 2 * 3 * flops["target"]  # the sampler steps pay for the targets only
+
+
+def test_forward_flops_by_hand_on_a_minimal_config() -> None:
+    config = AVCDiTConfig(
+        video_latent=(1, 2, 2), audio_latent=(1, 1), context=1, patch=2, dim=4, depth=1, heads=1, mlp_ratio=1.0, modalities=("video",)
+    )
+    # one target token of 4 inputs, one context token; D = 4, hidden 4; multiply-adds:
+    context = 4 * 4 + 2 * 4 * 4 + (256 * 4 + 16)  # context embedding, cross-attention k/v, context-noise MLP
+    block = 6 * 16 + 3 * 16 + 2 * 4 + 16 + 2 * 16 + 2 * 4 + 3 * 16 + 2 * 4 * 4  # modulation, self-attn, cross-attn, expert
+    target = 4 * 4 + (256 * 4 + 16) + block + (2 * 16 + 4 * 4) + 2 * (16 + 4)  # embedding, sigma MLP, block, final layer, heads
+    assert forward_flops(config) == {"context": 2 * context, "target": 2 * target}
+
+
+def test_compiled_falls_back_to_eager_when_compiling_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_compile(fn, mode=None):
+        def run(*args, **kwargs):
+            raise RuntimeError("no C++ compiler")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    double = precision.compiled(lambda x: 2 * x, what="double")
+    with pytest.warns(UserWarning, match="torch.compile of double failed.*no C\\+\\+ compiler"):
+        assert double(3) == 6
+    assert double(4) == 8  # eager from now on, without another warning
+
+    def check(x: int) -> int:
+        if x < 0:
+            raise ValueError("negative")
+        return x
+
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None: fn)
+    checked = precision.compiled(check)
+    with pytest.raises(ValueError, match="negative"):  # the function's own error is no compiler failure
+        checked(-1)
+
+
+def test_compile_velocity_routes_both_parts_through_the_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    def recording_compile(fn, mode=None):
+        seen.append((fn.__name__, mode))
+        return fn
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    net = AVCDiT(TINY)
+    randomize(net)
+    batch = make_batch(TINY, b=2)
+    eager = net(**net_inputs(batch, TINY))
+    net.compile_velocity()
+    assert seen == [("_context", "reduce-overhead"), ("_target", "reduce-overhead")]
+    again = net(**net_inputs(batch, TINY))
+    assert all(torch.equal(eager[k], again[k]) for k in eager)

@@ -23,10 +23,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from avworld.models.precision import compiled
 
 MODALITIES = ("video", "audio")
 GROUPS = ("shared", "video", "audio", "heads")
@@ -303,6 +306,8 @@ class AVCDiT(nn.Module):
         self.blocks = nn.ModuleList(AVCDiTBlock(config) for _ in range(config.depth))
         self.heads = nn.ModuleDict({"reward": scalar_head(dim), "termination": scalar_head(dim)})
         self.initialize_weights()
+        self._compiled: tuple[Callable[..., Any], Callable[..., Any]] | None = None
+        """Compiled (context, target) parts after :meth:`compile_velocity`."""
 
     def initialize_weights(self) -> None:
         """DiT's initialisation: Xavier-uniform linear maps, N(0, 0.02) embeddings, zero adaLN modulations and output layers."""
@@ -382,31 +387,55 @@ class AVCDiT(nn.Module):
         steps = [t.shape[1] for t in tokens]
         if len(set(steps)) > 1:
             raise ValueError(f"ctx_video and ctx_audio must hold the same number of context steps, got {steps}")
-        context = torch.cat(tokens, dim=2) + self.context_time[-steps[0] :, None]  # (B, m, N, D)
-        context = self.context_norm(context.flatten(1, 2))  # (B, m · N, D)
-        kv = [block.cross_attn.keys_values(context) for block in self.blocks]
-        fixed = self.condition.fixed(action, frame_skip, ctx_noise)
-        split = [self.tokens[m] for m in active]
+        context_fn, target_fn = self._compiled or (self._context, self._target)
+        kv, fixed = context_fn(tokens, action, frame_skip, ctx_noise)
 
         def f(x: dict[str, Tensor], sigma: Tensor) -> dict[str, Tensor]:
             if set(x) != set(active):
                 raise ValueError(f"x must hold the targets of the modalities whose context is given, {active}; got {tuple(x)}")
             for m in active:
                 self._latent_check(f"x_{m}", x[m], (batch, *self.latent(m)))
-            h = torch.cat([getattr(self, f"{m}_in")(x[m].reshape(batch, *self.shapes[m])) for m in active], dim=1)  # (B, N, D)
-            c = self.condition(fixed, sigma)  # (B, D)
-            for block, block_kv in zip(self.blocks, kv, strict=True):
-                h = block(h, block_kv, c, split, active)
-            out: dict[str, Tensor] = {}
-            for m, part in zip(active, h.split(split, dim=1), strict=True):
-                image = unpatchify(getattr(self, f"{m}_out")(part, c), self.shapes[m], self.patches[m])  # (B, C, H, W)
-                out[m] = image if m == "video" else image.squeeze(2)
-            pooled = h.mean(dim=1)  # (B, D)
-            out["reward"] = self.heads["reward"](pooled).squeeze(-1)
-            out["termination_logit"] = self.heads["termination"](pooled).squeeze(-1)
-            return out
+            return target_fn(x, sigma, kv, fixed)
 
         return f
+
+    def _context(
+        self, tokens: list[Tensor], action: Tensor, frame_skip: Tensor, ctx_noise: Tensor
+    ) -> tuple[list[tuple[Tensor, Tensor]], tuple[Tensor, Tensor]]:
+        """The sigma-free part of a pass: context tokens [(B, m, N_m, D)] → every block's cross-attention keys and values, and
+        the conditioning terms of :meth:`ConditionEmbedder.fixed`."""
+        context = torch.cat(tokens, dim=2) + self.context_time[-tokens[0].shape[1] :, None]  # (B, m, N, D)
+        context = self.context_norm(context.flatten(1, 2))  # (B, m · N, D)
+        kv = [block.cross_attn.keys_values(context) for block in self.blocks]
+        return kv, self.condition.fixed(action, frame_skip, ctx_noise)
+
+    def _target(
+        self, x: dict[str, Tensor], sigma: Tensor, kv: list[tuple[Tensor, Tensor]], fixed: tuple[Tensor, Tensor]
+    ) -> dict[str, Tensor]:
+        """One evaluation on the noisy targets x {modality: (B, *latent)} at sigma (B,) given :meth:`_context`'s results."""
+        active = tuple(m for m in MODALITIES if m in x)
+        batch = sigma.shape[0]
+        split = [self.tokens[m] for m in active]
+        h = torch.cat([getattr(self, f"{m}_in")(x[m].reshape(batch, *self.shapes[m])) for m in active], dim=1)  # (B, N, D)
+        c = self.condition(fixed, sigma)  # (B, D)
+        for block, block_kv in zip(self.blocks, kv, strict=True):
+            h = block(h, block_kv, c, split, active)
+        out: dict[str, Tensor] = {}
+        for m, part in zip(active, h.split(split, dim=1), strict=True):
+            image = unpatchify(getattr(self, f"{m}_out")(part, c), self.shapes[m], self.patches[m])  # (B, C, H, W)
+            out[m] = image if m == "video" else image.squeeze(2)
+        pooled = h.mean(dim=1)  # (B, D)
+        out["reward"] = self.heads["reward"](pooled).squeeze(-1)
+        out["termination_logit"] = self.heads["termination"](pooled).squeeze(-1)
+        return out
+
+    def compile_velocity(self, mode: str | None = "reduce-overhead") -> None:
+        """``torch.compile`` both parts of :meth:`velocity_fn` (and so of every sampler built on it, and of ``forward``).
+
+        ``mode="reduce-overhead"`` replays each fixed-shape call as a CUDA graph: a sampler step at batch 1 is then bound by
+        the GPU, not by kernel launches. A part that fails to compile warns and runs eagerly (:func:`compiled`).
+        """
+        self._compiled = compiled(self._context, mode, "AV-CDiT context"), compiled(self._target, mode, "AV-CDiT velocity")
 
     def latent(self, m: str) -> tuple[int, ...]:
         """The latent shape of one step of modality m: (C, h, w) for video, (C_a, n) for audio."""
@@ -451,6 +480,32 @@ def count_parameters(config: AVCDiTConfig) -> int:
     """Trainable parameters of an AVCDiT of ``config`` (built on the meta device: no memory, no init cost)."""
     with torch.device("meta"):
         return sum(p.numel() for p in AVCDiT(config).parameters())
+
+
+def forward_flops(config: AVCDiTConfig, context_steps: int | None = None, modalities: tuple[str, ...] | None = None) -> dict[str, int]:
+    """Matrix-multiply FLOPs of one sample's pass (a multiply-add counts 2; norms, activations and sums are left out).
+
+    "context": the part :meth:`AVCDiT.velocity_fn` computes once (context tokens, every block's cross-attention keys and values,
+    the context-noise embedding); "target": one evaluation of its closure. A forward pass costs context + target, an imagined
+    step of k sampler steps context + k · target, a training step about 3 · (context + target) (the backward pass twice the
+    forward, as in Kaplan et al. 2020).
+    """
+    m = config.context if context_steps is None else context_steps
+    active = config.modalities if modalities is None else modalities
+    d, hidden = config.dim, round(config.dim * config.mlp_ratio)
+    patch = {"video": config.patch**2 * config.video_latent[0], "audio": config.audio_patch * config.audio_latent[0]}
+    tokens = {"video": (config.video_latent[1] // config.patch) * (config.video_latent[2] // config.patch)}
+    tokens["audio"] = config.audio_latent[1] // config.audio_patch
+    n = sum(tokens[k] for k in active)  # target tokens
+    noise_level = 256 * d + d * d  # NoiseLevelEmbedder's MLP
+    context = sum(m * tokens[k] * patch[k] * d for k in active) + config.depth * m * n * 2 * d * d + noise_level
+    experts = active if config.experts else ("shared",)
+    block = 6 * d * d + n * 3 * d * d + 2 * n * n * d + n * d * d  # modulation, self-attention q/k/v, q·k and a·v, output
+    block += 2 * n * d * d + 2 * n * m * n * d  # cross-attention: q and output, q·k and a·v over the m · N context tokens
+    block += len(experts) * 3 * d * d + n * 2 * d * hidden  # the experts' modulations and MLPs (each token through one)
+    target = sum(tokens[k] * patch[k] * d + 2 * d * d + tokens[k] * d * patch[k] for k in active)  # embedding, final layers
+    target += noise_level + config.depth * block + 2 * (d * d + d)  # sigma embedding, blocks, reward and termination heads
+    return {"context": 2 * context, "target": 2 * target}
 
 
 AV_CDIT_PRESETS: dict[str, AVCDiTConfig] = {
