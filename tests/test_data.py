@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from avworld.data.collect import CollectConfig, collect, marker, plan
+from avworld.data.collect import CollectConfig, _collect_shard, collect, marker, plan, shards
 from avworld.data.storage import DataError, flatten, open_collection
 from avworld.data.windows import WindowConfig, WindowDataset, scene_split
 from avworld.sim.simulator import SimConfig
@@ -25,20 +25,46 @@ def test_minari_reads_the_collection(collection: CollectConfig, monkeypatch: pyt
     import minari
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", collection.root)
+    ds = minari.load_dataset("avworld/tiny-v0")  # the whole collection, by one name
+    assert ds.total_episodes == 4
     seen = []
-    for shard in range(2):
-        ds = minari.load_dataset(f"avworld/tiny/shard-{shard:05d}-v0")
-        assert ds.total_episodes == 2
-        for ep, meta in zip(ds.iterate_episodes(), ds.storage.get_episode_metadata(range(2)), strict=True):
-            n = len(ep.actions)
-            assert ep.observations["rgb"].shape == (n + 1, 64, 64, 3) and ep.observations["rgb"].dtype == np.uint8
-            assert ep.observations["audio"].shape == (n + 1, 2, 4000) and ep.observations["audio"].dtype == np.float32
-            assert ep.infos["pose"].shape == (n + 1, 3) and ep.infos["geodesic_distance"].shape == (n + 1,)
-            assert ep.terminations[-1] or ep.truncations[-1]
-            assert {"scene_seed", "split", "sound", "behaviour", "success", "collisions"} <= set(meta)
-            assert meta["split"] == "train" and meta["behaviour"] in collection.behaviours
-            seen.append(int(meta["index"]))
-    assert sorted(seen) == [0, 1, 2, 3]
+    for ep, meta in zip(ds.iterate_episodes(), ds.storage.get_episode_metadata(range(4)), strict=True):
+        n = len(ep.actions)
+        assert ep.observations["rgb"].shape == (n + 1, 64, 64, 3) and ep.observations["rgb"].dtype == np.uint8
+        assert ep.observations["audio"].shape == (n + 1, 2, 4000) and ep.observations["audio"].dtype == np.float32
+        assert ep.infos["pose"].shape == (n + 1, 3) and ep.infos["geodesic_distance"].shape == (n + 1,)
+        assert ep.terminations[-1] or ep.truncations[-1]
+        assert {"scene_seed", "split", "sound", "behaviour", "success", "collisions"} <= set(meta)
+        assert meta["split"] == "train" and meta["behaviour"] in collection.behaviours
+        assert meta["options"] == {"scene_seed": meta["scene_seed"]}
+        seen.append(int(meta["index"]))
+    assert seen == [0, 1, 2, 3]
+    assert not (Path(collection.root) / "avworld" / "tiny").exists()  # the shards were joined, not left to combine by hand
+
+
+def test_minari_recreates_the_env_the_data_came_from(collection: CollectConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    import minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", collection.root)
+    ds = minari.load_dataset("avworld/tiny-v0")
+    recorded = SimConfig.from_dict(json.loads(ds.storage.metadata["avworld"])["sim"])
+    assert recorded.episode.max_steps == collection.max_steps == 20
+    env = ds.recover_environment()
+    assert env.spec is not None and env.spec.max_episode_steps == 20
+    assert env.unwrapped.config == recorded and env.unwrapped.split == "train"
+    assert set(env.observation_space.spaces) == set(collection.sensors)
+    obs, _ = env.reset(seed=0, options={"scene_seed": 0})
+    assert obs["audio"].shape == ds.observation_space["audio"].shape
+    assert ds.recover_environment(eval_env=True).unwrapped.split == "test"
+
+
+def test_minari_metadata_is_standard_json(collection: CollectConfig) -> None:
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    text = (Path(collection.root) / "avworld" / "tiny-v0" / "data" / "metadata.json").read_text()
+    meta = json.loads(text, parse_constant=refuse)
+    assert json.loads(meta["avworld"], parse_constant=refuse)["sim"]["episode"]["max_geodesic"] is None  # no limit: null, not ∞
 
 
 def test_a_finished_collection_is_not_redone(collection: CollectConfig) -> None:
@@ -126,33 +152,93 @@ def test_ddp_ranks_get_distinct_slices(collection: CollectConfig, tmp_path: Path
     assert not set(ranks[0]) & set(ranks[1]) and len(ranks[0]) == len(ranks[1]) == len(ds) // 2
 
 
-def test_a_corrupted_shard_is_named_and_skipped(collection: CollectConfig, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def unfinished(tmp_path_factory: pytest.TempPathFactory) -> CollectConfig:
+    """A collection still in shards (two of one episode each, not yet joined)."""
+    config = CollectConfig(root=str(tmp_path_factory.mktemp("shards")), name="tiny", episodes=3, scenes=2, shard_size=1, max_steps=8)
+    sim = SimConfig.from_dict({"episode": {"max_steps": 8}})
+    for k, episodes in list(shards(config))[:2]:
+        _collect_shard(config, sim, k, episodes)
+    return config
+
+
+def test_a_corrupted_shard_is_named_and_skipped(unfinished: CollectConfig, tmp_path: Path) -> None:
     import shutil
 
     root = tmp_path / "copy"
-    shutil.copytree(collection.root, root)
+    shutil.copytree(unfinished.root, root)
     bad = root / "avworld" / "tiny" / "shard-00001-v0" / "data" / "main_data.hdf5"
     bad.write_bytes(bad.read_bytes()[:2000])  # truncated
     with pytest.warns(RuntimeWarning, match="shard-00001-v0"):
-        shards = open_collection(root, "tiny")
-    assert [s.path.name for s in shards] == ["shard-00000-v0"]
-    assert flatten(shards, tmp_path / "cache").episodes["length"].size == 2  # the rest stays usable
+        shards_read = open_collection(root, "tiny")
+    assert [s.path.name for s in shards_read] == ["shard-00000-v0"]
+    assert flatten(shards_read, tmp_path / "cache").episodes["length"].size == 1  # the rest stays usable
     with pytest.raises(DataError, match=r"shard-00001-v0.*main_data\.hdf5"):
         open_collection(root, "tiny", strict=True)
 
 
-def test_mismatched_shards_are_refused_with_the_reason(collection: CollectConfig, tmp_path: Path) -> None:
+def test_a_corrupted_collection_is_named(collection: CollectConfig, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(collection.root, root)
+    bad = root / "avworld" / "tiny-v0" / "data" / "main_data.hdf5"
+    bad.write_bytes(bad.read_bytes()[:2000])
+    with pytest.raises(DataError, match=r"tiny-v0.*main_data\.hdf5"):
+        open_collection(root, "tiny")
+
+
+def test_mismatched_shards_are_refused_with_the_reason(unfinished: CollectConfig, tmp_path: Path) -> None:
     import shutil
 
     from minari import MinariDataset
 
     root = tmp_path / "copy"
-    shutil.copytree(collection.root, root)
+    shutil.copytree(unfinished.root, root)
     ds = MinariDataset(root / "avworld" / "tiny" / "shard-00001-v0" / "data")
     meta = json.loads(ds.storage.metadata["avworld"])
     ds.storage.update_metadata({"avworld": json.dumps({**meta, "sample_rate": 8000})})
     with pytest.raises(DataError, match="sample_rate is 8000 but 16000"):
         open_collection(root, "tiny")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads worker processes from Linux's /proc")
+def test_workers_exit_with_their_killed_parent_and_a_rerun_has_every_episode_once(tmp_path: Path) -> None:
+    config = CollectConfig(root=str(tmp_path / "ds"), name="kill", episodes=6, scenes=2, shard_size=1, workers=2, max_steps=15)
+    script = (
+        "from avworld.data.collect import CollectConfig, collect; from avworld.sim.simulator import SimConfig; "
+        f"collect(CollectConfig(**{dataclasses.asdict(config)!r}), SimConfig())"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not marker(config, 0).exists() and time.time() < deadline and parent.poll() is None:
+        time.sleep(0.05)
+    workers = _children(parent.pid)
+    assert len(workers) == 2 and parent.poll() is None, "the run should be mid-way, with its two workers"
+    parent.send_signal(signal.SIGKILL)  # the main process alone, as timeout or an OOM killer does
+    parent.wait()
+    deadline = time.time() + 5
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), "orphaned workers kept running"
+    done_before = len(list((tmp_path / "ds" / "avworld" / "kill").glob("*.done")))
+    assert done_before < 6
+    result = collect(dataclasses.replace(config, workers=2), SimConfig())
+    assert result["skipped"] == done_before and result["shards"] == 6 - done_before
+    [whole] = open_collection(config.root, "kill", strict=True)
+    assert [int(m["index"]) for m in whole.storage.get_episode_metadata(range(whole.episodes))] == list(range(6))
+    assert not list((tmp_path / "ds" / "avworld").glob(".staging-*"))
 
 
 def test_bad_collect_config_is_refused_by_field() -> None:

@@ -1,12 +1,21 @@
-"""Collect trajectories of ``avworld/AudioNav-v0`` into sharded Minari datasets (``avworld collect``).
+"""Collect trajectories of ``avworld/AudioNav-v0`` into one Minari dataset (``avworld collect``).
 
 Episode i of a collection is fully determined by the config and i: its scene seed,
 its behaviour and its reset seed. Episodes are grouped into shards of
-``shard_size``; each shard is one Minari dataset ``avworld/<name>/shard-NNNNN-v0``
-under ``root``, written by one worker process, and counts as done only once its
+``shard_size``, the unit of work and of resuming: each shard is a Minari dataset
+``avworld/<name>/shard-NNNNN-v0`` under ``root``, written by one worker process into a
+private staging folder and moved into place whole, and counts as done only once its
 marker file ``<root>/avworld/<name>/shard-NNNNN.done`` exists (written atomically
-after Minari has finished). A rerun skips done shards and rewrites unfinished ones,
-so an interrupted collection resumes with no episode lost or duplicated.
+after the move). A rerun skips done shards and rewrites unfinished ones, so an
+interrupted collection resumes with no episode lost or duplicated. Workers exit when
+the process that started them dies (SIGKILL or SIGTERM of the main process alone),
+so no orphan keeps writing.
+
+Once every shard is done they are assembled, in episode order, into the collection's
+one dataset ``avworld/<name>-v0`` (staged, then renamed into place) and the shards are
+removed: ``minari.load_dataset("avworld/<name>-v0")`` opens the whole collection, and
+its ``recover_environment()`` makes the env the data came from (``split``, ``sensors``
+and the full ``sim`` settings as the spec's kwargs, ``max_episode_steps`` the collection's).
 
 Per-episode metadata (Minari episode metadata): ``index`` (in the collection), ``scene_seed``, ``split``, ``sound``,
 ``behaviour``, ``success``, ``collisions``. Per-step ``infos``: ``pose`` (x, y, yaw),
@@ -19,6 +28,7 @@ import dataclasses
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +37,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 
 from avworld.data.behaviours import BEHAVIOURS, make_behaviour
 from avworld.envs.audio_nav import AudioNavEnv
@@ -99,6 +110,17 @@ def plan(config: CollectConfig) -> list[EpisodePlan]:
 
 def shard_id(config: CollectConfig, shard: int) -> str:
     return f"{NAMESPACE}/{config.name}/shard-{shard:05d}-v0"
+
+
+def dataset_id(config: CollectConfig) -> str:
+    """The Minari id of the whole collection, once assembled."""
+    return f"{NAMESPACE}/{config.name}-v0"
+
+
+def env_spec(config: CollectConfig, sim: SimConfig, split: str | None = None) -> EnvSpec:
+    """The spec of the env a collection runs, with every setting as kwargs (JSON-able), so Minari can recreate it."""
+    kwargs = {"split": split or config.split, "sensors": list(config.sensors), "sim": dataclasses.asdict(sim)}
+    return dataclasses.replace(gym.spec("avworld/AudioNav-v0"), kwargs=kwargs, max_episode_steps=sim.episode.max_steps)
 
 
 def marker(config: CollectConfig, shard: int) -> Path:
@@ -176,49 +198,149 @@ def dataset_metadata(config: CollectConfig, sim: SimConfig, env: AudioNavEnv) ->
     }
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: exit as soon as the process that started us is gone (it was killed alone, e.g. by
+    ``timeout`` or a scheduler), instead of finishing shards nobody waits for and then blocking for ever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _collect_shard(config: CollectConfig, sim: SimConfig, shard: int, episodes: list[EpisodePlan]) -> int:
-    """Worker: run a shard's episodes and write its Minari dataset and marker; returns the number of steps."""
+    """Worker: run a shard's episodes and write its Minari dataset and marker; returns the number of steps.
+
+    The dataset is written under a staging root private to this attempt and renamed into place whole, then the marker
+    is written: a killed attempt leaves either nothing in place or a complete shard without marker (redone by a rerun)."""
     import minari
 
-    os.environ["MINARI_DATASETS_PATH"] = str(Path(config.root).resolve())
-    path = Path(config.root) / shard_id(config, shard)
+    root = Path(config.root).resolve()
+    path = root / shard_id(config, shard)
     if path.exists():  # an unfinished earlier attempt
         shutil.rmtree(path)
+    staging = root / NAMESPACE / f".staging-{config.name}-{shard:05d}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.environ["MINARI_DATASETS_PATH"] = str(staging)
     env = AudioNavEnv(split=config.split, sensors=config.sensors, sim=sim)
     buffers, metas = zip(*(run_episode(env, ep, i) for i, ep in enumerate(episodes)), strict=True)
     meta = dataset_metadata(config, sim, env)
-    dataset = minari.create_dataset_from_buffers(
-        shard_id(config, shard),
-        list(buffers),
-        env=gym.spec("avworld/AudioNav-v0"),
-        eval_env=dataclasses.replace(gym.spec("avworld/AudioNav-v0"), kwargs={"split": "test"}),
-        observation_space=env.observation_space,
-        action_space=env.action_space,
-        algorithm_name="avworld.data.behaviours: " + ", ".join(f"{k}={v}" for k, v in sorted(config.behaviours.items())),
-        author="avworld",
-        author_email="avworld@users.noreply.github.com",
-        code_permalink="https://github.com/avworld/avworld",
-        description=f"avworld collection {config.name!r}, shard {shard}: audio-goal navigation trajectories (rgb + binaural audio).",
-        jpeg_encoding=False,
-    )
-    dataset.storage.update_metadata({"avworld": json.dumps(meta)})
-    dataset.storage.update_episode_metadata(list(metas), range(len(metas)))
-    done = marker(config, shard)
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"episodes": [ep.index for ep in episodes]}) + "\n")
-    tmp.replace(done)
+    try:
+        dataset = minari.create_dataset_from_buffers(
+            shard_id(config, shard),
+            list(buffers),
+            env=env_spec(config, sim),
+            eval_env=env_spec(config, sim, split="test"),
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            jpeg_encoding=False,
+            **_about(config, f"shard {shard}"),
+        )
+        dataset.storage.update_metadata({"avworld": json.dumps(meta)})
+        dataset.storage.update_episode_metadata(list(metas), range(len(metas)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (staging / shard_id(config, shard)).rename(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _write_atomic(marker(config, shard), json.dumps({"episodes": [ep.index for ep in episodes]}) + "\n")
     return int(sum(len(b.actions) for b in buffers))
 
 
+def _about(config: CollectConfig, part: str) -> dict[str, Any]:
+    """Minari's descriptive metadata of a collection (or of ``part`` of it)."""
+    return {
+        "algorithm_name": "avworld.data.behaviours: " + ", ".join(f"{k}={v}" for k, v in sorted(config.behaviours.items())),
+        "author": {"avworld"},
+        "author_email": {"avworld@users.noreply.github.com"},
+        "code_permalink": "https://github.com/avworld/avworld",
+        "description": f"avworld collection {config.name!r}{', ' + part if part else ''}: audio-goal navigation trajectories "
+        "(rgb + binaural audio).",
+    }
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+EPISODE_KEYS = ("index", "scene_seed", "split", "sound", "behaviour", "success", "collisions")
+
+
+def assemble(config: CollectConfig, sim: SimConfig) -> Path:
+    """Join the finished shards, in episode order, into the collection's dataset ``avworld/<name>-v0``; remove them.
+
+    Written in a staging folder and renamed into place, so the dataset exists complete or not at all."""
+    from minari.data_collector import EpisodeBuffer
+    from minari.dataset.minari_storage import MinariStorage
+
+    from avworld.data.storage import open_collection
+
+    root = Path(config.root).resolve()
+    final = root / dataset_id(config)
+    shard_root = root / NAMESPACE / config.name
+    if not final.exists():
+        shards = open_collection(root, config.name, strict=True, shards_only=True)
+        staging = root / NAMESPACE / f".staging-{config.name}-v0-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            first = shards[0].storage
+            storage = MinariStorage.new(
+                staging / "data",
+                observation_space=first.observation_space,
+                action_space=first.action_space,
+                env_spec=env_spec(config, sim),
+                data_format=first.metadata["data_format"],
+            )
+            metas = []
+            for shard in shards:
+                source = shard.storage
+                episode_metas = list(source.get_episode_metadata(range(source.total_episodes)))
+                for episode, m in zip(source.get_episodes(range(source.total_episodes)), episode_metas, strict=True):
+                    fields = {k: episode[k] for k in ("observations", "actions", "rewards", "terminations", "truncations", "infos")}
+                    storage.update_episodes([EpisodeBuffer(id=None, seed=m.get("seed"), options=m.get("options"), **fields)])
+                metas += [{k: m[k] for k in EPISODE_KEYS} for m in episode_metas]
+            if [int(m["index"]) for m in metas] != list(range(config.episodes)):
+                raise ValueError(f"{shard_root}: the shards hold episodes {[int(m['index']) for m in metas]}, not 0-{config.episodes - 1}")
+            storage.update_episode_metadata(metas, range(len(metas)))
+            storage.update_metadata(
+                {
+                    **{k: first.metadata[k] for k in ("avworld", "minari_version")},
+                    **_about(config, ""),
+                    "dataset_id": dataset_id(config),
+                    "eval_env_spec": env_spec(config, sim, split="test").to_json(),
+                }
+            )
+            staging.rename(final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(shard_root, ignore_errors=True)
+    return final
+
+
 def collect(config: CollectConfig, sim: SimConfig, on_shard: Callable[[int, int], None] | None = None) -> dict[str, int]:
-    """Collect every unfinished shard, ``config.workers`` at a time; returns counts of shards done/skipped and steps."""
+    """Collect every unfinished shard, ``config.workers`` at a time, then assemble the collection's dataset; returns
+    counts of shards done/skipped and steps."""
     import avworld  # noqa: F401  (workers import it too: registers the env)
 
     sim = dataclasses.replace(sim, episode=dataclasses.replace(sim.episode, max_steps=config.max_steps))
-    jobs = [(k, eps) for k, eps in shards(config) if not marker(config, k).exists()]
-    skipped = sum(1 for _ in shards(config)) - len(jobs)
+    every = list(shards(config))
+    if (Path(config.root) / dataset_id(config)).exists():
+        assemble(config, sim)  # removes shards a killed earlier run left behind
+        return {"shards": 0, "skipped": len(every), "steps": 0}
+    for stale in (Path(config.root) / NAMESPACE).glob(f".staging-{config.name}-*"):  # left by workers killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
+    jobs = [(k, eps) for k, eps in every if not marker(config, k).exists()]
+    skipped = len(every) - len(jobs)
     steps = 0
-    pool = ProcessPoolExecutor(max_workers=config.workers) if config.workers > 1 and len(jobs) > 1 else None
+    pool = (
+        ProcessPoolExecutor(max_workers=config.workers, initializer=_exit_with_parent, initargs=(os.getpid(),))
+        if config.workers > 1 and len(jobs) > 1
+        else None
+    )
     try:
         results = (
             pool.map(_collect_shard, [config] * len(jobs), [sim] * len(jobs), [k for k, _ in jobs], [e for _, e in jobs])
@@ -232,4 +354,5 @@ def collect(config: CollectConfig, sim: SimConfig, on_shard: Callable[[int, int]
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
+    assemble(config, sim)
     return {"shards": len(jobs), "skipped": skipped, "steps": steps}

@@ -1,6 +1,8 @@
-"""Open a collection's Minari shards, check them, and flatten them into a memory-mapped cache.
+"""Open a collection's Minari dataset (or, while it is being collected, its finished shards), check it, and flatten
+it into a memory-mapped cache.
 
-Shards are read with Minari itself. A shard that cannot be read (truncated,
+A finished collection is one dataset, ``avworld/<name>-v0``; an unfinished one (or one of an older avworld) is its
+finished shards ``avworld/<name>/shard-NNNNN-v0``. Either is read with Minari itself. A shard that cannot be read (truncated,
 corrupted, missing) is refused with a :class:`DataError` naming its file; with
 ``strict=False`` (the default) it is skipped with a warning and the other shards stay
 usable. Shards whose recorded settings disagree (sample rate, image or audio shape)
@@ -45,10 +47,17 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Shard:
-    path: Path  # the Minari dataset directory (…/shard-NNNNN-v0)
+    path: Path  # the Minari dataset directory (…/<name>-v0, or …/<name>/shard-NNNNN-v0)
     meta: dict[str, Any]
     episodes: int
     steps: int
+
+    @property
+    def storage(self) -> Any:
+        """Minari's storage of this dataset (episodes, their metadata, the dataset's metadata)."""
+        from minari import MinariDataset
+
+        return MinariDataset(self.path / "data").storage
 
 
 def _data_file(shard_dir: Path) -> Path:
@@ -73,8 +82,12 @@ def read_shard(shard_dir: Path) -> Shard:
         raise DataError(data, f"cannot read this Minari shard ({type(err).__name__}: {err})") from err
 
 
-def open_collection(root: str | os.PathLike[str], name: str, strict: bool = False) -> list[Shard]:
-    """The finished shards of collection ``name`` under ``root``, checked to agree with each other."""
+def open_collection(root: str | os.PathLike[str], name: str, strict: bool = False, shards_only: bool = False) -> list[Shard]:
+    """Collection ``name`` under ``root``: its dataset ``avworld/<name>-v0`` alone once assembled, else (or with
+    ``shards_only``) its finished shards, checked to agree with each other."""
+    whole = Path(root) / NAMESPACE / f"{name}-v0"
+    if whole.is_dir() and not shards_only:
+        return [read_shard(whole)]
     base = Path(root) / NAMESPACE / name
     if not base.is_dir():
         raise DataError(base, "no such collection (run `avworld collect` first)")

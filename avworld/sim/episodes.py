@@ -18,8 +18,9 @@ class EpisodeConfig:
 
     min_geodesic: float = 4.0
     """Minimum geodesic start-to-source distance, metres."""
-    max_geodesic: float = math.inf
-    """Maximum geodesic start-to-source distance, metres (a training curriculum lowers it; the benchmark keeps ∞)."""
+    max_geodesic: float | None = None
+    """Maximum geodesic start-to-source distance, metres; None (the default, kept by the benchmark) for no limit. A training
+    curriculum lowers it. None rather than ∞ keeps every file that records the settings standard JSON."""
     min_ratio: float = 1.1
     """Preferred minimum geodesic/Euclidean ratio; easier episodes are kept with ``easy_prob``."""
     easy_prob: float = 0.1
@@ -27,7 +28,9 @@ class EpisodeConfig:
     max_steps: int = 500
 
     def __post_init__(self) -> None:
-        if self.max_geodesic < self.min_geodesic:
+        if self.max_geodesic == math.inf:
+            self.max_geodesic = None
+        if self.max_geodesic is not None and not self.max_geodesic >= self.min_geodesic:
             raise ValueError(f"episode.max_geodesic ({self.max_geodesic}) is below episode.min_geodesic ({self.min_geodesic})")
         if self.min_geodesic < 0 or self.success_distance <= 0 or self.max_steps < 1 or not 0 <= self.easy_prob <= 1:
             raise ValueError(f"invalid episode config {self}")
@@ -75,7 +78,9 @@ def sample_start(grid: NavGrid, field: GoalField, rng: np.random.Generator, conf
     free = np.flatnonzero(grid.free)
     nx = grid.shape[1]
     geo = field.field.ravel()[free]  # (F,)
-    near = np.isfinite(geo) & (geo >= config.min_geodesic) & (geo <= config.max_geodesic)
+    near = np.isfinite(geo) & (geo >= config.min_geodesic)
+    if config.max_geodesic is not None:
+        near &= geo <= config.max_geodesic
     if not near.any():
         raise EpisodeSamplingError(f"no navigable start {_range(config)} m (geodesic) from the source")
     pts = grid.to_world(free // nx, free % nx)  # (F, 2)
@@ -87,4 +92,4 @@ def sample_start(grid: NavGrid, field: GoalField, rng: np.random.Generator, conf
 
 
 def _range(config: EpisodeConfig) -> str:
-    return f"at least {config.min_geodesic}" if math.isinf(config.max_geodesic) else f"{config.min_geodesic}-{config.max_geodesic}"
+    return f"at least {config.min_geodesic}" if config.max_geodesic is None else f"{config.min_geodesic}-{config.max_geodesic}"
