@@ -133,3 +133,43 @@ def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
         load_scene(bad)
     with pytest.raises(SceneError, match="expected an object"):
         Scene.from_dict([1, 2])
+
+
+def _square(side: float, walls: int = 4) -> dict[str, object]:
+    """A closed square room of ``side`` metres, its south wall split into ``walls - 3`` pieces."""
+    south = [{"start": [side * k / (walls - 3), 0], "end": [side * (k + 1) / (walls - 3), 0]} for k in range(walls - 3)]
+    others = [{"start": [side, 0], "end": [side, side]}, {"start": [side, side], "end": [0, side]}, {"start": [0, side], "end": [0, 0]}]
+    return {"walls": south + others, "sources": [{"position": [side - 1, 1], "sound": "telephone"}], "start": {"position": [1, 1]}}
+
+
+@pytest.mark.parametrize(
+    ("side", "walls", "words"),
+    [
+        (400.0, 4, r"walls span 400\.0 m, over the limit of 50 m \(MAX_EXTENT"),
+        (10.0, 200, r"200 walls is over the limit of 64 \(MAX_WALLS"),
+    ],
+)
+def test_scenes_too_large_are_refused_at_load_naming_the_limit(tmp_path: Path, side: float, walls: int, words: str) -> None:
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(_square(side, walls)))
+    with pytest.raises(SceneError, match=words):
+        load_scene(path)
+
+
+def test_a_grid_over_its_cell_limit_is_refused_before_it_is_built() -> None:
+    from avworld.sim.navigation import MAX_GRID_CELLS, NavGrid
+
+    big = Scene.from_dict(_square(45.0))  # within MAX_EXTENT, but not at a 2.5 cm cell
+    with pytest.raises(SceneError, match=rf"over the limit of {MAX_GRID_CELLS:,} \(MAX_GRID_CELLS"):
+        NavGrid(big, 0.18, cell=0.025)
+    assert Scene.from_dict(_square(49.0)).walls  # a large scene under every limit still loads
+
+
+def test_procedural_scenes_stay_under_the_size_limits() -> None:
+    from avworld.sim.procedural import generate_apartment
+    from avworld.sim.scene import MAX_EXTENT, MAX_WALLS
+
+    for seed in range(0, 400, 37):
+        s = generate_apartment(seed)
+        lo, hi = s.bounds()
+        assert len(s.walls) <= MAX_WALLS / 2 and float(max(hi - lo)) <= MAX_EXTENT / 2

@@ -18,7 +18,12 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from avworld.sim.scene import Scene
+from avworld.sim.scene import Scene, SceneError
+
+MAX_GRID_CELLS = 1_100_000
+"""Cells a navigation grid may have (a 50 m square scene at 5 cm: 1,014² cells, 2.8 s and ~0.5 GB with one distance
+field; memory and time grow with the cells, a 200 m room took 8.5 GB). Larger grids are refused when the scene is first
+used, naming this limit: a finer ``nav_cell`` shrinks the largest scene accepted."""
 
 # Half of the 16-neighbourhood (the other half is the same edges reversed): 4 axial/diagonal + 4 knight moves.
 _OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1), (1, 2), (2, 1), (1, -2), (2, -1))
@@ -97,6 +102,12 @@ class NavGrid:
         margin = 2 * cell
         self.origin = lo - margin
         nx, ny = (np.ceil((hi + margin - self.origin) / cell).astype(int) + 1).tolist()
+        if nx * ny > MAX_GRID_CELLS:
+            raise SceneError(
+                "walls",
+                f"the navigation grid would have {nx} x {ny} = {nx * ny:,} cells of {cell} m, over the limit of {MAX_GRID_CELLS:,} "
+                f"(MAX_GRID_CELLS; the walls span {float(np.max(hi - lo)):.1f} m; see docs/scenes.md)",
+            )
         self.shape = (ny, nx)
         self.clearance = self._clearance()  # (ny, nx)
         solid = self.clearance <= 0
