@@ -3,8 +3,9 @@
 The imagined world has the real world's spaces and contract (DESIGN.md), so a policy
 moves between the two unchanged. It starts from real context (a few steps of a real
 episode, a window of a collection, or the caller's observations) and from there on
-every observation, reward and episode end comes from one :meth:`Imagination.predict`
-call. :class:`DreamWorlds` holds B imagined worlds at once; :class:`DreamEnv` is one
+every observation, reward and episode end comes from one :meth:`Imagination.step`
+call of the imagination core (:mod:`avworld.models.imagination`). :class:`DreamWorlds` holds B imagined worlds at once
+(an :class:`ImaginedState`) and turns them into the real env's observations; :class:`DreamEnv` is one
 of them behind ``gymnasium.Env`` and :class:`avworld.envs.dream_vector.DreamVectorEnv`
 is B of them behind ``gymnasium.vector.VectorEnv``, stepped in one batched call.
 """
@@ -12,7 +13,6 @@ is B of them behind ``gymnasium.vector.VectorEnv``, stepped in one batched call.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,8 @@ import torch
 from gymnasium import spaces
 
 from avworld.envs.audio_nav import RENDER_HEIGHT, AudioNavEnv
-from avworld.envs.dream_config import DreamConfig, check_learned, dream_sim, dream_spaces, latent_shapes, load_world
-from avworld.models.imagination import FIELDS, Imagination, push
+from avworld.envs.dream_config import DreamConfig, check_learned, dream_sim, dream_spaces, dream_world
+from avworld.models.imagination import FIELDS, Imagination, ImaginedState
 from avworld.sim.audio import log_spectrogram, spectrogram_bounds
 from avworld.sim.simulator import Action, SimConfig
 
@@ -41,8 +41,8 @@ class ContextSource:
     """Real context for an imagined world: {field: (k, ...)} arrays of k ≤ m consecutive real observations, oldest first.
 
     ``start="episode"``: a fresh real ``AudioNav-v0`` episode of ``split``, seeded from the world's generator, run for m − 1
-    random moves (FORWARD, TURN_LEFT, TURN_RIGHT: never STOP); ``start="dataset"``: the first m observations of a random
-    window of the collection ``data`` (its scenes of ``split``). ``options["context"]`` overrides both.
+    random moves (FORWARD, TURN_LEFT, TURN_RIGHT: never STOP); a source object (``start=source``): ``source(rng)``,
+    checked like the caller's context. ``options["context"]`` overrides both.
     """
 
     def __init__(self, config: DreamConfig, world: Imagination, sim: SimConfig, where: Path) -> None:
@@ -50,28 +50,11 @@ class ContextSource:
         self.fields = tuple(FIELDS[m] for m in world.modalities)
         self.shapes = {"rgb": (sim.render.height, sim.render.width, 3), "audio": (2, round(sim.agent.step_time * sim.acoustics.fs))}
         self.real: AudioNavEnv | None = None
-        self.windows: Any = None
-        if config.start == "episode":
+        self.source = None if isinstance(config.start, str) else config.start
+        if self.source is None:
             self.real = AudioNavEnv(split=config.split, sensors=self.fields, sim=sim)
-        else:
-            self.windows = self._windows(config, world, sim, where)
-
-    def _windows(self, config: DreamConfig, world: Imagination, sim: SimConfig, where: Path) -> Any:
-        """Windows of m + 1 observations of the collection's scenes of ``split``."""
-        from avworld.data.storage import flatten, open_collection  # lazily: avworld.data itself imports the envs
-        from avworld.data.windows import WindowConfig, WindowDataset
-
-        data = dict(config.data or {k: world.meta.get("data", {}).get(k) for k in ("root", "name")})
-        if data.get("root") is None or data.get("name") is None:
-            raise ValueError("data: start='dataset' needs data={'root': ..., 'name': ...} (the checkpoint names no collection)")
-        flat = flatten(open_collection(data["root"], data["name"]), data.get("cache") or os.path.join(data["root"], "cache"))
-        collection = f"collection {data['root']}/{data['name']}"
-        check_learned(SimConfig.from_dict(flat.meta["sim"]), sim, collection, str(where))
-        fractions = tuple(data.get("fractions") or (0.9, 0.05, 0.05))
-        windows = WindowDataset(flat, WindowConfig(context=self.context, horizon=1, split=config.split, fractions=fractions))
-        if len(windows) == 0:
-            raise ValueError(f"data: {collection} has no episode of split {config.split!r} with {self.context} steps; pick another split")
-        return windows
+        elif isinstance(getattr(self.source, "sim", None), SimConfig):
+            check_learned(self.source.sim, sim, str(getattr(self.source, "where", "the context source")), str(where))  # type: ignore[attr-defined]
 
     def __call__(self, rng: np.random.Generator, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
         extra = sorted(set(options) - {"context", "scene_seed", "actions"})
@@ -83,8 +66,8 @@ class ContextSource:
             return self.given(options["context"])
         if self.real is not None:
             return self._episode(rng, options)
-        item = self.windows[int(rng.integers(len(self.windows)))]
-        return {f: item[f][: self.context].numpy() for f in self.fields}
+        assert self.source is not None
+        return self.given(self.source(rng), "the context source's")
 
     def _episode(self, rng: np.random.Generator, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Observations of a real episode: reset (``options["scene_seed"]`` picks the scene), then ``options["actions"]`` or
@@ -104,35 +87,30 @@ class ContextSource:
         frames = frames[-self.context :]
         return {f: np.stack([o[f] for o in frames]) for f in self.fields}
 
-    def given(self, context: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The caller's context {"rgb": uint8 (k, H, W, 3), "audio": float (k, 2, N)}, 1 ≤ k ≤ m, checked."""
+    def given(self, context: Mapping[str, Any], what: str = "options['context']") -> dict[str, np.ndarray]:
+        """A given context {"rgb": uint8 (k, H, W, 3), "audio": float (k, 2, N)}, 1 ≤ k ≤ m, checked (``what`` names it)."""
         out, steps = {}, set()
         for f in self.fields:
             if f not in context:
-                raise ValueError(f"options['context'] needs {f!r} (this world model imagines {', '.join(self.fields)})")
+                raise ValueError(f"{what} needs {f!r} (this world model imagines {', '.join(self.fields)})")
             x = np.asarray(context[f])
             if x.ndim != 1 + len(self.shapes[f]) or x.shape[1:] != self.shapes[f] or not 1 <= x.shape[0] <= self.context:
                 shape = ", ".join(map(str, self.shapes[f]))
-                raise ValueError(f"options['context'][{f!r}] must have shape (k, {shape}), 1 ≤ k ≤ {self.context}, got {x.shape}")
+                raise ValueError(f"{what}[{f!r}] must have shape (k, {shape}), 1 ≤ k ≤ {self.context}, got {x.shape}")
             if f == "rgb" and x.dtype != np.uint8:
-                raise ValueError(f"options['context']['rgb'] must be uint8, got {x.dtype}")
+                raise ValueError(f"{what}['rgb'] must be uint8, got {x.dtype}")
             out[f] = x if f == "rgb" else np.clip(x, -1.0, 1.0).astype(np.float32)
             steps.add(x.shape[0])
         if len(steps) > 1:
-            raise ValueError(f"options['context'] arrays must hold the same number of steps, got {sorted(steps)}")
+            raise ValueError(f"{what} arrays must hold the same number of steps, got {sorted(steps)}")
         return out
 
 
-def _pad(x: np.ndarray, m: int) -> np.ndarray:
-    """(k, ...) → (m, ...): the oldest step repeated in front, as if the agent had stood still (k ≤ m)."""
-    return np.concatenate([np.repeat(x[:1], m - len(x), axis=0), x]) if len(x) < m else x
-
-
 class DreamWorlds:
-    """B imagined worlds on one device: their context windows and batched start, step, observe and decode.
+    """B imagined worlds on one device (an :class:`ImaginedState`) and the real env's observations of them.
 
     Each world draws its sampler noise from its own ``np.random.Generator`` (passed per call), so world i of a batch
-    imagines what a single env seeded alike imagines, whatever the batch holds; one :meth:`Imagination.predict` call
+    imagines what a single env seeded alike imagines, whatever the batch holds; one :meth:`Imagination.step` call
     steps every world of a call.
     """
 
@@ -141,7 +119,7 @@ class DreamWorlds:
             raise ValueError(f"num_envs must be ≥ 1, got {batch}")
         assert config.checkpoint is not None
         self.config, self.batch = config, batch
-        self.world, where = load_world(config.checkpoint, config.device, config.amp)
+        self.world, where = dream_world(config.checkpoint, config.device, config.amp)
         if "audio" not in self.world.modalities and {"audio", "spectrogram"} & set(config.sensors):
             raise ValueError(f"sensors: the world model {where} imagines no audio; use sensors=('rgb',)")
         self.sim = dream_sim(self.world, config.sim, where)
@@ -149,31 +127,30 @@ class DreamWorlds:
         self.action_space = spaces.Discrete(len(Action))
         self.horizon = config.horizon or self.sim.episode.max_steps
         self.source = ContextSource(config, self.world, self.sim, where)
-        self.shapes = latent_shapes(self.world)
+        self.shapes = self.world.latent_shapes()
         m, device = self.world.context, self.world.device
-        self.context = {mod: torch.zeros((batch, m, *shape), device=device) for mod, shape in self.shapes.items()}  # (B, m, *latent)
-        self.latest = {mod: torch.zeros((batch, *shape), device=device) for mod, shape in self.shapes.items()}  # (B, *latent)
+        self.state = ImaginedState({mod: torch.zeros((batch, m, *shape), device=device) for mod, shape in self.shapes.items()})
+
+    @property
+    def latest(self) -> dict[str, torch.Tensor]:
+        """The newest latents of every world: {modality: (B, *latent)}."""
+        return self.state.latest
 
     def start(self, index: np.ndarray, contexts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """(Re)start worlds ``index`` (n,) from real contexts (each {field: (k, ...)}, padded to m); their first observations (n, ...).
 
         The first observation is the last real context step (in latent mode, its latents).
         """
-        m = self.world.context
-        real = {f: np.stack([_pad(np.asarray(c[f]), m) for c in contexts]) for f in self.source.fields}  # (n, m, ...)
-        z = self.world.encode({f: torch.from_numpy(x) for f, x in real.items()})  # {mod: (n, m, *latent)}
-        rows = torch.as_tensor(index, device=self.world.device)
-        for mod, zm in z.items():
-            self.context[mod][rows] = zm
-            self.latest[mod][rows] = zm[:, -1]
+        started = self.world.start([{f: torch.from_numpy(np.asarray(c[f])) for f in self.source.fields} for c in contexts])
+        self.state.put(torch.as_tensor(index, device=self.world.device), started)
         if self.config.latent:
-            return {mod: zm[:, -1].cpu().numpy() for mod, zm in z.items()}
-        return self._observations({f: x[:, -1] for f, x in real.items()})
+            return {mod: z.cpu().numpy() for mod, z in started.latest.items()}
+        return self._observations({f: np.stack([np.asarray(c[f])[-1] for c in contexts]) for f in self.source.fields})
 
     def step(
         self, index: np.ndarray, actions: np.ndarray, rngs: Sequence[np.random.Generator]
     ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
-        """Imagine one step of worlds ``index`` (n,) under ``actions`` (n,), world i's noise from ``rngs[i]``, in one predict call.
+        """Imagine one step of worlds ``index`` (n,) under ``actions`` (n,), world i's noise from ``rngs[i]``, in one step call.
 
         Returns the new latents {modality: (n, *latent)}, rewards (n,) float64 and termination probabilities (n,) float64.
         """
@@ -183,14 +160,10 @@ class DreamWorlds:
             mod: torch.from_numpy(np.stack([rng.standard_normal(shape, dtype=np.float32) for rng in rngs])).to(device)
             for mod, shape in self.shapes.items()
         }
-        context = {mod: c[rows] for mod, c in self.context.items()}
         action = torch.as_tensor(np.asarray(actions, np.int64), device=device)
-        out = self.world.predict(context, action, steps=self.config.sampler_steps, noise=noise)
-        latents = {mod: out[mod] for mod in self.shapes}
-        for mod, z in latents.items():
-            self.context[mod][rows] = push(context[mod], z)
-            self.latest[mod][rows] = z
-        return latents, out["reward"].double().cpu().numpy(), out["termination"].double().cpu().numpy()
+        step = self.world.step(self.state.take(rows), action, self.config.sampler_steps, noise=noise)
+        self.state.put(rows, step.state)
+        return step.latents, step.reward.double().cpu().numpy(), step.termination.double().cpu().numpy()
 
     def terminated(self, actions: np.ndarray, termination: np.ndarray) -> np.ndarray:
         """Episode ends (n,) bool: on STOP, as in the real env (``termination="stop"``), or where the model's termination
@@ -203,8 +176,7 @@ class DreamWorlds:
         """Observations (n, ...) of new latents (n, *latent): the latents themselves in latent mode, else decoded."""
         if self.config.latent:
             return {mod: z.float().cpu().numpy() for mod, z in latents.items()}
-        decoded = self.world.decode(dict(latents))
-        return self._observations({f: x.cpu().numpy() for f, x in decoded.items()})
+        return self._observations({f: x.cpu().numpy() for f, x in self.world.observations(dict(latents)).items()})
 
     def decode(self, latents: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Decoded observations of latents {modality: (..., *latent)} (any leading dims): {sensor: (..., *shape)}."""
@@ -219,12 +191,12 @@ class DreamWorlds:
                     f"decode: latents[{mod!r}] must have shape (..., {', '.join(map(str, self.shapes[mod]))}), got {tuple(x.shape)}"
                 )
         flat = {mod: x.reshape(-1, *self.shapes[mod]) for mod, x in z.items()}
-        decoded = self.world.decode(flat)
-        obs = self._observations({f: x.cpu().numpy() for f, x in decoded.items()})
+        obs = self._observations({f: x.cpu().numpy() for f, x in self.world.observations(flat).items()})
         return {k: v.reshape(*lead, *v.shape[1:]) for k, v in obs.items()}
 
     def _observations(self, fields: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Sensor observations (n, ...) from ``rgb`` (n, H, W, 3) and ``audio`` (n, 2, N), clipped to the space."""
+        """Sensor observations (n, ...) from ``rgb`` (n, H, W, 3) and ``audio`` (n, 2, N), clipped to the space (real context
+        audio may not be)."""
         obs = {"rgb": np.ascontiguousarray(fields["rgb"], dtype=np.uint8)}
         sensors = self.config.sensors
         if "audio" in sensors or "spectrogram" in sensors:
@@ -274,8 +246,9 @@ class DreamEnv(gym.Env[dict[str, np.ndarray], int]):
     - ``start="episode"`` (default): a fresh real episode of ``split`` (default ``"test"`` scenes), seeded from this env's
       ``np_random``, for m − 1 random moves (never STOP); ``options={"scene_seed": s}`` picks the scene and
       ``options={"actions": [...]}`` the moves (the last m observations are kept).
-    - ``start="dataset"``: the first m observations of a random window of the collection ``data`` (``{"root", "name"}``,
-      optional ``cache``, ``fractions``; default: the checkpoint's training collection), its scenes of ``split``.
+    - ``start=source``, a context source made by the caller: ``source(rng)`` returns a context as below, drawn from this
+      env's ``np_random``; e.g. ``avworld.data.contexts.CollectionContexts(root, name, split)``, the first m observations of
+      a random window of a collection (its simulator settings are checked against the model's).
     - ``options={"context": {"rgb": uint8 (k, H, W, 3), "audio": float (k, 2, N)}}``, 1 ≤ k ≤ m: the caller's context.
     Contexts shorter than m are padded in front with their oldest step (as if the agent had stood still).
 
@@ -295,7 +268,7 @@ class DreamEnv(gym.Env[dict[str, np.ndarray], int]):
     - ``sensors``: ``("rgb", "audio")`` by default; any of ``rgb``, ``audio``, ``spectrogram``.
     - ``horizon``: imagined steps before truncation. ``sampler_steps``: Euler steps of the flow sampler (4).
     - ``device``: ``"cpu"`` or ``"cuda"``. ``amp``: decode observations under bf16 where the device does bf16 in
-      hardware (CUDA, AMX / AVX512-BF16 CPUs; 1.5x faster small decoders). ``start``, ``split``, ``data``: see Starting State.
+      hardware (CUDA, AMX / AVX512-BF16 CPUs; 1.5x faster small decoders). ``start``, ``split``: see Starting State.
     - ``latent``: observations are latents (see Observation Space).
     - ``termination``, ``termination_threshold``: see Episode End.
     - ``sim``: overrides of the checkpoint's simulator settings (a mapping merged over them, or a :class:`SimConfig`);

@@ -7,20 +7,19 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from gymnasium import spaces
 
 from avworld.envs.audio_nav import SENSORS, observation_space
 from avworld.models.checkpoint import CheckpointError
-from avworld.models.imagination import Imagination
+from avworld.models.imagination import Imagination, load_world
 from avworld.sim.procedural import SPLITS
 from avworld.sim.simulator import SimConfig
 
 DREAM_SENSORS = ("rgb", "audio", "spectrogram")
 """Sensors the world model imagines (depth and pointgoal it does not)."""
-STARTS = ("episode", "dataset")
 TERMINATIONS = ("stop", "model")
 LEARNED_FIELDS = (
     ("render", "width"),
@@ -33,7 +32,14 @@ LEARNED_FIELDS = (
     ("acoustics", "fs"),
 )
 """Simulator settings a world model learns: an imagined world must use those of its training data."""
-DATA_KEYS = ("root", "name", "cache", "fractions")
+
+
+class ContextSource(Protocol):
+    """Real contexts made by the caller (e.g. :class:`avworld.data.contexts.CollectionContexts`): ``source(rng)`` returns
+    {"rgb": uint8 (k, H, W, 3), "audio": float (k, 2, N)}, 1 ≤ k ≤ m, oldest first, drawing only from ``rng``. A source
+    with a ``sim`` attribute (a :class:`SimConfig`) is checked against the world model's learned settings."""
+
+    def __call__(self, rng: np.random.Generator) -> Mapping[str, np.ndarray]: ...
 
 
 @dataclass
@@ -46,9 +52,8 @@ class DreamConfig:
     sampler_steps: int = 4
     device: str = "cpu"
     amp: bool = False
-    start: str = "episode"
+    start: str | ContextSource = "episode"
     split: str = "test"
-    data: Mapping[str, Any] | None = None
     latent: bool = False
     termination: str = "stop"
     termination_threshold: float = 0.5
@@ -68,27 +73,25 @@ class DreamConfig:
             raise ValueError(f"horizon must be ≥ 1 imagined steps, got {self.horizon}")
         if self.sampler_steps < 1:
             raise ValueError(f"sampler_steps must be ≥ 1, got {self.sampler_steps}")
-        if self.start not in STARTS:
-            raise ValueError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
+        if isinstance(self.start, str) and self.start != "episode":
+            raise ValueError(f"start must be 'episode' or a context source (avworld.data.contexts.CollectionContexts), got {self.start!r}")
+        if not isinstance(self.start, str) and not callable(self.start):
+            raise ValueError(f"start must be 'episode' or a callable context source, got {type(self.start).__name__}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.termination not in TERMINATIONS:
             raise ValueError(f"termination must be one of {', '.join(TERMINATIONS)}, got {self.termination!r}")
         if not 0.0 < self.termination_threshold < 1.0:
             raise ValueError(f"termination_threshold must lie in (0, 1), got {self.termination_threshold}")
-        if self.data is not None:
-            extra = sorted(set(self.data) - set(DATA_KEYS))
-            if extra or "root" not in self.data or "name" not in self.data:
-                raise ValueError(f"data must be a mapping with root and name (optional cache, fractions), got keys {sorted(self.data)}")
 
 
-def load_world(checkpoint: str | os.PathLike[str] | Imagination, device: str, amp: bool = False) -> tuple[Imagination, Path]:
-    """The world model (loaded onto ``device`` with bf16 decoding if ``amp``, or as given) and the path its errors name;
-    refuses one Dream-v0 cannot use."""
+def dream_world(checkpoint: str | os.PathLike[str] | Imagination, device: str, amp: bool = False) -> tuple[Imagination, Path]:
+    """The world model (:func:`load_world` onto ``device`` with bf16 decoding if ``amp``, or as given) and the path its
+    errors name; refuses one Dream-v0 cannot use."""
     if isinstance(checkpoint, Imagination):
         world, where = checkpoint, Path("<in-memory world model>")
     else:
-        world, where = Imagination.load(checkpoint, device, amp), Path(checkpoint)
+        world, where = load_world(checkpoint, device, amp), Path(checkpoint)
     if "video" not in world.modalities:
         raise CheckpointError(where, f"Dream-v0 needs a world model that imagines video (observations have rgb), not {world.modalities}")
     if "sim" not in world.meta:
@@ -133,17 +136,10 @@ def dream_sim(world: Imagination, sim: SimConfig | Mapping[str, Any] | None, whe
     return config
 
 
-def latent_shapes(world: Imagination) -> dict[str, tuple[int, ...]]:
-    """{modality: latent shape of one step}: ``video`` (C, h, w), ``audio`` (C_a, n)."""
-    net = world.net.config
-    shapes = {"video": tuple(net.video_latent), "audio": tuple(net.audio_latent)}
-    return {m: shapes[m] for m in world.modalities}
-
-
 def dream_spaces(world: Imagination, config: DreamConfig, sim: SimConfig) -> tuple[spaces.Dict, spaces.Dict]:
     """(observation space, decoded space): the real env's for ``sensors``, or in latent mode float32 latents of each modality."""
     decoded = observation_space(sim, config.sensors)
     if not config.latent:
         return decoded, decoded
-    boxes = {m: spaces.Box(-np.inf, np.inf, shape, np.float32) for m, shape in latent_shapes(world).items()}
+    boxes = {m: spaces.Box(-np.inf, np.inf, shape, np.float32) for m, shape in world.latent_shapes().items()}
     return spaces.Dict(boxes), decoded

@@ -16,7 +16,7 @@ from avworld.envs.dream import DreamWorlds, _config
 class DreamVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
     """``num_envs`` worlds of ``avworld/Dream-v0`` (see :class:`~avworld.envs.dream.DreamEnv`, whose arguments it takes).
 
-    Every :meth:`step` imagines all running worlds in one :meth:`Imagination.predict` call, and decodes (or, in latent
+    Every :meth:`step` imagines all running worlds in one :meth:`Imagination.step` call, and decodes (or, in latent
     mode, returns) their latents in one batched call per modality. ``single_observation_space`` and
     ``single_action_space`` are Dream-v0's; the batched spaces come from ``gymnasium.vector.utils.batch_space``.
 

@@ -17,6 +17,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import avworld  # noqa: F401
 from avworld.data.collect import CollectConfig
+from avworld.data.contexts import CollectionContexts
 from avworld.envs.audio_nav import AudioNavEnv
 from avworld.envs.dream import DreamEnv
 from avworld.envs.dream_vector import DreamVectorEnv
@@ -32,8 +33,8 @@ SENSORS = ("rgb", "audio", "spectrogram")
 @pytest.fixture
 def dataset(collection: CollectConfig, world_checkpoint: str) -> dict[str, Any]:
     """Dream kwargs that start from windows of the tiny collection (fast), trained-on scenes."""
-    data = {"root": collection.root, "name": collection.name}
-    return {"checkpoint": world_checkpoint, "start": "dataset", "split": "train", "data": data}
+    windows = CollectionContexts(collection.root, collection.name, split="train")
+    return {"checkpoint": world_checkpoint, "start": windows, "split": "train"}
 
 
 def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray], atol: float = 1e-4) -> None:
@@ -76,7 +77,7 @@ def test_sb3_check_env(dataset: dict[str, Any], latent: bool) -> None:
 
 @pytest.mark.parametrize("start", ["episode", "dataset"])
 def test_same_seed_same_dream(dataset: dict[str, Any], start: str) -> None:
-    kwargs = dataset | {"start": start}
+    kwargs = dataset if start == "dataset" else dataset | {"start": start}
 
     def rollout(seed: int) -> list[bytes]:
         env = gym.make("avworld/Dream-v0", sensors=SENSORS, **kwargs)
@@ -166,7 +167,7 @@ def test_bad_checkpoints_fail_at_make(world_checkpoint: str, tmp_path: Path, how
         gym.make("avworld/Dream-v0", checkpoint=str(_corrupt(world_checkpoint, tmp_path, how)))
 
 
-def test_bad_arguments_fail_at_make(world_checkpoint: str, tmp_path: Path) -> None:
+def test_bad_arguments_fail_at_make(world_checkpoint: str, collection: CollectConfig, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         gym.make("avworld/Dream-v0", checkpoint=str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="checkpoint"):
@@ -181,8 +182,10 @@ def test_bad_arguments_fail_at_make(world_checkpoint: str, tmp_path: Path) -> No
         gym.make("avworld/Dream-v0", checkpoint=world_checkpoint, sensors=("rgb", "depth"))
     with pytest.raises(ValueError, match="unknown argument 'frames'"):
         gym.make("avworld/Dream-v0", checkpoint=world_checkpoint, frames=3)
+    with pytest.raises(ValueError, match="start must be 'episode' or a context source"):
+        gym.make("avworld/Dream-v0", checkpoint=world_checkpoint, start="dataset")
     with pytest.raises(ValueError, match="no episode of split 'test'"):
-        gym.make("avworld/Dream-v0", checkpoint=world_checkpoint, start="dataset")  # the checkpoint's collection has train scenes only
+        CollectionContexts(collection.root, collection.name, split="test")  # the tiny collection has train scenes only
     env = gym.make("avworld/Dream-v0", checkpoint=world_checkpoint, sim={"episode": {"max_steps": 7}})  # not a learned setting
     assert env.unwrapped.worlds.horizon == 7
 
@@ -211,7 +214,7 @@ def test_vector_env_next_step_autoreset(dataset: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(("start", "latent"), [("dataset", False), ("episode", False), ("dataset", True)])
 def test_batch_equals_single_envs_seeded_alike(dataset: dict[str, Any], start: str, latent: bool) -> None:
-    kwargs = dataset | {"start": start, "horizon": 2, "sensors": SENSORS, "latent": latent}
+    kwargs = (dataset if start == "dataset" else dataset | {"start": start}) | {"horizon": 2, "sensors": SENSORS, "latent": latent}
     batched = DreamVectorEnv(3, **kwargs)
     singles = SyncVectorEnv([lambda: DreamEnv(**kwargs) for _ in range(3)])
     _same(batched.reset(seed=11)[0], singles.reset(seed=11)[0])

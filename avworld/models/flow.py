@@ -150,16 +150,13 @@ def velocity_field(
     """The net's velocity at clean context (``ctx_noise`` 0) for one batch of windows, as a :data:`Velocity`.
 
     ctx_video (B, m, C, h, w), ctx_audio (B, m, C_a, n): context latents (None: the modality is not imagined); action (B,)
-    int64; frame_skip (B,) int64, default 1. Uses ``net.velocity_fn`` where the net has it (it computes the context's
-    tokens once for all sampler steps).
+    int64; frame_skip (B,) int64, default 1. Built by :meth:`AVCDiT.velocity_fn`, which computes the context's tokens
+    and keys/values once for all sampler steps.
     """
     if frame_skip is None:
         frame_skip = torch.ones_like(action)
     clean = torch.zeros(action.shape[0], device=action.device, dtype=next(net.parameters()).dtype)
-    make = getattr(net, "velocity_fn", None)
-    if make is not None:
-        return make(ctx_video, ctx_audio, action, frame_skip, clean)  # type: ignore[no-any-return]
-    return lambda x, t: net(x.get("video"), x.get("audio"), t, ctx_video, ctx_audio, action, frame_skip, clean)
+    return net.velocity_fn(ctx_video, ctx_audio, action, frame_skip, clean)
 
 
 @torch.no_grad()

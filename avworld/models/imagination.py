@@ -1,17 +1,26 @@
-"""A world-model checkpoint ready to imagine: observations in, imagined observations out.
+"""The imagination core: a world-model checkpoint ready to imagine, and batched imagined worlds stepped by it.
 
 A world-model checkpoint (kind ``world_model``) carries its tokenizers inside it
 (``tokenizers/video``, ``tokenizers/audio``) and, in ``meta.json``, the latent
-statistics it was trained with and the observation settings of its data. This
-module ties them together: :meth:`Imagination.encode` turns real observations into
-the net's unit-variance latents, :meth:`Imagination.predict` imagines the next step
-of a batch of worlds in one call, :meth:`Imagination.decode` turns latents back into
-frames and binaural waveforms. Everything is batched over leading dimensions.
+statistics it was trained with and the observation settings of its data.
+:func:`load_world` loads it onto the device :func:`choose_device` picks. An
+:class:`Imagination` ties model and tokenizers together:
+
+- :meth:`~Imagination.start` encodes real contexts into an :class:`ImaginedState` (B worlds, m latent steps each),
+  :meth:`~Imagination.observe` pushes a newest real observation into one;
+- :meth:`~Imagination.step` imagines the next step of every world in one sampler call (actions in; next latents,
+  reward, termination probability and the pushed state out; noise drawn from a generator or given per world);
+- :meth:`~Imagination.decode` and :meth:`~Imagination.observations` turn latents back into frames and binaural waveforms.
+
+``Dream-v0`` and its vector env, the planners' imagined world and the prediction eval are thin users of it.
+Everything is batched over leading dimensions.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from avworld.models.checkpoint import CheckpointError
+from avworld.models.checks import check_finite
 from avworld.models.flow import WorldModel, sample
 from avworld.models.precision import bf16_pays
 from avworld.models.registry import encode, load_model
@@ -28,6 +38,13 @@ TOKENIZERS = {"video": "video_vae", "audio": "audio_codec"}
 """Modality → the tokenizer kind that codes it."""
 FIELDS = {"video": "rgb", "audio": "audio"}
 """Modality → the observation key it codes."""
+
+
+def choose_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to imagine (or train) on: ``device`` itself, or with None or ``"auto"`` CUDA when available, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 def tokenizer_meta(ckpt_meta: dict[str, Any]) -> dict[str, Any]:
@@ -65,23 +82,9 @@ class Imagination:
             raise ValueError(f"no {missing[0]} tokenizer for a world model of {self.modalities}")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu", amp: bool = False) -> Imagination:
-        """The world model of checkpoint directory ``path`` with its attached tokenizers; :class:`CheckpointError` names what is wrong.
-
-        ``amp``: decode under bf16 autocast where the device does bf16 in hardware (the small 8-channel decoders ran
-        1.5x faster on an AMX CPU, frames within a few levels of float32; docs/benchmarks.md)."""
-        model, ckpt = load_model(path, "world_model")
-        assert isinstance(model, WorldModel)
-        tokenizers = {}
-        for m in model.net.config.modalities:
-            name = f"tokenizers/{m}"
-            if name not in ckpt.attachments:
-                raise CheckpointError(Path(path) / name, f"the {m} tokenizer is missing from this world-model checkpoint")
-            tokenizers[m], _ = load_model(ckpt.attachments[name], TOKENIZERS[m])
-        for key in ("latent", "rgb_shape", "audio_shape", "sample_rate"):
-            if key not in ckpt.meta:
-                raise CheckpointError(Path(path) / "meta.json", f"missing {key!r}")
-        return cls(model, tokenizers, ckpt.meta, device, amp)
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device | None = "cpu", amp: bool = False) -> Imagination:
+        """:func:`load_world` (on the CPU unless ``device`` says otherwise)."""
+        return load_world(path, device, amp)
 
     @torch.no_grad()
     def encode(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -109,6 +112,7 @@ class Imagination:
             mean, std = self.stats[m]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 x = self.tokenizers[m].decode(z.reshape(-1, *z.shape[len(lead) :]) * std + mean)  # type: ignore[operator]
+            check_finite({FIELDS[m]: x}, f"the decoded {m}")
             x = tensor_to_rgb(x.float()) if m == "video" else x.float()
             out[FIELDS[m]] = x.reshape(*lead, *x.shape[1:])
         return out
@@ -129,7 +133,119 @@ class Imagination:
         Returns the next latents {modality: (B, *latent)}, ``reward`` (B,) and ``termination`` (B,) probability.
         """
         action = action.to(self.device)
-        return sample(self.net, context.get("video"), context.get("audio"), action, steps=steps, generator=generator, noise=noise)
+        out = sample(self.net, context.get("video"), context.get("audio"), action, steps=steps, generator=generator, noise=noise)
+        check_finite(out, "the imagined step")
+        return out
+
+    def latent_shapes(self) -> dict[str, tuple[int, ...]]:
+        """{modality: latent shape of one step}: ``video`` (C, h, w), ``audio`` (C_a, n)."""
+        net = self.net.config
+        shapes = {"video": tuple(net.video_latent), "audio": tuple(net.audio_latent)}
+        return {m: shapes[m] for m in self.modalities}
+
+    def start(self, contexts: Sequence[Mapping[str, Tensor]]) -> ImaginedState:
+        """Imagined worlds started from real contexts, one per world: ``rgb`` uint8 (k, H, W, 3), ``audio`` (k, 2, N),
+        1 ≤ k ≤ m, oldest first. A context shorter than m is padded in front with its oldest step (as if the agent had stood
+        still); all B · m steps are encoded in one call."""
+        m = self.context
+
+        def padded(x: Tensor) -> Tensor:  # (k, ...) → (m, ...)
+            return torch.cat([x[:1].expand(m - len(x), *x.shape[1:]), x]) if len(x) < m else x
+
+        fields = [FIELDS[mod] for mod in self.modalities]
+        real = {f: torch.stack([padded(torch.as_tensor(c[f])) for c in contexts]) for f in fields}  # (B, m, ...)
+        return ImaginedState(self.encode(real))  # {modality: (B, m, *latent)}
+
+    def observe(self, state: ImaginedState | None, observation: dict[str, Tensor]) -> ImaginedState:
+        """``state`` with the newest real observation of each world (``rgb`` (B, H, W, 3), ``audio`` (B, 2, N)) pushed in;
+        with ``state`` None, worlds whose m context steps all hold it (an episode's start, as if the agent had stood still)."""
+        latest = self.encode(observation)  # {modality: (B, *latent)}
+        if state is None:
+            return ImaginedState({mod: z.unsqueeze(1).repeat_interleave(self.context, dim=1) for mod, z in latest.items()})
+        return state.push(latest)
+
+    @torch.no_grad()
+    def step(
+        self,
+        state: ImaginedState,
+        actions: Tensor,
+        steps: int = 4,
+        generator: torch.Generator | None = None,
+        noise: dict[str, Tensor] | None = None,
+    ) -> ImaginedStep:
+        """One imagined step of every world of ``state`` under ``actions`` (B,) int64, in one sampler call of ``steps`` Euler
+        steps; the initial noise {modality: (B, *latent)} is ``noise``, or drawn from ``generator``."""
+        out = self.predict(state.context, actions, steps, generator, noise)
+        latents = {mod: out[mod] for mod in self.modalities}
+        return ImaginedStep(state.push(latents), latents, out["reward"], out["termination"])
+
+    @torch.no_grad()
+    def observations(self, latents: dict[str, Tensor]) -> dict[str, Tensor]:
+        """What an agent observes of latents {modality: (B, *latent)}: ``rgb`` uint8 (B, H, W, 3) and, with audio, its
+        waveform ``audio`` float32 (B, 2, N) clipped to [-1, 1], as the real env bounds it."""
+        decoded = self.decode(latents)
+        if "audio" in decoded:
+            decoded["audio"] = decoded["audio"].clamp(-1.0, 1.0).float()
+        return decoded
+
+
+@dataclass
+class ImaginedState:
+    """B imagined worlds: each one's context window {modality: (B, m, *latent)} of scaled latents, oldest first."""
+
+    context: dict[str, Tensor]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.context.values())))
+
+    @property
+    def latest(self) -> dict[str, Tensor]:
+        """The newest step of each world: {modality: (B, *latent)}."""
+        return {mod: z[:, -1] for mod, z in self.context.items()}
+
+    def take(self, rows: Tensor) -> ImaginedState:
+        """Worlds ``rows`` (n,) int64, repeats allowed."""
+        return ImaginedState({mod: z[rows] for mod, z in self.context.items()})
+
+    def put(self, rows: Tensor, other: ImaginedState) -> None:
+        """Write ``other``'s n worlds over worlds ``rows`` (n,) of this state, in place."""
+        for mod, z in self.context.items():
+            z[rows] = other.context[mod]
+
+    def push(self, latest: dict[str, Tensor]) -> ImaginedState:
+        """The windows slid by one step: the oldest dropped, ``latest`` {modality: (B, *latent)} appended."""
+        return ImaginedState({mod: push(z, latest[mod]) for mod, z in self.context.items()})
+
+
+@dataclass
+class ImaginedStep:
+    """One imagined step of B worlds: their ``state`` after it, the new ``latents`` {modality: (B, *latent)}, ``reward`` (B,)
+    and ``termination`` (B,) probability (the model's heads)."""
+
+    state: ImaginedState
+    latents: dict[str, Tensor]
+    reward: Tensor
+    termination: Tensor
+
+
+def load_world(path: str | os.PathLike[str], device: str | torch.device | None = None, amp: bool = False) -> Imagination:
+    """The world model of checkpoint directory ``path`` with its attached tokenizers, on ``device`` (:func:`choose_device`);
+    :class:`CheckpointError` names what is wrong.
+
+    ``amp``: decode under bf16 autocast where the device does bf16 in hardware (the small 8-channel decoders ran 1.5x faster
+    on an AMX CPU, frames within a few levels of float32; docs/benchmarks.md)."""
+    model, ckpt = load_model(path, "world_model")
+    assert isinstance(model, WorldModel)
+    tokenizers = {}
+    for m in model.net.config.modalities:
+        name = f"tokenizers/{m}"
+        if name not in ckpt.attachments:
+            raise CheckpointError(Path(path) / name, f"the {m} tokenizer is missing from this world-model checkpoint")
+        tokenizers[m], _ = load_model(ckpt.attachments[name], TOKENIZERS[m])
+    for key in ("latent", "rgb_shape", "audio_shape", "sample_rate"):
+        if key not in ckpt.meta:
+            raise CheckpointError(Path(path) / "meta.json", f"missing {key!r}")
+    return Imagination(model, tokenizers, ckpt.meta, choose_device(device), amp)
 
 
 def push(context: Tensor, latest: Tensor) -> Tensor:
