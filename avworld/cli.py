@@ -1,138 +1,119 @@
-"""The ``avworld`` command: one subcommand per job, each a Hydra app over ``avworld.configs``.
+"""The ``avworld`` command: one subcommand per job, each a Hydra app over ``avworld.configs`` with a typed config
+(:mod:`avworld.cli_config`): an unknown key or a mistyped value is an error that names it.
 
-    avworld demo [overrides...]          the whole loop, from nothing to an HTML report
-    avworld eval [overrides...]          evaluate an agent (agent=oracle|random|planner|cem, eval.episodes=N),
-                                         a tokenizer (tokenizer=CHECKPOINT), a world model (model=CHECKPOINT baselines.joint=...)
-                                         or run the navigation benchmark (nav=benchmark world_model=CHECKPOINT nav.episodes=N)
-    avworld train [overrides...]         train a tokenizer (tokenizer=video|audio preset=tiny|small|base data.name=...),
-                                         the world model (model=av_cdit stage=1|2|3|joint tokenizers.video=... out_dir=...)
-                                         or a PPO agent (agent=ppo world=real|dream checkpoint=WORLD agent_train=tiny|small)
-    avworld collect [overrides...]       collect trajectories into Minari shards (collect=tiny, collect.episodes=N)
-    avworld precompute [overrides...]    fill a scene's acoustic cache (scene=PATH or scene_seed=N, workers=N)
-    avworld viz [overrides...]           a video with sound of an agent's episode (agent=random, seed=N, max_steps=N),
-                                         with checkpoint=DIR the world model's imagination of it beside the real view
-    avworld play [overrides...]          drive the agent with the keyboard in a window (world=real|dream checkpoint=DIR)
-    avworld bench TARGET [--json] [...]  speed figures (TARGET: sim, data, model, dream)
+    avworld demo [demo=quick|gpu] [...]      the whole loop, from nothing to an HTML report
+    avworld eval [JOB] [overrides...]        JOB: navigation (default: an agent, agent=oracle|random|planner|cem eval.episodes=N),
+                                             benchmark (world_model=CHECKPOINT nav.episodes=N), tokenizer (checkpoint=DIR),
+                                             world_model (checkpoint=DIR baselines.joint=...)
+    avworld train JOB [overrides...]         JOB: tokenizer (kind=video|audio preset=tiny|small|base data.name=...),
+                                             world_model (stage=1|2|3|joint tokenizers.video=... out_dir=...),
+                                             agent (agent=ppo world=real|dream checkpoint=WORLD agent_train=tiny|small|pool)
+    avworld collect [overrides...]           collect trajectories into Minari shards (collect=tiny, collect.episodes=N)
+    avworld precompute [overrides...]        fill scenes' acoustic caches (scene=PATH or scene_seed=N, workers=N)
+    avworld viz [rollout] [overrides...]     a video with sound of an agent's episode (agent=random, seed=N, max_steps=N),
+                                             with checkpoint=DIR the world model's imagination of it beside the real view
+    avworld play [overrides...]              drive the agent with the keyboard in a window (world=real|dream checkpoint=DIR)
+    avworld bench TARGET [--json] [...]      speed figures (TARGET: sim, data, model, dream)
 
-Overrides are Hydra's (``sim=avw4k``, ``sim.render.width=128``, ``--cfg job``, ``-m``).
+Every command that runs episodes takes ``scene=PATH`` (a scene JSON, a folder of them, or ``'scene=[a.json,b.json]'``)
+instead of the split's procedural scenes. Overrides are Hydra's (``sim=avw4k``, ``sim.render.width=128``, ``--cfg job``, ``-m``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from avworld.sim.simulator import SimConfig
+from avworld.cli_config import (
+    Collect,
+    JobConfigError,
+    Play,
+    Precompute,
+    TrainAgent,
+    TrainTokenizer,
+    TrainWorldModel,
+    Viz,
+    output_dir,
+    scenes_of,
+    sim_config,
+    typed,
+)
 
 CONFIGS = "pkg://avworld.configs"
 BENCH_TARGETS = ("sim", "data", "model", "dream")
-
-
-def sim_config(cfg: DictConfig) -> SimConfig:
-    """The typed :class:`SimConfig` of a job config; unknown or mistyped fields are refused by name."""
-    merged = OmegaConf.merge(OmegaConf.structured(SimConfig), cfg.sim)
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
-
-
-def output_dir() -> Path:
-    """The running Hydra job's output directory."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return Path(HydraConfig.get().runtime.output_dir)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """``data`` as indented JSON at ``path``, written to a temporary file and renamed into place."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+BENCH_KEYS = ("sim", "sim_bench", "data_bench", "model_bench", "dream_bench")
 
 
 def demo_job(cfg: DictConfig) -> None:
     """The whole loop (see :mod:`avworld.demo`): collect → tokenizers → AV-CDiT stages → prediction → navigation → report."""
     import avworld  # noqa: F401  (registers the envs)
-    from avworld.demo import DemoConfig, build_pipeline, write_demo_report
+    from avworld.demo import DemoJob, build_pipeline, gpu_preset, write_demo_report
 
-    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DemoConfig), cfg.demo))
-    assert isinstance(config, DemoConfig)
-    sizes, device = config.resolve()
-    pipeline = build_pipeline(config, sim_config(cfg))
-    mode = "quick" if config.quick else "default"
-    print(f"avworld demo ({mode} sizes, {device}): stages under {Path(config.root).resolve()}; re-running reuses finished stages")
+    job = typed(DemoJob, cfg)
+    config = job.demo
+    device = config.resolve_device()
+    if device == "cuda" and config.preset == "default":
+        config = typed(DemoJob, gpu_preset()).demo  # as `demo=gpu` (the overrides of this run kept)
+    print(f"avworld demo ({config.preset} sizes, {device}): stages under {Path(config.root).resolve()}; re-running reuses finished stages")
+    pipeline = build_pipeline(config, job.sim)
     results = pipeline.run(force=config.force, on_stage=lambda name, status: status == "reused" and print(f"  {name}: reused"))
-    report = write_demo_report(Path(config.root), results, sizes)
+    report = write_demo_report(Path(config.root), results, config.sizes)
     print(results["navigation"]["table"])
     print(f"report: {report.resolve()}")
 
 
-def eval_job(cfg: DictConfig) -> None:
-    """``avworld eval``: an agent, a tokenizer, a world model's predictions or the navigation benchmark (:mod:`avworld.cli_eval`)."""
-    from avworld.cli_eval import eval_job as run
-
-    run(cfg)
-
-
-def train_job(cfg: DictConfig) -> None:
-    """Train a tokenizer (``tokenizer=video|audio``), the world model (``model=av_cdit stage=1|2|3|joint``) or an agent
-    (``agent=ppo world=real|dream``); resumes."""
+def train_tokenizer_job(cfg: DictConfig) -> None:
+    """``avworld train tokenizer kind=video|audio``: the video autoencoder or the audio codec on a collection; resumes."""
     from avworld.train.tokenizers import DataRef, TokenizerJob, train_tokenizer
-    from avworld.train.trainer import TrainConfig
 
-    if cfg.get("agent") is not None:
-        return _train_agent(cfg)
-    if cfg.model is not None:
-        return _train_world_model(cfg)
-
+    job = typed(TrainTokenizer, cfg)
     kinds = {"video": "video_vae", "audio": "audio_codec"}
-    if cfg.tokenizer not in kinds:
-        raise ValueError(f"tokenizer must be one of {', '.join(kinds)}, got {cfg.tokenizer!r}")
-    job = OmegaConf.to_object(
-        OmegaConf.merge(
-            OmegaConf.structured(TokenizerJob),
-            {"kind": kinds[cfg.tokenizer], "model": cfg.preset.model, "data": cfg.data, "train": cfg.preset.train},
-        )
-    )
-    assert isinstance(job, TokenizerJob) and isinstance(job.data, DataRef) and isinstance(job.train, TrainConfig)
-    out = Path(cfg.out_dir) if cfg.out_dir else output_dir()
-    result = train_tokenizer(job, out)
+    if job.kind not in kinds:
+        raise JobConfigError(f"kind: one of {', '.join(kinds)}, got {job.kind!r}")
+    data = DataRef(root=job.data.root, name=job.data.name, cache=job.data.cache, fractions=tuple(job.data.fractions))  # type: ignore[arg-type]
+    fields = {"kind": kinds[job.kind], "model": job.preset["model"], "train": job.preset["train"]}
+    tokenizer = typed(TokenizerJob, OmegaConf.create(fields))
+    tokenizer.data = data
+    out = Path(job.out_dir) if job.out_dir else output_dir()
+    result = train_tokenizer(tokenizer, out)
     print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
     print(f"checkpoint: {out / 'checkpoint'}")
 
 
-def _train_world_model(cfg: DictConfig) -> None:
+def train_world_model_job(cfg: DictConfig) -> None:
+    """``avworld train world_model stage=1|2|3|joint out_dir=DIR``: one stage of AV-CDiT; resumes."""
+    import dataclasses
+
     from avworld.train.world_model import WorldModelJob, stage_dir, stage_steps, train_world_model
 
-    if cfg.model != "av_cdit":
-        raise ValueError(f"model must be av_cdit, got {cfg.model!r}")
-    if not cfg.out_dir:
-        raise ValueError("out_dir must be set for the world model: its stages follow one another there (out_dir=runs/wm)")
-    train = OmegaConf.merge(cfg.preset.world_model.train, {"steps": stage_steps(cfg.preset.world_model, str(cfg.stage))})
-    fields = {"model": cfg.preset.world_model.model, "train": train, "data": cfg.data}
-    fields |= {k: cfg[k] for k in ("stage", "variant", "init", "tokenizers", "stop_windows", "stop_near")}
-    job = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(WorldModelJob), fields))
-    assert isinstance(job, WorldModelJob)
-    result = train_world_model(job, cfg.out_dir)
+    job = typed(TrainWorldModel, cfg)
+    preset = job.preset["world_model"]
+    train = dict(preset["train"], steps=stage_steps(preset, job.stage))
+    fields = {"model": preset["model"], "train": train, "data": dataclasses.asdict(job.data)}
+    fields |= {k: getattr(job, k) for k in ("stage", "variant", "init", "stop_windows", "stop_near")}
+    fields["tokenizers"] = dataclasses.asdict(job.tokenizers)
+    world = typed(WorldModelJob, OmegaConf.create(fields))
+    result = train_world_model(world, job.out_dir)
     print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
-    print(f"checkpoint: {stage_dir(cfg.out_dir, job.stage) / 'checkpoint'}")
+    print(f"checkpoint: {stage_dir(job.out_dir, world.stage) / 'checkpoint'}")
 
 
-def _train_agent(cfg: DictConfig) -> None:
-    """PPO (``agent=ppo``) in ``cfg.world`` with the settings ``cfg.agent_train``; the agent lands in ``<out_dir>/checkpoint``."""
+def train_agent_job(cfg: DictConfig) -> None:
+    """``avworld train agent``: PPO (``agent=ppo``) in ``world`` with the settings ``agent_train``; the agent lands in
+    ``<out_dir>/checkpoint``."""
     from avworld.policies.ppo import AgentTrainConfig, train_ppo
 
-    target = str(cfg.agent.get("_target_", ""))
+    job = typed(TrainAgent, cfg)
+    target = str(job.agent.get("_target_", ""))
     if not target.endswith(".PPOAgent"):
-        raise ValueError(f"agent: avworld train trains agent=ppo, got an agent config for {target or cfg.agent!r}")
-    fields = {"world": cfg.world, "checkpoint": cfg.checkpoint}
-    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AgentTrainConfig), cfg.agent_train, fields))
-    assert isinstance(config, AgentTrainConfig)
-    out = Path(cfg.out_dir) if cfg.out_dir else output_dir()
+        raise JobConfigError(f"agent: avworld train agent trains agent=ppo, got an agent config for {target or job.agent!r}")
+    config = typed(AgentTrainConfig, OmegaConf.create({**job.agent_train, "world": job.world, "checkpoint": job.checkpoint}))
+    out = Path(job.out_dir) if job.out_dir else output_dir()
     result = train_ppo(config, out)
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items() if k != "world_model"))
     world = result["world_model"]
@@ -142,15 +123,15 @@ def _train_agent(cfg: DictConfig) -> None:
 
 
 def collect_job(cfg: DictConfig) -> None:
-    """Collect ``cfg.collect.episodes`` episodes into Minari shards under ``cfg.collect.root``; resumes unfinished runs."""
+    """Collect ``collect.episodes`` episodes into Minari shards under ``collect.root``; resumes unfinished runs."""
     import time
 
     from tqdm import tqdm
 
     from avworld.data.collect import CollectConfig, collect
 
-    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CollectConfig), cfg.collect))
-    assert isinstance(config, CollectConfig)
+    job = typed(Collect, cfg)
+    config = typed(CollectConfig, OmegaConf.create(job.collect))
     start, total = time.perf_counter(), [0]
     with tqdm(total=config.episodes, desc="episodes", unit="ep") as bar:
 
@@ -159,46 +140,51 @@ def collect_job(cfg: DictConfig) -> None:
             bar.update(episodes)
             bar.set_postfix(steps_per_s=f"{total[0] / (time.perf_counter() - start):.0f}")
 
-        result = collect(config, sim_config(cfg), on_shard=on_shard)
+        result = collect(config, job.sim, on_shard=on_shard)
     print(f"{result['shards']} shards written, {result['skipped']} already done, {result['steps']} steps; in {config.root}")
 
 
 def precompute_job(cfg: DictConfig) -> None:
-    """Fill ``sim.acoustics.cache_dir`` with the sound paths of one scene, in ``cfg.workers`` processes."""
+    """Fill ``sim.acoustics.cache_dir`` with the sound paths of the scenes ``scene`` (or the procedural one of ``scene_seed``),
+    in ``workers`` processes."""
     from tqdm import tqdm
 
-    from avworld.sim.loading import load_scene
+    from avworld.envs.audio_nav import load_scenes
     from avworld.sim.precompute import precompute
     from avworld.sim.procedural import generate_apartment
 
-    sim = sim_config(cfg)
-    if cfg.scene:
-        scene = load_scene(cfg.scene, sim.agent.radius, sim.nav_cell)
+    job = typed(Precompute, cfg)
+    sim, scene = job.sim, scenes_of(job.scene)
+    if scene is not None:
+        scenes = load_scenes(scene, sim)
     else:
-        scene = generate_apartment(cfg.scene_seed, agent_radius=sim.agent.radius, episode=sim.episode)
-    with tqdm(desc="positions", unit="pos") as bar:
-        n = precompute(scene, sim.acoustics, sim.agent.height, sim.agent.radius, cfg.workers, on_progress=bar.update)
+        scenes = [generate_apartment(job.scene_seed, agent_radius=sim.agent.radius, episode=sim.episode)]
+    n = 0
+    for one in scenes:
+        with tqdm(desc=f"positions of {one.name or 'the scene'}", unit="pos") as bar:
+            n += precompute(one, sim.acoustics, sim.agent.height, sim.agent.radius, job.workers, on_progress=bar.update)
     print(f"{n} positions cached in {sim.acoustics.cache_dir}")
 
 
 def viz_job(cfg: DictConfig) -> None:
-    """``what=rollout``: one episode of ``cfg.agent`` in the real world as an MP4 with binaural sound (``cfg.out``); with
+    """``what=rollout``: one episode of ``agent`` in the real world as an MP4 with binaural sound (``out``); with
     ``checkpoint=DIR``, the world model's open-loop imagination of the same episode beside it."""
-    if cfg.what != "rollout":
-        raise ValueError(f"what must be 'rollout', got {cfg.what!r}")
-    if cfg.audio == "imagined" and not cfg.checkpoint:
-        raise ValueError("audio=imagined needs checkpoint=DIR, a world-model checkpoint")
+    job = typed(Viz, cfg)
+    if job.what != "rollout":
+        raise JobConfigError(f"what: must be 'rollout', got {job.what!r}")
+    if job.audio == "imagined" and not job.checkpoint:
+        raise JobConfigError("audio=imagined needs checkpoint=DIR, a world-model checkpoint")
     from hydra.utils import instantiate
 
     import avworld  # noqa: F401  (registers the envs)
     from avworld.eval.rollouts import imagine, load_world, run_episode, write_rollout_video
 
-    sim = sim_config(cfg)
-    rollout = run_episode(sim, instantiate(cfg.agent), cfg.split, cfg.seed, cfg.scene_seed, cfg.max_steps)
-    if cfg.checkpoint:
-        imagine(rollout, load_world(cfg.checkpoint, cfg.device, sim), sim, cfg.seed, cfg.sampler_steps)
-    out = Path(cfg.out) if Path(cfg.out).is_absolute() else output_dir() / cfg.out
-    write_rollout_video(out, rollout, sim, cfg.fps, cfg.spectrogram_seconds, cfg.audio)
+    sim, scene = job.sim, scenes_of(job.scene)
+    rollout = run_episode(sim, instantiate(job.agent), job.split, job.seed, job.scene_seed, job.max_steps, scene=scene)
+    if job.checkpoint:
+        imagine(rollout, load_world(job.checkpoint, job.device, sim), sim, job.seed, job.sampler_steps)
+    out = Path(job.out) if Path(job.out).is_absolute() else output_dir() / job.out
+    write_rollout_video(out, rollout, sim, job.fps, job.spectrogram_seconds, job.audio)
     print(f"video written to {out}")
 
 
@@ -210,44 +196,86 @@ def play_job(cfg: DictConfig) -> None:
     from avworld.eval.rollouts import load_world
     from avworld.viz.play import PlaySession, run
 
-    if cfg.world not in ("real", "dream"):
-        raise ValueError(f"world must be 'real' or 'dream', got {cfg.world!r}")
-    if cfg.world == "dream" and not cfg.checkpoint:
-        raise ValueError("world=dream needs checkpoint=DIR, a world-model checkpoint")
-    sim = sim_config(cfg)
+    job = typed(Play, cfg)
+    if job.world not in ("real", "dream"):
+        raise JobConfigError(f"world: must be 'real' or 'dream', got {job.world!r}")
+    if job.world == "dream" and not job.checkpoint:
+        raise JobConfigError("world=dream needs checkpoint=DIR, a world-model checkpoint")
+    sim, scene = job.sim, scenes_of(job.scene)
     sensors = ("rgb", "audio", "spectrogram")
-    real = gym.make("avworld/AudioNav-v0", split=cfg.split, sim=sim, sensors=sensors, render_mode="rgb_array")
+    real = gym.make("avworld/AudioNav-v0", split=job.split, sim=sim, sensors=sensors, render_mode="rgb_array", scene=scene)
     dream, context = None, 1
-    if cfg.checkpoint:
-        world = load_world(cfg.checkpoint, cfg.device, sim)
-        dream = gym.make("avworld/Dream-v0", checkpoint=world, sim=sim, sensors=sensors, sampler_steps=cfg.sampler_steps)
+    if job.checkpoint:
+        world = load_world(job.checkpoint, job.device, sim)
+        dream = gym.make("avworld/Dream-v0", checkpoint=world, sim=sim, sensors=sensors, sampler_steps=job.sampler_steps)
         context = world.context
-    options = None if cfg.scene_seed is None else {"scene_seed": int(cfg.scene_seed)}
-    session = PlaySession(real, dream, context=context, seed=cfg.seed, options=options, height=cfg.height)
-    if cfg.world == "dream":
+    options = None if job.scene_seed is None else {"scene_seed": int(job.scene_seed)}
+    session = PlaySession(real, dream, context=context, seed=job.seed, options=options, height=job.height)
+    if job.world == "dream":
         session.press("tab")
-    run(session, cfg.fps, list(cfg.script), sim.acoustics.fs)
+    run(session, job.fps, list(job.script), sim.acoustics.fs)
     x, y, yaw = session.pose
     print(f"real pose at the end: x={x:.3f} y={y:.3f} yaw={math.degrees(yaw):.1f}°")
 
 
-JOBS: dict[str, tuple[Callable[[DictConfig], None], str]] = {
-    "demo": (demo_job, "the whole loop: collect, tokenizers, AV-CDiT, prediction, navigation in imagination, report"),
-    "eval": (eval_job, "evaluate an agent (SR/SPL/SNA/DTG), a tokenizer or a world model's predictions"),
-    "train": (train_job, "train a model: tokenizer=video|audio, model=av_cdit stage=1|2|3|joint, or agent=ppo world=real|dream"),
-    "collect": (collect_job, "collect trajectories (rgb + binaural audio) into Minari datasets"),
-    "precompute": (precompute_job, "fill a scene's on-disk acoustic cache in parallel"),
-    "viz": (viz_job, "a video with sound of one episode: avworld viz agent=random seed=3 [checkpoint=WORLD_MODEL]"),
-    "play": (play_job, "drive the agent with the keyboard, seeing and hearing: avworld play [world=dream checkpoint=DIR]"),
+def _eval(name: str) -> Callable[[DictConfig], None]:
+    """The ``avworld eval`` job ``name`` of :mod:`avworld.cli_eval` over its typed config."""
+
+    def task(cfg: DictConfig) -> None:
+        import avworld.cli_config as schemas
+        import avworld.cli_eval as jobs
+
+        schema = {"navigation": schemas.EvalNavigation, "benchmark": schemas.EvalBenchmark}.get(name)
+        schema = schema or {"tokenizer": schemas.EvalTokenizer, "world_model": schemas.EvalWorldModel}[name]
+        getattr(jobs, f"{name}_job")(typed(schema, cfg))
+
+    return task
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of a command: its function over the composed config, its config file and a line of help."""
+
+    run: Callable[[DictConfig], None]
+    config: str
+    help: str
+
+
+JOBS: dict[str, dict[str, Job]] = {
+    "demo": {"demo": Job(demo_job, "demo", "the whole loop: collect, tokenizers, AV-CDiT, prediction, navigation in imagination, report")},
+    "eval": {
+        "navigation": Job(_eval("navigation"), "eval", "an agent in the real world: SR/SPL/SNA/DTG (agent=oracle eval.episodes=N)"),
+        "benchmark": Job(_eval("benchmark"), "eval_benchmark", "every agent on the same episodes, heard and unheard sounds"),
+        "tokenizer": Job(_eval("tokenizer"), "eval_tokenizer", "a tokenizer checkpoint on a collection (checkpoint=DIR)"),
+        "world_model": Job(_eval("world_model"), "eval_world_model", "a world model's imagined rollouts vs copy-last (checkpoint=DIR)"),
+    },
+    "train": {
+        "tokenizer": Job(train_tokenizer_job, "train_tokenizer", "the video autoencoder or the audio codec (kind=video|audio)"),
+        "world_model": Job(train_world_model_job, "train_world_model", "one AV-CDiT stage (stage=1|2|3|joint out_dir=DIR)"),
+        "agent": Job(train_agent_job, "train_agent", "a PPO agent in the real world or in imagination (world=real|dream)"),
+    },
+    "collect": {"collect": Job(collect_job, "collect", "collect trajectories (rgb + binaural audio) into Minari datasets")},
+    "precompute": {"precompute": Job(precompute_job, "precompute", "fill scenes' on-disk acoustic caches in parallel")},
+    "viz": {"rollout": Job(viz_job, "viz", "a video with sound of one episode: avworld viz agent=random seed=3 [checkpoint=WORLD_MODEL]")},
+    "play": {"play": Job(play_job, "play", "drive the agent with the keyboard, seeing and hearing (world=real|dream checkpoint=DIR)")},
 }
+DEFAULT_JOBS = {"demo": "demo", "eval": "navigation", "collect": "collect", "precompute": "precompute", "viz": "rollout", "play": "play"}
+"""The job a command runs when none is named; ``train`` has none: its job is always named."""
+MOVED = {
+    ("eval", "tokenizer"): "avworld eval tokenizer checkpoint=DIR ...",
+    ("eval", "model"): "avworld eval world_model checkpoint=DIR ...",
+    ("eval", "nav"): "avworld eval benchmark ...",
+    ("eval", "world_model"): "avworld eval benchmark world_model=DIR ...",
+    ("demo", "demo.quick"): "avworld demo demo=quick",
+}
+"""Keys that chose a job (or a preset) before the job was named: an error pointing to the new spelling."""
 
 
-def _run_hydra(command: str, overrides: Sequence[str]) -> None:
+def _run_hydra(command: str, job: Job, overrides: Sequence[str]) -> None:
     import hydra
 
-    task, _ = JOBS[command]
     sys.argv = [f"avworld {command}", *overrides]
-    hydra.main(version_base=None, config_path=CONFIGS, config_name=command)(task)()
+    hydra.main(version_base=None, config_path=CONFIGS, config_name=job.config)(job.run)()
 
 
 def bench(argv: Sequence[str]) -> int:
@@ -262,14 +290,19 @@ def bench(argv: Sequence[str]) -> int:
     target, overrides = args[0], args[1:]
     with initialize_config_module(config_module="avworld.configs", version_base=None):
         cfg = compose(config_name="bench", overrides=list(overrides))
+    unknown = sorted(set(cfg) - set(BENCH_KEYS))
+    if unknown:
+        print(f"avworld bench: unknown setting {unknown[0]!r}; known: {', '.join(BENCH_KEYS)}", file=sys.stderr)
+        return 2
+    sim = sim_config(cfg)
     if target == "sim":
         from avworld.bench import sim as bench_sim
 
-        result = bench_sim.run(sim_config(cfg), **cfg.sim_bench)
+        result = bench_sim.run(sim, **cfg.sim_bench)
     elif target == "data":
         from avworld.bench import data as bench_data
 
-        result = bench_data.run(sim_config(cfg), **cfg.data_bench)
+        result = bench_data.run(sim, **cfg.data_bench)
     elif target == "model":
         from avworld.bench import model as bench_model
 
@@ -279,9 +312,11 @@ def bench(argv: Sequence[str]) -> int:
         from avworld.bench import dream as bench_dream
 
         db = OmegaConf.to_container(cfg.dream_bench)
-        result = bench_dream.run(sim_config(cfg), **{k: tuple(v) if isinstance(v, list) else v for k, v in db.items()})  # type: ignore[union-attr]
+        result = bench_dream.run(sim, **{k: tuple(v) if isinstance(v, list) else v for k, v in db.items()})  # type: ignore[union-attr]
     if as_json:
-        print(json.dumps(result))
+        from avworld.jsonfile import dumps
+
+        print(dumps(result, indent=None))
     else:
         for k, v in result.items():
             print(f"{k:>24}: {v:.3f}" if isinstance(v, float) else f"{k:>24}: {v}")
@@ -289,15 +324,29 @@ def bench(argv: Sequence[str]) -> int:
 
 
 def _usage() -> str:
-    lines = ["usage: avworld COMMAND [options] [hydra overrides...]", "", "commands:"]
-    lines += [f"  {name:<8} {help_}" for name, (_, help_) in JOBS.items()]
-    lines.append(f"  {'bench':<8} speed figures: avworld bench {{{','.join(BENCH_TARGETS)}}} [--json]")
+    lines = ["usage: avworld COMMAND [JOB] [hydra overrides...]", "", "commands:"]
+    for command, jobs in JOBS.items():
+        if len(jobs) == 1:
+            lines.append(f"  {command:<12} {next(iter(jobs.values())).help}")
+            continue
+        lines.append(f"  {command:<12} JOB: " + ("one of" if command not in DEFAULT_JOBS else f"default {DEFAULT_JOBS[command]}"))
+        lines += [f"    {name:<14} {job.help}" for name, job in jobs.items()]
+    lines.append(f"  {'bench':<12} speed figures: avworld bench {{{','.join(BENCH_TARGETS)}}} [--json]")
     lines += [
         "",
-        "Each command takes Hydra overrides, e.g. `avworld eval agent=random eval.episodes=10 sim=avw4k`;",
-        "`avworld COMMAND --help` shows its config.",
+        "Each command takes Hydra overrides, e.g. `avworld eval agent=random eval.episodes=10 sim=avw4k`; every command that",
+        "runs episodes takes scene=PATH (a scene JSON, a folder of them or a list). `avworld COMMAND [JOB] --cfg job` shows its config.",
     ]
     return "\n".join(lines)
+
+
+def _moved(command: str, overrides: Sequence[str]) -> str | None:
+    """The new spelling of an override that chose a job before jobs were named, if any."""
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if "=" in override and (command, key) in MOVED:
+            return f"avworld {command}: {key}= no longer chooses what to run; now: {MOVED[command, key]}"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -311,9 +360,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in JOBS:
         print(f"avworld: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    if command == "viz" and rest and "=" not in rest[0] and not rest[0].startswith("-"):
-        rest = [f"what={rest[0]}", *rest[1:]]  # `avworld viz rollout ...` reads as `avworld viz what=rollout ...`
-    _run_hydra(command, rest)
+    jobs = JOBS[command]
+    named = rest[0] if rest and "=" not in rest[0] and not rest[0].startswith("-") else None
+    if named is not None and named not in jobs:
+        print(f"avworld {command}: unknown job {named!r}; jobs: {', '.join(jobs)}", file=sys.stderr)
+        return 2
+    name = named or DEFAULT_JOBS.get(command)
+    if name is None:
+        print(f"avworld {command}: name the job first: avworld {command} {{{','.join(jobs)}}} [overrides...]", file=sys.stderr)
+        return 2
+    overrides = rest[1:] if named else rest
+    hint = _moved(command, overrides) if named is None else None
+    if hint:
+        print(hint, file=sys.stderr)
+        return 2
+    _run_hydra(command, jobs[name], overrides)
     return 0
 
 

@@ -1,58 +1,64 @@
-"""The ``avworld eval`` command: an agent in the real world, a tokenizer, a world model's imagined rollouts, or the
-navigation benchmark; each writes its JSON (and with ``report=true`` an HTML report) to the Hydra output directory.
+"""The jobs of ``avworld eval``: an agent in the real world, the navigation benchmark, a tokenizer, or a world model's
+imagined rollouts; each writes its JSON (and with ``report=true`` an HTML report) to the Hydra output directory.
 
-:func:`eval_job` picks the evaluation from the config: ``nav=benchmark`` (:func:`benchmark_job`), ``tokenizer=CHECKPOINT``,
-``model=CHECKPOINT`` (with ``baselines.*``), or else ``agent=...`` in ``cfg.sim``'s world.
+The job is named on the command line (``avworld eval [navigation|benchmark|tokenizer|world_model] ...``); each takes
+its typed config of :mod:`avworld.cli_config`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from avworld.cli import output_dir, sim_config, write_json
+from avworld.cli_config import (
+    Data,
+    EvalBenchmark,
+    EvalNavigation,
+    EvalTokenizer,
+    EvalWorldModel,
+    output_dir,
+    scenes_of,
+    write_json,
+)
 from avworld.sim.simulator import SimConfig
 
-if TYPE_CHECKING:
-    from avworld.train.tokenizers import DataRef
 
+def navigation_job(job: EvalNavigation) -> None:
+    """``job.agent`` for ``job.eval.episodes`` real episodes (``navigation.json``; with ``report=true`` an HTML report)."""
+    import dataclasses
 
-def eval_job(cfg: DictConfig) -> None:
-    """Evaluate ``cfg.agent`` in the real world (``navigation.json``), ``tokenizer=CHECKPOINT`` / ``model=CHECKPOINT`` on test
-    scenes, or every agent of the navigation benchmark (``nav=benchmark``, ``navigation_benchmark.json``)."""
-    import avworld  # noqa: F401
-
-    if cfg.get("nav"):
-        return benchmark_job(cfg)
-    if cfg.get("tokenizer"):
-        return _eval_tokenizer(cfg)
-    if cfg.get("model"):
-        return _eval_model(cfg)
-    result = _navigate(cfg, cfg.eval, cfg.agent, cfg.agent._target_.rsplit(".", 1)[-1])
-    out = output_dir()
-    write_json(out / "navigation.json", {"config": OmegaConf.to_container(cfg), **result})
-    _report(cfg, out, "navigation")
-    print(_table({"agent": result["summary"]}))
-    print(f"results written to {out / 'navigation.json'}")
-
-
-def _navigate(cfg: DictConfig, run: DictConfig, agent_cfg: DictConfig, label: str) -> dict[str, Any]:
-    """Run ``agent_cfg`` for ``run.episodes`` episodes of ``run.split`` in the world of ``cfg.sim``."""
-    import gymnasium as gym
     from hydra.utils import instantiate
     from tqdm import tqdm
 
+    import avworld  # noqa: F401  (registers the envs)
     from avworld.eval.navigation import evaluate_navigation
 
-    env = gym.make("avworld/AudioNav-v0", split=run.split, sim=sim_config(cfg))
-    policy = instantiate(agent_cfg)
-    with tqdm(total=run.episodes, desc=label, unit="ep") as bar:
-        result = evaluate_navigation(env, policy, run.episodes, seed=run.seed, on_episode=lambda i, m: bar.update())
+    scene = scenes_of(job.scene)
+    label = _agent_name(job.agent)
+    env = _real_env(job.sim, job.eval.split, scene)
+    policy = instantiate(job.agent)
+    with tqdm(total=job.eval.episodes, desc=label, unit="ep") as bar:
+        result = evaluate_navigation(env, policy, job.eval.episodes, seed=job.eval.seed, on_episode=lambda i, m: bar.update())
     env.close()
-    return {"summary": result.summary(), "episodes": result.episodes}
+    out = output_dir()
+    config = {"sim": dataclasses.asdict(job.sim), "agent": job.agent, "eval": dataclasses.asdict(job.eval), "scene": scene}
+    write_json(out / "navigation.json", {"config": config, "summary": result.summary(), "episodes": result.episodes})
+    if job.report:
+        _report(out, "navigation", _agent_name(job.agent), lambda path: _report_video(job, path, None))
+    print(_table({"agent": result.summary()}))
+    print(f"results written to {out / 'navigation.json'}")
+
+
+def _real_env(sim: SimConfig, split: str, scene: Any) -> Any:
+    import gymnasium as gym
+
+    return gym.make("avworld/AudioNav-v0", split=split, sim=sim, scene=scene)
+
+
+def _agent_name(agent: dict[str, Any]) -> str:
+    return str(agent.get("_target_", "agent")).rsplit(".", 1)[-1]
 
 
 def _table(rows: dict[str, dict[str, float]]) -> str:
@@ -62,20 +68,24 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def benchmark_job(cfg: DictConfig) -> None:
+def benchmark_job(job: EvalBenchmark) -> None:
     """Agents ``nav.run`` of ``nav.agents`` on the same real episodes per sound set of ``nav.sounds`` (see avworld.eval.benchmark)."""
+    import dataclasses
+
     from hydra.utils import instantiate
     from tqdm import tqdm
 
+    import avworld  # noqa: F401
     from avworld.eval.benchmark import benchmark_json, format_benchmark_table, run_benchmark
 
-    nav = cfg.nav
+    nav = job.nav
+    scene = scenes_of(job.scene)
     for name in nav.run:
         if name not in nav.agents:
             raise ValueError(f"nav.run: no agent {name!r} in nav.agents ({', '.join(nav.agents)}); add one: +agent@nav.agents.{name}=FILE")
         agent = nav.agents[name]
         imagined = agent.get("world") is None  # a planner given a world (e.g. RealWorldModel) needs no checkpoint
-        if imagined and "checkpoint" in agent and (OmegaConf.is_missing(agent, "checkpoint") or agent.checkpoint is None):
+        if imagined and "checkpoint" in agent and agent["checkpoint"] in (None, "???"):
             raise ValueError(f"nav.agents.{name}.checkpoint is not set: give world_model=DIR (the planners' world model) or set it")
     agents = {name: instantiate(nav.agents[name]) for name in nav.run}
     with tqdm(total=len(agents) * len(nav.sounds) * nav.episodes, unit="ep") as bar:
@@ -84,44 +94,51 @@ def benchmark_job(cfg: DictConfig) -> None:
             bar.set_description(f"{agent} ({sounds})")
             bar.update()
 
-        runs = run_benchmark(agents, sim_config(cfg), list(nav.sounds), nav.split, nav.episodes, nav.seed, list(nav.sensors), progress)
+        runs = run_benchmark(agents, job.sim, list(nav.sounds), nav.split, nav.episodes, nav.seed, list(nav.sensors), progress, scene)
     table = format_benchmark_table(runs, nav.level)
-    settings: dict[str, Any] = OmegaConf.to_container(nav, resolve=True)  # type: ignore[assignment]
-    settings |= {"agents": {n: settings["agents"][n] for n in nav.run}, "world_model": cfg.world_model, "interval": "Student-t"}
+    settings: dict[str, Any] = dataclasses.asdict(nav)
+    settings |= {"agents": {n: nav.agents[n] for n in nav.run}, "world_model": job.world_model, "interval": "Student-t", "scene": scene}
     out = output_dir()
+    config = {"sim": dataclasses.asdict(job.sim), "nav": dataclasses.asdict(nav), "world_model": job.world_model, "scene": scene}
     write_json(
         out / "navigation_benchmark.json",
-        {"config": OmegaConf.to_container(cfg), "settings": settings, "agents": benchmark_json(runs, nav.level), "table": table},
+        {"config": config, "settings": settings, "agents": benchmark_json(runs, nav.level), "table": table},
     )
     print(table)
     print(f"results written to {out / 'navigation_benchmark.json'}")
 
 
-def _data_ref(cfg: DictConfig) -> DataRef:
-    """The collection of ``cfg.data`` (its ``split`` aside)."""
+def _checkpoint_dir(path: str, what: str, key: str) -> str:
+    """``path`` if it is a directory; else an error naming the setting and the path (before any data is read)."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{key}: no {what} checkpoint directory at {path}")
+    return path
+
+
+def _data_ref(data: Data) -> Any:
+    """The :class:`~avworld.train.tokenizers.DataRef` of ``data`` (its ``split`` aside)."""
     from avworld.train.tokenizers import DataRef
 
-    fields = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if k != "split"}  # type: ignore[union-attr]
-    data_ref = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataRef), fields))
-    assert isinstance(data_ref, DataRef)
-    return data_ref
+    return DataRef(root=data.root, name=data.name, cache=data.cache, fractions=tuple(data.fractions))  # type: ignore[arg-type]
 
 
-def _eval_tokenizer(cfg: DictConfig) -> None:
+def tokenizer_job(job: EvalTokenizer) -> None:
+    """Reconstruction quality of the tokenizer ``job.checkpoint`` on ``job.data``'s split (``tokenizer.json``)."""
     from avworld.eval.tokenizers import evaluate_tokenizer
     from avworld.models.registry import FIELDS, load_model
     from avworld.train.tokenizers import frames
 
-    model, ckpt = load_model(cfg.tokenizer)
-    data_ref = _data_ref(cfg)
+    model, ckpt = load_model(_checkpoint_dir(job.checkpoint, "tokenizer", "checkpoint"))
+    data_ref = _data_ref(job.data)
     data = data_ref.load()
     key = {"rgb": "rgb_shape", "audio": "audio_shape"}[FIELDS[ckpt.kind]]
     if list(data.meta[key]) != list(ckpt.meta["data"][key]):
-        raise ValueError(f"{cfg.tokenizer}: trained on {key} {ckpt.meta['data'][key]}, the collection has {data.meta[key]}")
-    scores = evaluate_tokenizer(model, ckpt.kind, frames(data, ckpt.kind, cfg.data.split, data_ref.fractions))
+        raise ValueError(f"{job.checkpoint}: trained on {key} {ckpt.meta['data'][key]}, the collection has {data.meta[key]}")
+    scores = evaluate_tokenizer(model, ckpt.kind, frames(data, ckpt.kind, job.data.split, data_ref.fractions))
     out = output_dir()
-    write_json(out / "tokenizer.json", {"checkpoint": str(cfg.tokenizer), "kind": ckpt.kind, "split": cfg.data.split, "scores": scores})
-    _report(cfg, out, "tokenizer")
+    write_json(out / "tokenizer.json", {"checkpoint": job.checkpoint, "kind": ckpt.kind, "split": job.data.split, "scores": scores})
+    if job.report:
+        _report(out, "tokenizer", "", None)
     print(f"{'metric':<16}{'value':>10}")
     for k, v in scores.items():
         print(f"{k:<16}{v:>10.4f}")
@@ -129,7 +146,7 @@ def _eval_tokenizer(cfg: DictConfig) -> None:
 
 
 MODALITIES_OF = {"video_only": ("video",), "audio_only": ("audio",)}
-"""Baselines of ``avworld eval model=...`` that imagine one modality; the others imagine both."""
+"""Baselines of ``avworld eval world_model`` that imagine one modality; the others imagine both."""
 
 
 def _about(meta: dict[str, Any]) -> str:
@@ -144,8 +161,9 @@ def _about(meta: dict[str, Any]) -> str:
     return f"{preset}, {steps:,} step{'s' * (steps != 1)} in {minutes:.1f} min, {size}"
 
 
-def _eval_model(cfg: DictConfig) -> None:
-    """Rollouts of the world model ``cfg.model``, copy-last and each baseline of ``cfg.baselines`` on the same windows."""
+def world_model_job(job: EvalWorldModel) -> None:
+    """Rollouts of the world model ``job.checkpoint``, copy-last and each baseline of ``job.baselines`` on the same windows."""
+    import dataclasses
     import time
 
     import torch
@@ -155,21 +173,21 @@ def _eval_model(cfg: DictConfig) -> None:
     from avworld.eval.prediction import CopyLast, Predictor, Separate, WorldPredictor, check_horizons, evaluate_prediction, format_table
     from avworld.models.imagination import Imagination
 
-    run = cfg.eval_model
+    run = job.eval_model
+    paths = {"av_cdit": _checkpoint_dir(job.checkpoint, "world-model", "checkpoint")}
+    paths |= {k: _checkpoint_dir(v, "world-model", f"baselines.{k}") for k, v in dataclasses.asdict(job.baselines).items() if v}
     device = run.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    data_ref = _data_ref(cfg)
+    worlds = {name: Imagination.load(path, device) for name, path in paths.items()}
+    data_ref = _data_ref(job.data)
     data = data_ref.load()
-    paths = {"av_cdit": str(cfg.model)} | {k: str(v) for k, v in cfg.baselines.items() if v}
-    worlds = {}
-    for name, path in paths.items():
-        world = Imagination.load(path, device)
+    for name, world in worlds.items():
+        path = paths[name]
         expected = MODALITIES_OF.get(name, ("video", "audio"))
         if world.modalities != expected:
             raise ValueError(f"{path}: the {name} model must imagine {expected}, this checkpoint imagines {world.modalities}")
         for key in ("rgb_shape", "audio_shape"):
             if list(world.meta[key]) != list(data.meta[key]):
                 raise ValueError(f"{path}: trained on {key} {world.meta[key]}, the collection has {data.meta[key]}")
-        worlds[name] = world
 
     predictors: dict[str, Predictor] = {"av_cdit": WorldPredictor(worlds["av_cdit"]), "copy_last": CopyLast(device=device)}
     if {"video_only", "audio_only"} <= worlds.keys():
@@ -180,7 +198,7 @@ def _eval_model(cfg: DictConfig) -> None:
 
     horizons = check_horizons(list(run.horizons))
     context = max(p.context for p in predictors.values())
-    split = cfg.data.split
+    split = job.data.split
     windows = WindowDataset(data, WindowConfig(context=context, horizon=horizons[-1], split=split, fractions=tuple(data_ref.fractions)))
     if len(windows) == 0:
         raise ValueError(
@@ -206,12 +224,13 @@ def _eval_model(cfg: DictConfig) -> None:
         {
             "checkpoints": paths,
             "data": {"root": data_ref.root, "name": data_ref.name, "split": split, "windows": len(windows), "evaluated": evaluated},
-            "settings": OmegaConf.to_container(run),
+            "settings": dataclasses.asdict(run),
             "models": {name: {"about": about.get(name, ""), "seconds": seconds[name], **r.as_dict()} for name, r in results.items()},
             "table": table,
         },
     )
-    _report(cfg, out, "prediction")
+    if job.report:
+        _report(out, "prediction", _agent_name(job.agent), lambda path: _report_video(job, path, job.checkpoint))
     print(f"{data_ref.name}, split {split}: {evaluated} of {len(windows)} windows, context {context}, sampler steps {run.sampler_steps}")
     print(table)
     for note in dict.fromkeys(n for r in results.values() for n in r.notes):
@@ -219,18 +238,16 @@ def _eval_model(cfg: DictConfig) -> None:
     print(f"results written to {out / 'prediction.json'}")
 
 
-def _report(cfg: DictConfig, out: Path, kind: str) -> None:
-    """With ``report=true``: ``out/report/`` (index.html + assets) of ``out/{kind}.json``, with a rollout video of
-    ``cfg.agent`` (``report_video_steps`` steps at most, 0 for none) and, for a world model, its imagination beside it."""
+def _report(out: Path, kind: str, agent: str, video: Any) -> None:
+    """``out/report/`` (index.html + assets) of ``out/{kind}.json``, with the rollout video that ``video(path)`` writes (and
+    describes, in its return value; it returns None for no video)."""
     import tempfile
 
     from avworld.viz.report import Section, Text, Video, navigation_sections, prediction_sections, tokenizer_sections, write_report
 
-    if not cfg.get("report"):
-        return
     result = json.loads((out / f"{kind}.json").read_text())
     if kind == "navigation":
-        sections = navigation_sections(result, cfg.agent._target_.rsplit(".", 1)[-1])
+        sections = navigation_sections(result, agent)
     elif kind == "prediction":
         from avworld.eval.prediction import COLUMNS
 
@@ -238,29 +255,37 @@ def _report(cfg: DictConfig, out: Path, kind: str) -> None:
     else:
         sections = tokenizer_sections(result)
     with tempfile.TemporaryDirectory() as tmp:
-        video = Path(tmp) / "rollout.mp4"
-        if kind != "tokenizer" and cfg.get("report_video_steps", 0) > 0:
-            about = _report_video(cfg, video, with_model=kind == "prediction")
-            sections.append(Section("Rollout", [Text(about), Video(video)]))
+        path = Path(tmp) / "rollout.mp4"
+        about = video(path) if video is not None else None
+        if about is not None:
+            sections.append(Section("Rollout", [Text(about), Video(path)]))
         index = write_report(out / "report", f"avworld eval: {kind}", sections, intro=f"Results of {out / f'{kind}.json'}.")
     print(f"report written to {index}")
 
 
-def _report_video(cfg: DictConfig, path: Path, with_model: bool) -> str:
-    """The report's rollout video of ``cfg.agent`` at ``path`` (with ``cfg.model`` imagining beside it, in the simulator
-    settings it learned, if ``with_model``); what it shows, in words."""
+def _report_video(job: EvalNavigation | EvalWorldModel, path: Path, checkpoint: str | None) -> str | None:
+    """The report's rollout video of ``job.agent`` at ``path`` (with the world model ``checkpoint`` imagining beside it, in
+    the simulator settings it learned); what it shows, in words. None when ``job.report_video_steps`` is 0."""
     from hydra.utils import instantiate
 
     from avworld.eval.rollouts import imagine, load_world, run_episode, write_rollout_video
 
-    sim, world = sim_config(cfg), None
-    if with_model:
-        world = load_world(cfg.model, cfg.eval_model.device)
-        sim = SimConfig.from_dict(world.meta["sim"])
-    rollout = run_episode(sim, instantiate(cfg.agent), cfg.eval.split, cfg.eval.seed, None, int(cfg.report_video_steps))
-    about = f"{cfg.agent._target_.rsplit('.', 1)[-1]} in a {cfg.eval.split} scene, seed {cfg.eval.seed}: the real view"
+    if job.report_video_steps <= 0:
+        return None
+    world, scene = None, None
+    if checkpoint is not None:
+        assert isinstance(job, EvalWorldModel)
+        world = load_world(checkpoint, job.eval_model.device)
+        sim, sampler_steps = SimConfig.from_dict(world.meta["sim"]), job.eval_model.sampler_steps
+    else:
+        assert isinstance(job, EvalNavigation)
+        sim, scene, sampler_steps = job.sim, scenes_of(job.scene), 0
+    split, seed = job.eval.split, job.eval.seed
+    rollout = run_episode(sim, instantiate(job.agent), split, seed, None, job.report_video_steps, scene=scene)
+    where = "one of the given scenes" if scene is not None else f"a {split} scene"
+    about = f"{_agent_name(job.agent)} in {where}, seed {seed}: the real view"
     if world is not None:
-        imagine(rollout, world, sim, cfg.eval.seed, cfg.eval_model.sampler_steps)
+        imagine(rollout, world, sim, seed, sampler_steps)
         about += f", and beside it the world model imagining the same actions from {rollout.context} real steps"
     write_rollout_video(path, rollout, sim, fps=12.0, spectrogram_seconds=3.0)
     return about + "; the map, the binaural sound (left and right ear) and the reward."

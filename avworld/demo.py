@@ -6,7 +6,8 @@ imagination (random, planner, oracle; heard and unheard sounds) → a rollout vi
 sound (the planner's real episode, the world model's imagination beside it) → the HTML
 report. Each step is a stage of :class:`avworld.pipeline.Pipeline` under ``demo.root``:
 re-running reuses finished stages, a changed setting redoes its stage and those after
-it, Ctrl-C and re-run continues, ``demo.force=true`` redoes everything.
+it, Ctrl-C and re-run continues, ``demo.force=true`` redoes everything. The sizes are YAML presets
+(``configs/demo/``, :class:`DemoSizes`).
 """
 
 from __future__ import annotations
@@ -23,83 +24,91 @@ from avworld.sim.simulator import SimConfig
 
 @dataclass
 class DemoSizes:
-    """How much of everything the demo does; ``demo=default`` fits 15 minutes on 2 CPU cores, ``demo.quick=true`` 3."""
+    """How much of everything the demo does. The presets are YAML files a user can read and copy: ``configs/demo/default.yaml``
+    (about 10 minutes on 2 CPU cores), ``quick.yaml`` (about 3) and ``gpu.yaml``, chosen by ``avworld demo demo=NAME``."""
 
-    train_episodes: int = 160
-    train_scenes: int = 40
-    test_episodes: int = 24
-    test_scenes: int = 12
-    max_steps: int = 60
+    train_episodes: int
+    train_scenes: int
+    test_episodes: int
+    test_scenes: int
+    max_steps: int
     """Steps per collected episode."""
-    tokenizer_preset: str = "tiny"
-    tokenizer_steps: int = 600
-    world_model_preset: str = "tiny"
-    world_model_steps: int = 2000
+    tokenizer_preset: str
+    tokenizer_steps: int
+    world_model_preset: str
+    world_model_steps: int
     """Per stage."""
-    stop_windows: float = 0.1
+    stop_windows: float
     """Counterfactual STOP windows per training window (:class:`avworld.train.world_model.LatentWindows`)."""
-    stop_near: float = 0.0
+    stop_near: float
     """Share of them drawn from windows within reach of the source (:class:`~avworld.train.world_model.WorldModelJob`)."""
-    batch_size: int = 32
-    eval_windows: int = 64
-    horizons: tuple[int, ...] = (1, 2, 4, 8)
-    nav_episodes: int = 10
-    nav_sounds: tuple[str, ...] = ("heard", "unheard")
-    nav_max_steps: int = 100
-    planner_horizon: int = 3
-    planner_beam: int = 4
-    video_steps: int = 60
+    batch_size: int
+    eval_windows: int
+    horizons: tuple[int, ...]
+    nav_episodes: int
+    nav_sounds: tuple[str, ...]
+    nav_max_steps: int
+    planner_horizon: int
+    planner_beam: int
+    video_steps: int
 
-
-QUICK = DemoSizes(
-    train_episodes=40,
-    train_scenes=10,
-    test_episodes=8,
-    test_scenes=4,
-    max_steps=40,
-    tokenizer_steps=150,
-    world_model_steps=300,
-    eval_windows=16,
-    horizons=(1, 2, 4),
-    nav_episodes=3,
-    nav_sounds=("heard",),
-    nav_max_steps=40,
-    planner_horizon=2,
-    video_steps=30,
-)
-GPU = DemoSizes(tokenizer_preset="small", tokenizer_steps=3000, world_model_preset="small", world_model_steps=5000, eval_windows=256)
+    def __post_init__(self) -> None:
+        self.horizons, self.nav_sounds = tuple(self.horizons), tuple(self.nav_sounds)
 
 
 @dataclass
 class DemoConfig:
+    sizes: DemoSizes
+    """The sizes of the preset ``preset`` (``configs/demo/<preset>.yaml``), with the run's overrides."""
+    preset: str = "default"
     root: str = "avworld-demo"
     """Where every stage keeps its work (reused by the next run); the report is ``<root>/report/index.html``."""
-    quick: bool = False
     force: bool = False
     device: str = "auto"
-    """``auto``: CUDA when available, and then the larger ``GPU`` sizes."""
+    """``auto``: CUDA when available (and then, with the ``default`` preset, the ``gpu`` one)."""
     seed: int = 0
     workers: int = 2
-    sizes: dict[str, Any] = field(default_factory=dict)
-    """Overrides of :class:`DemoSizes` fields (``demo.sizes.nav_episodes=20``); None keeps the run's value."""
 
-    def resolve(self) -> tuple[DemoSizes, str]:
-        """The sizes of this run and its device."""
+    def resolve_device(self) -> str:
+        """The device of this run."""
         import torch
 
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
-        base = QUICK if self.quick else GPU if device == "cuda" else DemoSizes()
-        known = {f.name for f in dataclasses.fields(DemoSizes)}
-        unknown = sorted(set(self.sizes) - known)
-        if unknown:
-            raise ValueError(f"demo.sizes: unknown field {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in self.sizes.items() if v is not None}
-        return dataclasses.replace(base, **sizes), device
+        return ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+
+
+@dataclass
+class DemoJob:
+    """``avworld demo``'s config."""
+
+    demo: DemoConfig
+    sim: SimConfig = field(default_factory=SimConfig)
+
+
+def demo_preset(name: str) -> DemoSizes:
+    """The sizes of ``configs/demo/<name>.yaml``."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    path = files("avworld.configs") / "demo" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"no demo preset {name!r} (configs/demo/{name}.yaml)")
+    sizes = OmegaConf.merge(OmegaConf.structured(DemoSizes), OmegaConf.create(path.read_text())["sizes"])
+    return OmegaConf.to_object(sizes)  # type: ignore[return-value]
+
+
+def gpu_preset() -> Any:
+    """The running ``avworld demo``'s config composed again with ``demo=gpu`` (its other overrides kept)."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("demo=")]
+    return compose("demo", overrides=[*overrides, "demo=gpu"])
 
 
 def build_pipeline(config: DemoConfig, sim: SimConfig) -> Pipeline:
     """The demo's stages under ``config.root`` for simulator settings ``sim``."""
-    sizes, device = config.resolve()
+    sizes, device = config.sizes, config.resolve_device()
     settings = {"sim": dataclasses.asdict(sim), "seed": config.seed, "device": device}
     s = sizes
     stages = [
@@ -321,7 +330,6 @@ def write_demo_report(root: Path, results: Mapping[str, dict[str, Any]], sizes: 
             [
                 Text(f"{sizes.nav_episodes} test episodes per agent and sound set, at most {nav['max_steps']} steps each."),
                 Table(["agent", "sounds", "SR", "SPL", "SNA", "DTG (m)", "real steps"], rows),
-                Text(nav["table"], pre=True),
             ],
         ),
         *prediction_sections(results["prediction"]),

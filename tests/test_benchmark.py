@@ -92,7 +92,7 @@ def test_avworld_eval_nav_writes_the_benchmark(world_checkpoint: str, tmp_path: 
         "nav.agents.cem.iterations=1",
         "nav.agents.cem.sampler_steps=1",
     )
-    proc = run_cli("eval", "nav=benchmark", f"world_model={world_checkpoint}", *tiny, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    proc = run_cli("eval", "benchmark", f"world_model={world_checkpoint}", *tiny, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "navigation_benchmark.json").read_text())
     agents = result["agents"]
@@ -106,12 +106,12 @@ def test_avworld_eval_nav_writes_the_benchmark(world_checkpoint: str, tmp_path: 
     assert result["settings"]["agents"]["planner"]["checkpoint"] == world_checkpoint
     assert result["table"] in proc.stdout and result["table"].count("\n| ") == 9  # header rule + 4 agents × 2 sound sets
 
-    proc = run_cli("eval", "nav=benchmark", "nav.run=[random,planner]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
+    proc = run_cli("eval", "benchmark", "nav.run=[random,planner]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
     assert proc.returncode != 0 and "world_model=DIR" in proc.stderr
-    proc = run_cli("eval", "nav=benchmark", "nav.run=[ppo]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
+    proc = run_cli("eval", "benchmark", "nav.run=[ppo]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
     assert proc.returncode != 0 and "+agent@nav.agents.ppo=FILE" in proc.stderr
     perfect = ("nav.agents.planner.checkpoint=null", "+nav.agents.planner.world={_target_: avworld.policies.worlds.RealWorldModel}")
     tiny = ("nav.run=[planner]", "nav.episodes=1", "sim.episode.max_steps=3", "nav.agents.planner.horizon=1")
-    proc = run_cli("eval", "nav=benchmark", *tiny, *perfect, f"hydra.run.dir={tmp_path / 'perfect'}", cwd=tmp_path)  # no world_model needed
+    proc = run_cli("eval", "benchmark", *tiny, *perfect, f"hydra.run.dir={tmp_path / 'perfect'}", cwd=tmp_path)  # no world_model needed
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "perfect" / "navigation_benchmark.json").read_text())["agents"]["planner"]["real_steps"] == 0

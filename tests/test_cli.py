@@ -99,3 +99,71 @@ def test_bench_model_prints_one_json_object(tmp_path: Path) -> None:
     tiny = result["presets"]["tiny"]
     assert result["target"] == "model" and tiny["parameters"] > 0
     assert tiny["train_samples_per_s"] > 0 and tiny["imagined_steps_per_s_batch2"] > 0
+
+
+def test_eval_plays_the_users_scene(tmp_path: Path) -> None:
+    """`scene=` reaches the env: the oracle's one episode starts 4 m from the source of the written room, not in an apartment."""
+    from avworld.sim.loading import save_scene
+    from tests.conftest import box
+
+    save_scene(box(6.0, 2.0), tmp_path / "room.json")  # start (1, 1), source (5, 1): geodesic 4 m
+    proc = run_cli("eval", "agent=oracle", "eval.episodes=1", "scene=room.json", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "out" / "navigation.json").read_text())
+    (episode,) = result["episodes"]
+    assert result["config"]["scene"] == "room.json" and episode["scene_seed"] is None
+    assert episode["geodesic_start"] == pytest.approx(4.0, abs=0.06) and episode["success"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("+scene2=room.json",), "unknown setting 'scene2'"),  # appended with +: still refused, by name
+        (("eval.episodes=abc",), "eval.episodes: Value 'abc'"),
+        (("world_model", "checkpoint=/nonexistent"), "no world-model checkpoint directory at /nonexistent"),
+        (("model=/nonexistent",), "avworld eval world_model checkpoint=DIR"),  # the old spelling points to the new one
+        (("scene=missing.json",), "scene: no such file or folder: missing.json"),
+    ],
+)
+def test_eval_refuses_settings_by_name(tmp_path: Path, args: tuple[str, ...], named: str) -> None:
+    budget = "agent=random" if args[0] == "eval.episodes=abc" else "eval.episodes=1"
+    proc = run_cli("eval", *args, budget, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode != 0 and named in proc.stderr, proc.stderr[-2000:]
+
+
+def test_jobs_are_named_not_guessed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "tokenizer=video"]) == 2  # train has no default job
+    assert "name the job first: avworld train {tokenizer,world_model,agent}" in capsys.readouterr().err
+    assert main(["eval", "fly"]) == 2
+    assert "unknown job 'fly'" in capsys.readouterr().err
+    assert main(["demo", "demo.quick=true"]) == 2
+    assert "avworld demo demo=quick" in capsys.readouterr().err
+    assert main(["bench", "sim", "+scene=x"]) == 2
+    assert "unknown setting 'scene'" in capsys.readouterr().err
+
+
+def test_every_job_config_fits_its_schema() -> None:
+    """Each job's YAML composes into its typed config: no key of the files is unknown to the code."""
+    from hydra import compose, initialize_config_module
+
+    import avworld.cli_config as schemas
+    from avworld.cli import JOBS
+    from avworld.cli_config import typed
+    from avworld.demo import DemoJob
+
+    fill = {"eval_tokenizer": ["checkpoint=x"], "eval_world_model": ["checkpoint=x"], "train_world_model": ["out_dir=x"]}
+    schema = {"demo": DemoJob, "eval": schemas.EvalNavigation, "eval_benchmark": schemas.EvalBenchmark}
+    schema |= {"eval_tokenizer": schemas.EvalTokenizer, "eval_world_model": schemas.EvalWorldModel, "collect": schemas.Collect}
+    schema |= {"train_tokenizer": schemas.TrainTokenizer, "train_world_model": schemas.TrainWorldModel, "train_agent": schemas.TrainAgent}
+    schema |= {"precompute": schemas.Precompute, "viz": schemas.Viz, "play": schemas.Play}
+    names = {job.config for jobs in JOBS.values() for job in jobs.values()}
+    assert names == set(schema)
+    with initialize_config_module(config_module="avworld.configs", version_base=None):
+        for name in sorted(names):
+            cfg = compose(config_name=name, overrides=fill.get(name, []))
+            for key in ("data", "demo", "collect"):  # ${hydra:runtime.cwd} needs a running app
+                if key in cfg and "root" in cfg[key]:
+                    cfg[key].root = "."
+            if name == "precompute":
+                cfg.sim.acoustics.cache_dir = "."
+            assert isinstance(typed(schema[name], cfg), schema[name])

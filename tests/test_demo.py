@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from avworld.demo import DemoConfig, build_pipeline, write_demo_report
+from avworld.demo import DemoConfig, DemoSizes, build_pipeline, demo_preset, write_demo_report
 from avworld.sim.simulator import SimConfig
 
 TOY = {
@@ -52,7 +53,8 @@ def test_demo_cli_writes_the_report_with_every_section(tmp_path: Path) -> None:
 def test_interrupted_demo_resumes_from_the_unfinished_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import avworld.eval.prediction as prediction
 
-    config = DemoConfig(root=str(tmp_path), device="cpu", workers=1, sizes=dict(TOY))
+    sizes = DemoSizes(**{**dataclasses.asdict(demo_preset("quick")), **TOY})
+    config = DemoConfig(sizes, root=str(tmp_path), device="cpu", workers=1)
     real = prediction.evaluate_prediction
 
     def interrupted(*args: object, **kwargs: object) -> None:
@@ -66,5 +68,12 @@ def test_interrupted_demo_resumes_from_the_unfinished_stage(tmp_path: Path, monk
     results = build_pipeline(config, SimConfig()).run(progress=False, on_stage=lambda n, s: statuses.update({n: s}))
     assert all(statuses[n] == "reused" for n in ("collect", "video_tokenizer", "world_stage3"))
     assert all(statuses[n] == "done" for n in ("prediction", "navigation", "video"))
-    sizes, _ = config.resolve()
     assert write_demo_report(tmp_path, results, sizes).exists()
+
+
+def test_demo_presets_are_yaml_files_with_every_size() -> None:
+    default, quick, gpu = demo_preset("default"), demo_preset("quick"), demo_preset("gpu")
+    assert quick.train_episodes < default.train_episodes and quick.nav_sounds == ("heard",)
+    assert gpu.world_model_preset == "small" and default.world_model_preset == "tiny"
+    with pytest.raises(ValueError, match="no demo preset 'huge'"):
+        demo_preset("huge")

@@ -146,9 +146,9 @@ def test_concat_joins_vec_envs_and_seeds_each_env() -> None:
 
 @pytest.fixture(scope="module")
 def real_agent(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``avworld train agent=ppo world=real agent_train=tiny`` for 128 steps: its output directory."""
+    """``avworld train agent world=real agent_train=tiny`` for 128 steps: its output directory."""
     out = tmp_path_factory.mktemp("ppo_real")
-    args = ["train", "agent=ppo", "world=real", "agent_train=tiny", "agent_train.steps=128", f"out_dir={out}", f"hydra.run.dir={out}/hydra"]
+    args = ["train", "agent", "world=real", "agent_train=tiny", "agent_train.steps=128", f"out_dir={out}", f"hydra.run.dir={out}/hydra"]
     proc = subprocess.run([sys.executable, "-m", "avworld.cli", *args], cwd=out, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "timesteps=128 real_steps=128" in proc.stdout

@@ -271,7 +271,8 @@ def test_cli_eval_model_writes_prediction_json(
 ) -> None:
     args = [
         "eval",
-        f"model={world_checkpoint}",
+        "world_model",
+        f"checkpoint={world_checkpoint}",
         f"baselines.joint={world_checkpoint}",
         *(f"baselines.{k}={v}" for k, v in unimodal_checkpoints.items()),
         f"data.root={collection.root}",

@@ -49,11 +49,12 @@ def rollout_video(world_checkpoint: str, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def prediction_report(world_checkpoint: str, collection: CollectConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``avworld eval model=... report=true`` on the tiny collection: the report folder."""
+    """``avworld eval world_model checkpoint=... report=true`` on the tiny collection: the report folder."""
     out = tmp_path_factory.mktemp("eval")
     run_cli(
         "eval",
-        f"model={world_checkpoint}",
+        "world_model",
+        f"checkpoint={world_checkpoint}",
         f"data.root={collection.root}",
         f"data.name={collection.name}",
         "data.split=train",

@@ -62,7 +62,7 @@ def test_training_lowers_the_tokenizer_loss(collection: CollectConfig, tmp_path:
 def test_train_and_eval_commands(collection: CollectConfig, tmp_path: Path) -> None:
     data = (f"data.root={collection.root}", f"data.name={collection.name}")
     train = subprocess.run(
-        [sys.executable, "-m", "avworld.cli", "train", "tokenizer=audio", "preset=tiny", *data, f"out_dir={tmp_path / 'run'}"],
+        [sys.executable, "-m", "avworld.cli", "train", "tokenizer", "kind=audio", "preset=tiny", *data, f"out_dir={tmp_path / 'run'}"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -71,7 +71,7 @@ def test_train_and_eval_commands(collection: CollectConfig, tmp_path: Path) -> N
     assert train.returncode == 0, train.stderr
     assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
     ev = subprocess.run(
-        [sys.executable, "-m", "avworld.cli", "eval", f"tokenizer={tmp_path / 'run' / 'checkpoint'}", *data, "data.split=train"],
+        [sys.executable, "-m", "avworld.cli", "eval", "tokenizer", f"checkpoint={tmp_path / 'run' / 'checkpoint'}", *data, "data.split=train"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

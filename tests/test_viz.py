@@ -149,7 +149,7 @@ def test_cli_viz_writes_a_video_with_sound(tmp_path: Path) -> None:
 
 
 def test_cli_viz_takes_what_as_a_word(tmp_path: Path) -> None:
-    """`avworld viz WHAT ...` is `avworld viz what=WHAT ...`: an unknown one is refused by name."""
+    """`avworld viz WHAT ...` names the job (only `rollout`): an unknown one is refused by name."""
     proc = run_cli("viz", "movie", "agent=random", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode != 0
-    assert "what must be 'rollout', got 'movie'" in proc.stderr
+    assert "unknown job 'movie'; jobs: rollout" in proc.stderr

@@ -191,7 +191,7 @@ def test_presets_give_each_stage_its_steps(name: str) -> None:
 
 
 def test_cli_trains_a_stage(collection: CollectConfig, tokenizer_checkpoints: dict[str, str], tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "avworld.cli", "train", "model=av_cdit", "stage=joint", "preset=tiny"]
+    cmd = [sys.executable, "-m", "avworld.cli", "train", "world_model", "stage=joint", "preset=tiny"]
     cmd += ["preset.world_model.stage_steps.joint=2"]
     cmd += [f"data.root={collection.root}", f"data.name={collection.name}", f"out_dir={tmp_path}", "+preset.world_model.train.device=cpu"]
     cmd += [f"tokenizers.{m}={p}" for m, p in tokenizer_checkpoints.items()]
