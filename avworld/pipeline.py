@@ -16,12 +16,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from avworld.jsonfile import write_atomic
 
 StageFn = Callable[[Path, Mapping[str, dict[str, Any]]], dict[str, Any]]
 """``run(stage_dir, results_of_needed_stages) -> result`` (JSON-able)."""
@@ -41,21 +42,6 @@ class Stage:
 def _key(config: Mapping[str, Any], upstream: Sequence[str]) -> str:
     text = json.dumps({"config": config, "upstream": list(upstream)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Pipeline:
@@ -111,7 +97,7 @@ class Pipeline:
                 start = time.perf_counter()
                 result = stage.run(path, {n: results[n] for n in stage.needs})
                 result = {**result, "seconds": round(time.perf_counter() - start, 1)}
-                write_json_atomic(path / "result.json", result)
+                write_atomic(path / "result.json", result)
                 results[stage.name] = result
                 bar.update(stage.cost)
                 if on_stage:

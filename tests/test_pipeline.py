@@ -79,3 +79,21 @@ def test_bad_order_is_refused(tmp_path: Path) -> None:
     rec = Recorder()
     with pytest.raises(ValueError, match="needs 'train'"):
         Pipeline(tmp_path, [Stage("report", rec.stage("report"), needs=("train",)), Stage("train", rec.stage("train"))])
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads`` that refuses the non-standard tokens NaN, Infinity and -Infinity, as jq and JavaScript do."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_results_are_standard_json(tmp_path: Path) -> None:
+    """A stage's non-finite numbers (an identical frame's PSNR, an undefined score) are written as null."""
+    stage = Stage("eval", lambda path, needed: {"psnr": float("inf"), "scores": [float("nan"), 1.5], "low": -float("inf")})
+    Pipeline(tmp_path, [stage]).run(progress=False)
+    (result,) = tmp_path.glob("eval-*/result.json")
+    data = strict_json(result.read_text())
+    assert data["psnr"] is None and data["scores"] == [None, 1.5] and data["low"] is None

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from matplotlib.image import imread
 
 from avworld.data.collect import CollectConfig
 from avworld.viz.plots import horizon_plot
@@ -23,7 +25,7 @@ from avworld.viz.report import (
     tokenizer_sections,
     write_report,
 )
-from avworld.viz.video import probe
+from avworld.viz.video import probe, write_video
 
 CHROMIUM = Path("/usr/bin/chromium")
 EVIL = "<script>alert(1)</script>"
@@ -198,3 +200,77 @@ def test_reports_open_in_headless_chromium(prediction_report: Path, rollout_vide
                 page.close()
         finally:
             browser.close()
+
+
+def test_a_report_without_assets_creates_its_folder(tmp_path: Path) -> None:
+    index = write_report(tmp_path / "new" / "report", "t", [Section("results", [Text("no picture here")])])
+    assert index == tmp_path / "new" / "report" / "index.html" and "no picture here" in index.read_text()
+    assert not (tmp_path / "new" / "report" / "assets").exists()
+
+
+def test_eval_report_without_a_video_or_for_a_tokenizer_is_written(
+    tokenizer_checkpoints: dict[str, str], collection: CollectConfig, tmp_path: Path
+) -> None:
+    nav = tmp_path / "nav"
+    args = ("agent=random", "eval.episodes=1", "sim.episode.max_steps=3", "report=true", "report_video_steps=0")
+    proc = run_cli("eval", *args, f"hydra.run.dir={nav}", cwd=tmp_path)
+    page = (nav / "report" / "index.html").read_text()
+    assert f"report written to {nav / 'report' / 'index.html'}" in proc.stdout and "<video" not in page
+    tok = tmp_path / "tok"
+    data = (f"data.root={collection.root}", f"data.name={collection.name}", "data.split=train")
+    proc = run_cli(
+        "eval", "tokenizer", f"checkpoint={tokenizer_checkpoints['audio']}", *data, "report=true", f"hydra.run.dir={tok}", cwd=tmp_path
+    )
+    page = (tok / "report" / "index.html").read_text()
+    assert f"report written to {tok / 'report' / 'index.html'}" in proc.stdout and ">Tokenizer</h2>" in page
+
+
+def test_a_video_shows_its_first_frame_as_poster(tmp_path: Path) -> None:
+    frames = np.zeros((6, 32, 48, 3), np.uint8)
+    frames[0] = (200, 40, 40)  # only the first frame is red
+    video = tmp_path / "clip.mp4"
+    write_video(video, frames, fps=12.0)
+    page = write_report(tmp_path / "report", "t", [Section("Rollout", [Video(video, caption="rollout")])]).read_text()
+    assert '<video controls preload="metadata" poster="assets/01-rollout-poster.png">' in page
+    poster = imread(tmp_path / "report" / "assets" / "01-rollout-poster.png")  # float RGB(A) in [0, 1]
+    assert poster.shape[:2] == (32, 48)
+    assert np.abs(poster[..., :3] * 255 - (200, 40, 40)).mean() < 12  # H.264's colour loss, not a black box
+    with pytest.raises(ValueError, match=r"^sections: Rollout: item 1: cannot read a frame of"):
+        (tmp_path / "broken.mp4").write_bytes(b"not a video")
+        write_report(tmp_path / "r2", "t", [Section("Rollout", [Video(tmp_path / "broken.mp4")])])
+
+
+def test_av_lag_notes_of_several_models_become_one_that_says_what_is_counted() -> None:
+    result = prediction_result()
+    result["models"]["av_cdit"]["notes"] = ["av_lag_error: over 5 of 8 windows; the others have constant motion or loudness (no lag)"]
+    result["models"]["copy_last"]["notes"] = ["av_lag_error: None, every window has constant motion or loudness (no lag)", "shared"]
+    result["models"]["av_cdit"]["notes"].append("shared")
+    result["models"]["copy_last"]["notes"].append("only the baseline")
+    *_, notes = prediction_sections(result)
+    bodies = [b.body for b in notes.blocks if isinstance(b, Text)]
+    lag = [b for b in bodies if "av_lag_error" in b]
+    assert len(lag) == 1 and "over the windows where motion and loudness vary in both rollouts" in lag[0]
+    assert "av_cdit 5 of 8 windows; copy_last 0 of 8 windows (None)" in lag[0]
+    assert "shared" in bodies and "copy_last: only the baseline" in bodies
+
+
+def test_demo_report_has_one_navigation_table(tmp_path: Path) -> None:
+    from avworld.demo import DemoConfig, write_demo_report
+
+    video = tmp_path / "rollout.mp4"
+    write_video(video, np.zeros((3, 16, 16, 3), np.uint8), fps=12.0)
+    summary = {m: {"mean": 0.5} for m in ("SR", "SPL", "SNA", "DTG")}
+    results = {
+        "collect": {"episodes": 2, "steps": 40},
+        "navigation": {
+            "agents": {"planner": {"sounds": {"heard": {"summary": summary}}, "real_steps": 12}},
+            "max_steps": 6,
+            "table": "| agent | SR |\n| --- | --- |\n| planner | 0.5 |",
+        },
+        "video": {"video": str(video)},
+        "prediction": prediction_result(),
+    }
+    sizes, _ = DemoConfig(root=str(tmp_path), device="cpu").resolve()
+    page = write_demo_report(tmp_path, results, sizes).read_text()
+    navigation = page.split(">Navigation</h2>")[1].split("</section>")[0]
+    assert navigation.count("<table") == 1 and "| agent |" not in page

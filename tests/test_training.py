@@ -227,3 +227,55 @@ def test_cpu_bf16_detection_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch,
         assert cpu_has_bf16() is expected
     monkeypatch.setattr(builtins, "open", lambda path, *a, **k: (_ for _ in ()).throw(OSError("no such file")))
     assert cpu_has_bf16() is False
+
+
+def test_checkpoint_json_is_standard_and_training_state_round_trips(tmp_path: Path) -> None:
+    import json
+    import math
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    meta = {"sim": {"episode": {"max_geodesic": math.inf}}, "scores": [math.nan, 2.0]}
+    state = {"step": 3, "best": math.inf, "worst": -math.inf, "lost": math.nan}
+    save_checkpoint(tmp_path / "ckpt", Checkpoint("toy", {}, {"w": torch.ones(1)}, meta, {"state": state, "tensors": {}}))
+    stored = json.loads((tmp_path / "ckpt" / "meta.json").read_text(), parse_constant=refuse)
+    assert stored["sim"]["episode"]["max_geodesic"] is None and stored["scores"] == [None, 2.0]
+    json.loads((tmp_path / "ckpt" / "training.json").read_text(), parse_constant=refuse)
+    back = load_checkpoint(tmp_path / "ckpt", training=True).training
+    assert back is not None and back["state"]["best"] == math.inf and back["state"]["worst"] == -math.inf
+    assert math.isnan(back["state"]["lost"]) and back["state"]["step"] == 3
+
+
+def test_non_finite_weights_are_refused_naming_the_file_and_tensor(tmp_path: Path) -> None:
+    weights = {"ok": torch.ones(2), "encoder.w": torch.tensor([1.0, float("nan")])}
+    save_checkpoint(tmp_path / "ckpt", Checkpoint("toy", {}, weights, {}))
+    with pytest.raises(CheckpointError, match=r"ckpt/model\.safetensors: tensor 'encoder\.w' holds NaN or infinite values"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("config.yaml", "latent_channels: 8", "latent_channels: abc"), r"config\.yaml: .*latent_channels: expected an int, got 'abc'"),
+        (("config.yaml", "ild_weight: 1.0", "ild_weight: .nan"), r"config\.yaml: .*ild_weight: expected a finite float, got nan"),
+        (("config.yaml", "- 256\n", "- x\n"), r"config\.yaml: .*stft_sizes\[0\]: expected an int, got 'x'"),
+        (("meta.json", '"std": 0.5', '"std": "abc"'), r"meta\.json: latent\.std: expected a positive finite number, got 'abc'"),
+        (("meta.json", '"std": 0.5', '"std": 0'), r"meta\.json: latent\.std: expected a positive finite number, got 0"),
+        (("meta.json", '"mean": 0.1', '"mean": null'), r"meta\.json: latent\.mean: expected a finite number, got None"),
+    ],
+)
+def test_bad_config_and_meta_fields_are_refused_naming_the_file_and_field(tmp_path: Path, edit: tuple[str, str, str], message: str) -> None:
+    from avworld.models.registry import build, config_to_dict, load_model, preset
+
+    config = config_to_dict(preset("audio_codec", "tiny"))
+    path = tmp_path / "codec"
+    meta = {"latent": {"mean": 0.1, "std": 0.5}}
+    save_checkpoint(path, Checkpoint("audio_codec", config, build("audio_codec", config).state_dict(), meta))
+    load_model(path, "audio_codec")
+    name, old, new = edit
+    text = (path / name).read_text()
+    assert old in text
+    (path / name).write_text(text.replace(old, new, 1))
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path, "audio_codec")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -201,3 +202,74 @@ def test_cli_trains_a_stage(collection: CollectConfig, tokenizer_checkpoints: di
     assert " steps=2 " in done.stdout  # the preset's steps for this stage
     missing = subprocess.run([*cmd[:5], "stage=2", f"out_dir={tmp_path / 'new'}"], capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "previous stage" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda latent: latent.pop("audio"), r"meta\.json: latent\.audio: missing"),
+        (lambda latent: latent["video"].update(std=0.0), r"meta\.json: latent\.video\.std: expected a positive finite number, got 0\.0"),
+        (lambda latent: latent["audio"].update(std="abc"), r"meta\.json: latent\.audio\.std: expected a positive finite number, got 'abc'"),
+    ],
+)
+def test_world_model_meta_latent_errors_name_the_file_and_field(world_checkpoint: str, tmp_path: Path, edit: Any, message: str) -> None:
+    import json
+    import shutil
+
+    path = tmp_path / "world"
+    shutil.copytree(world_checkpoint, path)
+    meta = json.loads((path / "meta.json").read_text())
+    edit(meta["latent"])
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=message):
+        Imagination.load(path)
+
+
+def test_non_finite_imagined_outputs_raise(world_checkpoint: str) -> None:
+    from avworld.models.checks import NonFiniteError
+
+    world = Imagination.load(world_checkpoint)
+    latents = {m: torch.zeros(1, *shape) for m, shape in world.latent_shapes().items()}
+    context = {m: z.unsqueeze(1).repeat(1, world.context, *([1] * (z.dim() - 1))) for m, z in latents.items()}
+    action = torch.tensor([int(Action.FORWARD)])
+    assert set(world.predict(context, action, steps=1)) >= {"video", "audio", "reward"}  # finite: no error
+    world.decode(latents)
+    for p in world.tokenizers["audio"].parameters():
+        p.data.fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match=r"the decoded audio: 'audio' holds NaN"):
+        world.decode(latents)
+    next(world.net.parameters()).data.fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match=r"the imagined step: '\w+' holds NaN"):
+        world.predict(context, action, steps=1)
+
+
+def test_gathered_batches_equal_the_collated_items(
+    collection: CollectConfig, tokenizer_checkpoints: dict[str, str], tmp_path: Path
+) -> None:
+    """LatentWindows.gather (the trainer's batch path, GPU-resident on CUDA) gives exactly the collated items, STOP windows too."""
+    from torch.utils.data import default_collate
+
+    from avworld.train.trainer import Trainer
+
+    data = DataRef(root=collection.root, name=collection.name).load()
+    latents = {}
+    for m, kind in (("video", "video_vae"), ("audio", "audio_codec")):
+        tok, _ = load_model(tokenizer_checkpoints[m], kind)
+        latents[m] = latent_cache(data, m, tok, Path(tokenizer_checkpoints[m]), torch.device("cpu"))
+    stats = {"video": (0.5, 2.0), "audio": (-0.1, 0.7)}
+    windows = LatentWindows(data, latents, stats, WindowConfig(context=3, horizon=1, split="train"), stop_windows=0.5, stop_near=0.5)
+    n = len(windows)
+    indices = [0, n - 1, len(windows.windows), 3, 3, len(windows.windows) - 1]  # real, STOP, the first STOP, a repeat
+    gathered = windows.gather(indices)
+    collated = default_collate([windows[i] for i in indices])
+    assert set(gathered) == set(collated)
+    for k, v in collated.items():
+        assert gathered[k].dtype == v.dtype and torch.equal(gathered[k], v), k
+    assert windows.to(torch.device("cpu")) is windows and torch.equal(windows.gather(indices)["ctx_audio"], collated["ctx_audio"])
+
+    trainer = Trainer(torch.nn.Linear(1, 1), windows, TrainConfig(batch_size=5, device="cpu"), tmp_path, lambda: ("x", {}, {}))
+    g = torch.Generator().manual_seed(7)  # the trainer's draw for step 7 (seed 0)
+    drawn = torch.randint(n, (5,), generator=g).tolist()
+    batch = trainer.batch(7)
+    expected = default_collate([windows[i] for i in drawn])
+    assert all(torch.equal(batch[k], expected[k]) for k in expected)

@@ -5,6 +5,13 @@ Training checkpoints add ``training.safetensors`` (optimiser tensors, RNG state)
 exact resume. Nothing is ever unpickled: tensors come from safetensors, everything
 else from YAML (safe loader) and JSON.
 
+The JSON files are standard JSON (no bare ``NaN``/``Infinity`` tokens, which strict parsers reject; written with
+``allow_nan=False``). In ``meta.json`` a non-finite float becomes ``null``; ``training.json`` must round-trip exactly,
+so there one becomes the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` and is read back as that float.
+
+Loading refuses, naming the file and the tensor, weights that hold NaN or ±inf (a diverged run): they would
+imagine NaN frames, sounds and rewards.
+
 Writes are atomic: the checkpoint is written into a temporary sibling directory and
 swapped in with renames, so a crash mid-save leaves the previous checkpoint (or, in
 the instant between the two renames, ``<name>.old``, which :func:`load_checkpoint`
@@ -14,6 +21,7 @@ falls back to) and never a half-written one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -26,7 +34,11 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from avworld.models.checks import first_non_finite
+
 FORMAT_VERSION = 1
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+"""How ``training.json`` spells non-finite floats (see the module docstring)."""
 
 
 class CheckpointError(ValueError):
@@ -63,10 +75,11 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
         meta = {"format_version": FORMAT_VERSION, "kind": ckpt.kind, "torch": torch.__version__, **ckpt.meta}
         if ckpt.attachments:
             meta["attachments"] = sorted(ckpt.attachments)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / "meta.json").write_text(json.dumps(_standard(meta, lambda x: None), indent=2, allow_nan=False) + "\n")
         if ckpt.training is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in ckpt.training["tensors"].items()}, str(tmp / "training.safetensors"))
-            (tmp / "training.json").write_text(json.dumps(ckpt.training["state"]) + "\n")
+            state = _standard(ckpt.training["state"], lambda x: "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity"))
+            (tmp / "training.json").write_text(json.dumps(state, allow_nan=False) + "\n")
         for f in tmp.rglob("*"):
             if f.is_file():
                 with open(f, "rb") as fh:
@@ -99,7 +112,7 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None, train
     weights = _tensors(path / "model.safetensors")
     state = None
     if training and (path / "training.json").exists():
-        state = {"state": _json(path / "training.json"), "tensors": _tensors(path / "training.safetensors")}
+        state = {"state": _restore(_json(path / "training.json")), "tensors": _tensors(path / "training.safetensors")}
     attachments = {}
     for name in meta.get("attachments", []):
         if not (path / name / "meta.json").is_file():
@@ -130,9 +143,54 @@ def _yaml(f: Path) -> dict[str, Any]:
 
 def _tensors(f: Path) -> dict[str, torch.Tensor]:
     try:
-        return load_file(str(f))
+        tensors = load_file(str(f))
     except (OSError, SafetensorError, ValueError) as err:
         raise CheckpointError(f, f"unreadable or truncated safetensors file ({err})") from err
+    bad = first_non_finite(tensors)
+    if bad is not None:
+        raise CheckpointError(f, f"tensor {bad!r} holds NaN or infinite values (a diverged or corrupted training run)")
+    return tensors
+
+
+def _standard(data: Any, non_finite: Any) -> Any:
+    """JSON-able ``data`` with each non-finite float ``x`` replaced by ``non_finite(x)`` (tuples become lists).
+
+    (:mod:`avworld.jsonfile` does the same for the rest of avworld; ``avworld.models`` imports nothing else of it.)"""
+    if isinstance(data, float) and not math.isfinite(data):
+        return non_finite(data)
+    if isinstance(data, dict):
+        return {k: _standard(v, non_finite) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_standard(v, non_finite) for v in data]
+    return data
+
+
+def _restore(data: Any) -> Any:
+    """Inverse of the ``training.json`` spelling of non-finite floats."""
+    if isinstance(data, str) and data in NON_FINITE:
+        return NON_FINITE[data]
+    if isinstance(data, dict):
+        return {k: _restore(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_restore(v) for v in data]
+    return data
+
+
+def check_latent(stats: Any, f: Path, field: str) -> tuple[float, float]:
+    """``(mean, std)`` of latent statistics ``{"mean", "std"}`` found at ``field`` of ``meta.json`` ``f``; refused, naming the
+    field, unless the mean is a finite number and the std a positive finite one (latents are divided by it)."""
+    if not isinstance(stats, dict):
+        raise CheckpointError(f, f"{field}: expected {{'mean': number, 'std': number}}, got {stats!r}")
+    values = []
+    for key in ("mean", "std"):
+        if key not in stats:
+            raise CheckpointError(f, f"{field}.{key}: missing")
+        value = stats[key]
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and (key == "mean" or value > 0)
+        if not ok:
+            raise CheckpointError(f, f"{field}.{key}: expected a {'finite' if key == 'mean' else 'positive finite'} number, got {value!r}")
+        values.append(float(value))
+    return values[0], values[1]
 
 
 def optimizer_to_checkpoint(opt: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

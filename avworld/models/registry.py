@@ -1,22 +1,25 @@
 """Every trainable model by kind: its config class, its module and its size presets.
 
 Checkpoints name their kind; :func:`load_model` rebuilds the module from the stored
-config and refuses weights that do not fit it.
+config (every field of its type) and refuses weights that do not fit it and latent
+statistics in ``meta.json`` that cannot scale latents, naming the file and the field.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from avworld.models.audio_codec import AUDIO_CODEC_PRESETS, AudioCodec, AudioCodecConfig
-from avworld.models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from avworld.models.checkpoint import Checkpoint, CheckpointError, check_latent, load_checkpoint
 from avworld.models.flow import WORLD_MODEL_PRESETS, WorldModel, WorldModelConfig
 from avworld.models.video_vae import VIDEO_VAE_PRESETS, VideoVAE, VideoVAEConfig, rgb_to_tensor, tensor_to_rgb
 
@@ -69,8 +72,31 @@ def config_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         if dataclasses.is_dataclass(hints[key]):
             values[key] = config_from_dict(hints[key], value, f"{where}.{key}")  # type: ignore[arg-type]
         else:
-            values[key] = tuple(value) if isinstance(value, list) else value
+            values[key] = _typed(value, hints[key], f"{where}.{key}")
     return cls(**values)
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against a config field's type (bool, int, float, str, or a tuple of them); lists become tuples."""
+    if typing.get_origin(hint) is tuple:
+        items = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        if items[-1] is not Ellipsis and len(value) != len(items):
+            raise ValueError(f"{where}: expected {len(items)} items, got {len(value)}")
+        kinds = [items[0]] * len(value) if items[-1] is Ellipsis else list(items)
+        return tuple(_typed(v, k, f"{where}[{i}]") for i, (v, k) in enumerate(zip(value, kinds, strict=True)))
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    checks = {
+        bool: ("a bool", isinstance(value, bool)),
+        int: ("an int", number and isinstance(value, int)),
+        float: ("a finite float", number and math.isfinite(value)),
+        str: ("a string", isinstance(value, str)),
+    }
+    expected, ok = checks.get(hint, ("", True))
+    if not ok:
+        raise ValueError(f"{where}: expected {expected}, got {value!r}")
+    return float(value) if hint is float else value
 
 
 def build(kind: str, config: dict[str, Any] | Any) -> nn.Module:
@@ -99,7 +125,24 @@ def load_model(path: str | os.PathLike[str], kind: str | None = None) -> tuple[n
         model.load_state_dict(ckpt.weights)
     except RuntimeError as err:
         raise CheckpointError(os.path.join(path, "model.safetensors"), f"weights do not fit the config: {err}") from err
+    _check_meta(ckpt, model, Path(path) / "meta.json")
     return model.eval(), ckpt
+
+
+def _check_meta(ckpt: Checkpoint, model: nn.Module, f: Path) -> None:
+    """Refuse latent statistics that cannot scale latents: a tokenizer's ``latent`` (when present), and a world model's
+    ``latent.<modality>`` for each modality it imagines."""
+    latent = ckpt.meta.get("latent")
+    if ckpt.kind == "world_model":
+        assert isinstance(model, WorldModel)
+        if not isinstance(latent, dict):
+            raise CheckpointError(f, f"latent: expected {{modality: {{'mean', 'std'}}}}, got {latent!r}")
+        for m in model.net.config.modalities:
+            if m not in latent:
+                raise CheckpointError(f, f"latent.{m}: missing (the statistics of the {m} tokenizer's latents)")
+            check_latent(latent[m], f, f"latent.{m}")
+    elif latent is not None:
+        check_latent(latent, f, "latent")
 
 
 def encode(model: nn.Module, kind: str, x: torch.Tensor) -> torch.Tensor:

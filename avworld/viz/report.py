@@ -13,6 +13,7 @@ scene names) goes through :func:`html.escape`, so a name like ``<script>`` shows
 from __future__ import annotations
 
 import html
+import io
 import math
 import os
 import re
@@ -24,8 +25,10 @@ from typing import Any
 from urllib.parse import quote
 
 import yaml
+from matplotlib.image import imsave
 
 from avworld.viz.plots import horizon_plot
+from avworld.viz.video import first_frame
 
 Cell = str | int | float | None
 VIDEO_TYPES = {".mp4": "video/mp4", ".webm": "video/webm"}
@@ -74,7 +77,8 @@ class Image:
 
 @dataclass(frozen=True)
 class Video:
-    """A video file (.mp4 or .webm) copied into ``assets/`` and shown with the browser's controls."""
+    """A video file (.mp4 or .webm) copied into ``assets/`` and shown with the browser's controls; its first frame, saved
+    as a PNG beside it, is the poster the page shows before it plays."""
 
     path: str | os.PathLike[str]
     caption: str = ""
@@ -120,6 +124,7 @@ def write_report(out_dir: str | os.PathLike[str], title: str, sections: Sequence
             "",
         ]
     )
+    out.mkdir(parents=True, exist_ok=True)  # a report without assets has created nothing yet
     index = out / "index.html"
     tmp = out / f".index.html.{os.getpid()}.tmp"
     tmp.write_text(page, encoding="utf-8")
@@ -161,11 +166,24 @@ def _block(block: Block, assets: _Assets, where: str) -> str:
         return _figure(f'<img src="{_esc(url)}" alt="{_esc(block.caption)}">', block.caption)
     if isinstance(block, Video):
         path = _existing(block.path, tuple(VIDEO_TYPES), where)
-        url = assets.add(path, block.caption or path.stem, path.suffix.lower())
+        name = block.caption or path.stem
+        poster = assets.add(_poster(path, where), f"{name} poster", ".png")
+        url = assets.add(path, name, path.suffix.lower())
         kind = VIDEO_TYPES[path.suffix.lower()]
-        video = f'<video controls preload="metadata"><source src="{_esc(url)}" type="{kind}"></video>'
+        video = f'<video controls preload="metadata" poster="{_esc(poster)}"><source src="{_esc(url)}" type="{kind}"></video>'
         return _figure(video, block.caption)
     raise ValueError(f"sections: {where} is a {type(block).__name__}, expected Text, Table, Image or Video")
+
+
+def _poster(path: Path, where: str) -> bytes:
+    """The first frame of video ``path`` as PNG bytes."""
+    try:
+        frame = first_frame(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"sections: {where}: cannot read a frame of {str(path)!r} ({err})") from err
+    png = io.BytesIO()
+    imsave(png, frame, format="png")
+    return png.getvalue()
 
 
 def _table(table: Table) -> str:
@@ -241,10 +259,46 @@ def prediction_sections(result: Mapping[str, Any], labels: Mapping[str, str] | N
         if any(sum(v is not None for v in per.values()) > 1 for per in per_model.values()):
             blocks.append(Image(horizon_plot(per_model, label), caption=f"{label} against the horizon"))
     sections.append(Section("Metrics by horizon", blocks))
-    notes = list(dict.fromkeys(n for m in models.values() for n in m.get("notes", [])))
+    notes = _notes(models)
     if notes:
         sections.append(Section("Notes", [Text(n) for n in notes]))
     return sections
+
+
+AV_LAG_NOTE = re.compile(r"av_lag_error: (?:over (?P<counted>\d+) of \d+ windows|None, every window)")
+"""The per-model notes of :mod:`avworld.eval.prediction` on how many windows ``av_lag_error`` covers."""
+
+
+def _notes(models: Mapping[str, Any]) -> list[str]:
+    """The models' notes, each once: a note every model has as it is, one only some have prefixed by their names.
+
+    The per-model coverage notes of ``av_lag_error`` (one model's "over 5 of 8 windows", another's "None, every
+    window ...") become one note that says what the metric averages and over how many windows of each model."""
+    by_note: dict[str, list[str]] = {}
+    counted: dict[str, int | None] = {}
+    for name, m in models.items():
+        for note in dict.fromkeys(m.get("notes", [])):
+            match = AV_LAG_NOTE.match(note)
+            if match:
+                counted[name] = int(match["counted"] or 0)
+            else:
+                by_note.setdefault(note, []).append(name)
+    notes = [note if len(names) == len(models) else f"{', '.join(names)}: {note}" for note, names in by_note.items()]
+    if counted:
+        coverage = []
+        for name, m in models.items():
+            windows = m.get("windows", "?")
+            lagged = counted.get(name)
+            if lagged is None:  # no coverage note: every window counted, or the metric was not computed
+                has_value = m.get("metrics", {}).get("av_lag_error", {})
+                lagged = windows if any(v is not None for v in has_value.values()) else 0
+            coverage.append(f"{name} {lagged} of {windows} windows" + ("" if lagged else " (None)"))
+        notes.append(
+            "av_lag_error is the mean |lag of the predicted rollout − lag of the real one|, in steps, of the cross-correlation "
+            "between motion energy and audio energy, over the windows where motion and loudness vary in both rollouts "
+            f"(a constant sequence has no lag); counted: {'; '.join(coverage)}."
+        )
+    return notes
 
 
 NAVIGATION_COLUMNS = (

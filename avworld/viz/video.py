@@ -115,6 +115,16 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
     return info
 
 
+def first_frame(path: str | os.PathLike[str]) -> np.ndarray:
+    """The first decodable frame of the video in ``path``: uint8 (H, W, 3) RGB."""
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f"path: {str(path)!r} holds no video stream")
+        for frame in container.decode(video=0):
+            return frame.to_ndarray(format="rgb24")
+    raise ValueError(f"path: {str(path)!r} holds no decodable frame")
+
+
 def _seconds(stream: Any, container: Any) -> float:
     """Duration of ``stream`` in seconds, else of the whole container."""
     if stream.duration is not None and stream.time_base is not None:
