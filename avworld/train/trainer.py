@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from avworld.models.checkpoint import Checkpoint, load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
-from avworld.models.precision import cpu_has_bf16
+from avworld.models.precision import compiled, cpu_has_bf16
 
 
 @dataclass
@@ -129,7 +129,8 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("nothing to train: every parameter is frozen")
-        self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel for the whole update on the GPU
+        self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay, **fused)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, config.warmup, config.steps))
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True) if config.ema > 0 else None
         self.step = 0
@@ -145,7 +146,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
         if config.compile:
-            self.train_model = torch.compile(self.train_model)  # type: ignore[assignment]
+            self.train_model = compiled(self.train_model, what="the training step")  # type: ignore[assignment]
 
     @property
     def inference_model(self) -> nn.Module:
@@ -164,7 +165,8 @@ class Trainer:
         """The batch of ``step``: indices drawn with a generator seeded by (seed, step)."""
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
         idx = torch.randint(len(self.dataset), (self.config.batch_size,), generator=g).tolist()  # type: ignore[arg-type]
-        items = default_collate([self.dataset[i] for i in idx[self.rank :: self.world]])
+        gather = getattr(self.dataset, "gather", None)  # a whole batch at once (from device memory, for LatentWindows on a GPU)
+        items = gather(idx[self.rank :: self.world]) if gather else default_collate([self.dataset[i] for i in idx[self.rank :: self.world]])
         return {k: v.to(self.device) for k, v in items.items()}
 
     def resume(self) -> bool:

@@ -44,7 +44,7 @@ from avworld.models.flow import FlowConfig, WorldModel, WorldModelConfig
 from avworld.models.imagination import FIELDS, TOKENIZERS, Imagination, tokenizer_meta
 from avworld.models.registry import build, config_from_dict, config_to_dict, encode, load_model, preset
 from avworld.train.tokenizers import DataRef
-from avworld.train.trainer import TrainConfig, Trainer
+from avworld.train.trainer import TrainConfig, Trainer, pick_device
 
 STAGES = ("1", "2", "3", "joint")
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -165,6 +165,9 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
     of the STOP windows is spread evenly over those (repeating them as needed) and the rest evenly over all windows:
     the heads then see both outcomes often enough to tell them apart. With no window within reach, all are spread
     over all windows.
+
+    :meth:`gather` builds a whole batch at once (the trainer's path), the same values as collating the items; after
+    :meth:`to` a CUDA device it indexes latents and tables held on the GPU, so a training step reads no host memory.
     """
 
     def __init__(
@@ -193,6 +196,9 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
         self.stops_near = n_near
         self.stop_sources = np.concatenate([_spread(n_near, near), _spread(self.stops - n_near, np.arange(len(self.windows)))])
         self.stop_rewards = stop_rewards(reach[self.stop_sources])
+        self.device = torch.device("cpu")
+        self._tables: dict[str, torch.Tensor] | None = None
+        self._resident: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.windows) + self.stops
@@ -218,6 +224,44 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
             window = (torch.from_numpy(np.array(z[o : o + m + 1])) - mean) / std
             item[f"ctx_{name}"], item[name] = window[:m], window[m]
         return item
+
+    def _window_tables(self) -> dict[str, torch.Tensor]:
+        """Per item i of ``len(self)``: its first observation ``obs`` and its action, reward, termination, observed (CPU tensors)."""
+        n, m = len(self.windows), self.context
+        obs = np.concatenate([self.windows.obs_index, self.windows.obs_index[self.stop_sources]]).astype(np.int64)
+        last = self.windows.step_index.astype(np.int64) + m - 1
+        a = self.data.arrays
+        real = {k: np.asarray(a[k])[last] for k in ("actions", "rewards", "terminations")}
+        stops = len(self.stop_sources)
+        return {
+            "obs": torch.from_numpy(obs),
+            "action": torch.from_numpy(np.concatenate([real["actions"].astype(np.int64), np.full(stops, STOP, np.int64)])),
+            "reward": torch.from_numpy(np.concatenate([real["rewards"], self.stop_rewards]).astype(np.float64)).float(),
+            "termination": torch.from_numpy(np.concatenate([real["terminations"].astype(np.float64), np.ones(stops)])).float(),
+            "observed": torch.cat([torch.ones(n), torch.zeros(stops)]),
+        }
+
+    def to(self, device: torch.device) -> LatentWindows:
+        """Hold the latents and window tables on ``device`` for :meth:`gather` (the CPU: read them from the memory maps)."""
+        self.device = torch.device(device)
+        self._tables = {k: v.to(self.device) for k, v in self._window_tables().items()}
+        on_cpu = self.device.type == "cpu"
+        self._resident = {} if on_cpu else {k: torch.from_numpy(np.array(z)).to(self.device) for k, z in self.latents.items()}
+        return self
+
+    def gather(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """The batch of items ``indices``, on :attr:`device`: equal to ``default_collate([self[i] for i in indices])``."""
+        if self._tables is None:
+            self._tables = self._window_tables()
+        tables, rows = self._tables, torch.tensor(indices, dtype=torch.int64, device=self.device)
+        batch = {k: tables[k][rows] for k in ("action", "reward", "termination", "observed")}
+        steps = tables["obs"][rows, None] + torch.arange(self.context + 1, device=rows.device)  # (B, m + 1)
+        for name, z in self.latents.items():
+            mean, std = self.stats[name]
+            raw = self._resident[name][steps] if self._resident else torch.from_numpy(np.asarray(z)[steps.numpy()])
+            window = (raw - mean) / std  # (B, m + 1, *latent)
+            batch[f"ctx_{name}"], batch[name] = window[:, : self.context], window[:, self.context]
+        return batch
 
 
 def _spread(n: int, pool: np.ndarray) -> np.ndarray:
@@ -289,6 +333,7 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
     latents = {m: latent_cache(data, m, tokenizers[m][0].to(device), paths[m], device) for m in trained}
     windows = WindowConfig(context=config.net.context, horizon=1, split="train", fractions=job.data.fractions)
     dataset = LatentWindows(data, latents, stats, windows, job.stop_windows, stop_near=job.stop_near)
+    dataset.to(pick_device(job.train.device))  # on a GPU, the training windows live there: no per-step host loading
 
     torch.manual_seed(job.train.seed)
     model = build("world_model", config)
