@@ -8,7 +8,7 @@ categorical distributions over whole sequences with the cross-entropy method, as
 2025) plan.
 
 Both search a :class:`~avworld.policies.worlds.PlanningWorld`: an :class:`~avworld.policies.worlds.ImaginedWorld` (a
-trained AV-CDiT; every node of a depth is imagined in one batched :meth:`Imagination.predict` call) or the
+trained AV-CDiT; every node of a depth is imagined in one batched :meth:`Imagination.step` call) or the
 :class:`~avworld.policies.worlds.RealWorldModel` (the real simulator branched: a perfect model).
 
 A proposal policy is optional. It proposes the beam planner's candidate moves (each node is expanded by its
@@ -47,10 +47,12 @@ import math
 import os
 from abc import ABC, abstractmethod
 from collections import deque
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
+from avworld.models.imagination import load_world
 from avworld.policies.worlds import STOP, ImaginedWorld, Observations, PlanningWorld, training_data
 from avworld.sim.simulator import Action
 
@@ -62,61 +64,122 @@ PROBABILITY_FLOOR = 1e-12
 """Proposal probabilities are floored here before their log is taken (``prior``): an impossible move is very unlikely."""
 
 
+@dataclass
+class PlannerConfig:
+    """What every planner takes (``configs/agent/planner.yaml``, ``cem.yaml`` give them as keyword arguments).
+
+    ``horizon``: imagined steps per plan; ``discount`` γ; ``stop_reward``: the predicted reward a STOP must reach to be kept
+    (module docstring); ``sampler_steps``, ``device`` (None: cuda when available), ``amp``: how a ``checkpoint``'s world
+    model imagines (:class:`Imagination`); ``use_value=False`` ignores the proposal's value; ``stop_rule``: who decides
+    STOP, ``"world"`` or ``"proposal"``; ``prior``: the weight τ ≥ 0 of the proposal's log-probabilities in the choice of
+    the executed action; ``choice``: ``"mode"`` (the best) or ``"sample"`` (drawn from π' ∝ π · exp(Q / τ); needs τ > 0).
+    """
+
+    horizon: int = 4
+    discount: float = 0.99
+    stop_reward: float = 5.0
+    sampler_steps: int = 4
+    device: str | None = None
+    amp: bool = False
+    use_value: bool = True
+    stop_rule: str = "world"
+    prior: float = 0.0
+    choice: str = "mode"
+
+    def __post_init__(self) -> None:
+        if self.stop_rule not in STOP_RULES:
+            raise ValueError(f"stop_rule must be one of {', '.join(STOP_RULES)}, got {self.stop_rule!r}")
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be ≥ 1 imagined steps, got {self.horizon}")
+        if not 0.0 < self.discount <= 1.0:
+            raise ValueError(f"discount must lie in (0, 1], got {self.discount}")
+        if not (math.isfinite(self.prior) and self.prior >= 0.0):
+            raise ValueError(f"prior must be a finite weight ≥ 0, got {self.prior}")
+        if self.choice not in CHOICES:
+            raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {self.choice!r}")
+        if self.choice == "sample" and self.prior == 0.0:
+            raise ValueError("choice='sample' draws from π(a) · exp(Q(a) / prior): it needs a prior > 0")
+
+
+@dataclass
+class BeamConfig(PlannerConfig):
+    """:class:`BeamPlanner`'s settings: ``beam`` nodes kept per depth, ``candidates`` moves tried per node besides STOP."""
+
+    beam: int = 4
+    candidates: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.beam < 1:
+            raise ValueError(f"beam must be ≥ 1, got {self.beam}")
+        if not 1 <= self.candidates <= len(MOVES):
+            raise ValueError(f"candidates must be 1 to {len(MOVES)} moves per node (STOP is always tried), got {self.candidates}")
+
+
+@dataclass
+class CEMConfig(PlannerConfig):
+    """:class:`CEMPlanner`'s settings: ``samples`` sequences per round, the ``elites`` best refitted to, ``iterations``
+    rounds, ``smoothing`` of the old distributions in each refit."""
+
+    horizon: int = 6
+    samples: int = 64
+    elites: int = 8
+    iterations: int = 3
+    smoothing: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.elites <= self.samples:
+            raise ValueError(f"elites must lie in [1, samples={self.samples}], got {self.elites}")
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be ≥ 1, got {self.iterations}")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"smoothing must lie in [0, 1), got {self.smoothing}")
+
+
 class Planner(ABC):
     """What both planners share: the world, the optional proposal policy and the per-step plumbing of :class:`Policy`.
 
-    Give either ``checkpoint`` (a world-model directory, loaded as an :class:`ImaginedWorld` on ``device`` with
-    ``sampler_steps``) or ``world`` (any :class:`PlanningWorld`, e.g. :class:`RealWorldModel`). ``use_value=False``
-    ignores the proposal's value. ``stop_rule``: who decides STOP, ``"world"`` or ``"proposal"`` (module docstring).
-    ``amp``: decode imagined observations under bf16 where the device does it in hardware (:class:`Imagination`).
-    ``prior``: the weight τ ≥ 0 of the proposal's log-probabilities in the choice of the executed action; ``choice``:
-    ``"mode"`` (the best) or ``"sample"`` (drawn from π' ∝ π · exp(Q / τ); needs τ > 0) (module docstring).
+    Give either ``checkpoint`` (a world-model directory, loaded as an :class:`ImaginedWorld` on ``config.device`` with
+    ``config.sampler_steps``) or ``world`` (any :class:`PlanningWorld`, e.g. :class:`RealWorldModel`). The settings come
+    as ``config`` (the planner's :data:`Config`) or as its fields by keyword, as the Hydra configs give them.
     """
+
+    Config: ClassVar[type[PlannerConfig]] = PlannerConfig
 
     def __init__(
         self,
+        checkpoint: str | os.PathLike[str] | None = None,
         *,
-        checkpoint: str | os.PathLike[str] | None,
-        world: PlanningWorld | None,
-        proposal: Any,
-        use_value: bool,
-        horizon: int,
-        discount: float,
-        stop_reward: float,
-        sampler_steps: int,
-        device: str | None,
-        stop_rule: str = "world",
-        amp: bool = False,
-        prior: float = 0.0,
-        choice: str = "mode",
+        world: PlanningWorld | None = None,
+        proposal: Any = None,
+        config: PlannerConfig | None = None,
+        **settings: Any,
     ) -> None:
-        if stop_rule not in STOP_RULES:
-            raise ValueError(f"stop_rule must be one of {', '.join(STOP_RULES)}, got {stop_rule!r}")
+        if config is not None and settings:
+            raise ValueError(f"give config or its fields, not both (got config and {', '.join(sorted(settings))})")
+        config = config if config is not None else self.Config(**settings)
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, got {type(config).__name__}")
         if (checkpoint is None) == (world is None):
             raise ValueError(f"checkpoint: give a world-model checkpoint directory or a world, exactly one (got {checkpoint!r}, {world!r})")
-        if horizon < 1:
-            raise ValueError(f"horizon must be ≥ 1 imagined steps, got {horizon}")
-        if not 0.0 < discount <= 1.0:
-            raise ValueError(f"discount must lie in (0, 1], got {discount}")
-        self.world = world if world is not None else ImaginedWorld.load(checkpoint, device, sampler_steps, amp)  # type: ignore[arg-type]
+        if world is None:
+            world = ImaginedWorld(load_world(checkpoint, config.device, config.amp), config.sampler_steps, str(checkpoint))  # type: ignore[arg-type]
+        self.config = config
+        self.world = world
         self.proposal = proposal
         self.stacked = callable(getattr(proposal, "evaluate_after", None))
         self.has_probs = self.stacked or callable(getattr(proposal, "action_probs", None))
-        self.has_value = use_value and (self.stacked or callable(getattr(proposal, "value", None)))
-        if stop_rule == "proposal" and not self.has_probs:
+        self.has_value = config.use_value and (self.stacked or callable(getattr(proposal, "value", None)))
+        if config.stop_rule == "proposal" and not self.has_probs:
             raise ValueError("stop_rule='proposal' needs a proposal policy with action probabilities")
-        if not (math.isfinite(prior) and prior >= 0.0):
-            raise ValueError(f"prior must be a finite weight ≥ 0, got {prior}")
-        if prior > 0.0 and not self.has_probs:
-            raise ValueError(f"prior={prior} weighs the proposal's log-probabilities: it needs a proposal policy with action probabilities")
-        if choice not in CHOICES:
-            raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {choice!r}")
-        if choice == "sample" and prior == 0.0:
-            raise ValueError("choice='sample' draws from π(a) · exp(Q(a) / prior): it needs a prior > 0")
-        self.prior, self.choice = prior, choice
-        self.stop_rule = stop_rule
-        self.horizon, self.discount = horizon, discount
-        self.stop_reward = math.inf if stop_rule == "proposal" else stop_reward  # ∞: every imagined STOP is pruned
+        if config.prior > 0.0 and not self.has_probs:
+            raise ValueError(
+                f"prior={config.prior} weighs the proposal's log-probabilities: it needs a proposal policy with action probabilities"
+            )
+        self.prior, self.choice, self.stop_rule = config.prior, config.choice, config.stop_rule
+        self.horizon, self.discount = config.horizon, config.discount
+        self.stop_reward = math.inf if config.stop_rule == "proposal" else config.stop_reward  # ∞: every imagined STOP is pruned
         self.rng = np.random.default_rng()
         self.observation: Observations = {}
         self.history: deque[Observations] = deque(maxlen=max(1, int(getattr(proposal, "frame_stack", 1))))
@@ -218,35 +281,13 @@ class BeamPlanner(Planner):
     only for the proposal.
     """
 
-    def __init__(
-        self,
-        checkpoint: str | os.PathLike[str] | None = None,
-        horizon: int = 4,
-        beam: int = 4,
-        candidates: int = 3,
-        discount: float = 0.99,
-        stop_reward: float = 5.0,
-        sampler_steps: int = 4,
-        device: str | None = None,
-        proposal: Any = None,
-        use_value: bool = True,
-        world: PlanningWorld | None = None,
-        stop_rule: str = "world",
-        amp: bool = False,
-        prior: float = 0.0,
-        choice: str = "mode",
-    ) -> None:
-        super().__init__(
-            checkpoint=checkpoint, world=world, proposal=proposal, use_value=use_value, horizon=horizon, discount=discount,
-            stop_reward=stop_reward, sampler_steps=sampler_steps, device=device, stop_rule=stop_rule, amp=amp, prior=prior,
-            choice=choice,
-        )
-        if beam < 1:
-            raise ValueError(f"beam must be ≥ 1, got {beam}")
-        if not 1 <= candidates <= len(MOVES):
-            raise ValueError(f"candidates must be 1 to {len(MOVES)} moves per node (STOP is always tried), got {candidates}")
-        self.beam, self.candidates = beam, candidates
-        self.proposes = self.has_probs and candidates < len(MOVES)
+    Config = BeamConfig
+
+    def __init__(self, checkpoint: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(checkpoint, **kwargs)
+        assert isinstance(self.config, BeamConfig)
+        self.beam, self.candidates = self.config.beam, self.config.candidates
+        self.proposes = self.has_probs and self.candidates < len(MOVES)
         """Whether the proposal picks the candidates."""
 
     def expand(self, probs: np.ndarray | None, n: int) -> np.ndarray:
@@ -306,38 +347,13 @@ class CEMPlanner(Planner):
     action over all finite-scored sequences seen; with none scored finite, the most probable first move).
     """
 
-    def __init__(
-        self,
-        checkpoint: str | os.PathLike[str] | None = None,
-        horizon: int = 6,
-        samples: int = 64,
-        elites: int = 8,
-        iterations: int = 3,
-        smoothing: float = 0.1,
-        discount: float = 0.99,
-        stop_reward: float = 5.0,
-        sampler_steps: int = 4,
-        device: str | None = None,
-        proposal: Any = None,
-        use_value: bool = True,
-        world: PlanningWorld | None = None,
-        stop_rule: str = "world",
-        amp: bool = False,
-        prior: float = 0.0,
-        choice: str = "mode",
-    ) -> None:
-        super().__init__(
-            checkpoint=checkpoint, world=world, proposal=proposal, use_value=use_value, horizon=horizon, discount=discount,
-            stop_reward=stop_reward, sampler_steps=sampler_steps, device=device, stop_rule=stop_rule, amp=amp, prior=prior,
-            choice=choice,
-        )
-        if not 1 <= elites <= samples:
-            raise ValueError(f"elites must lie in [1, samples={samples}], got {elites}")
-        if iterations < 1:
-            raise ValueError(f"iterations must be ≥ 1, got {iterations}")
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must lie in [0, 1), got {smoothing}")
-        self.samples, self.elites, self.iterations, self.smoothing = samples, elites, iterations, smoothing
+    Config = CEMConfig
+
+    def __init__(self, checkpoint: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(checkpoint, **kwargs)
+        c = self.config
+        assert isinstance(c, CEMConfig)
+        self.samples, self.elites, self.iterations, self.smoothing = c.samples, c.elites, c.iterations, c.smoothing
 
     def sample(self, probs: np.ndarray) -> np.ndarray:
         """``samples`` sequences (N, k) int64, step t drawn from the categorical ``probs[t]`` (k, 4)."""

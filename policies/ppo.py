@@ -36,6 +36,7 @@ TensorBoard logs go to ``out_dir/tb``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections import deque
@@ -270,6 +271,12 @@ def _dream_env(config: AgentTrainConfig) -> tuple[VecEnv, SimConfig, int | None,
     from avworld.envs.dream_vector import DreamVectorEnv
 
     d = config.dream
+    start: Any = d.start
+    if d.start == "dataset":  # windows of the world model's training collection, named in its meta.json
+        from avworld.data.contexts import CollectionContexts
+
+        data = json.loads((Path(str(config.checkpoint)) / "meta.json").read_text())["data"]
+        start = CollectionContexts(data["root"], data["name"], split=d.split)
     env = DreamVectorEnv(
         config.n_envs - config.n_real,
         checkpoint=config.checkpoint,
@@ -278,7 +285,7 @@ def _dream_env(config: AgentTrainConfig) -> tuple[VecEnv, SimConfig, int | None,
         sampler_steps=d.sampler_steps,
         device=d.device,
         amp=d.amp,
-        start=d.start,
+        start=start,
         split=d.split,
         termination=d.termination,
         sim=config.sim or None,

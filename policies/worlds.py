@@ -1,7 +1,7 @@
 """Worlds a planner can branch (:mod:`avworld.policies.planner`): batched node states stepped together from the present.
 
 :class:`ImaginedWorld` is a trained world model (AV-CDiT): every node of a depth is imagined in one batched
-:meth:`Imagination.predict` call. :class:`RealWorldModel` is the real simulator branched: a perfect model, for
+:meth:`Imagination.step` call of the imagination core. :class:`RealWorldModel` is the real simulator branched: a perfect model, for
 known-answer tests and upper bounds. :func:`training_data` says which real transitions an agent learned from, by source
 (the real env, each world model's training windows), so a planner and a proposal trained in the same world model count
 its data once.
@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from avworld.envs.dream import spectrograms
 from avworld.envs.dream_config import check_learned
-from avworld.models.imagination import FIELDS, Imagination, push
-from avworld.sim.audio import AudioRenderer, log_spectrogram, spectrogram_bounds
+from avworld.models.imagination import FIELDS, Imagination, ImaginedState
+from avworld.sim.audio import AudioRenderer
 from avworld.sim.backend import agent_events
 from avworld.sim.episodes import step_reward
 from avworld.sim.simulator import Action, BuiltinSimulator, Pose, SimConfig
@@ -64,8 +65,7 @@ def hearing(audio: np.ndarray, sensors: tuple[str, ...]) -> Observations:
     if "audio" in sensors:
         obs["audio"] = audio
     if "spectrogram" in sensors:
-        spec = log_spectrogram(audio.reshape(-1, audio.shape[-1]))  # (B·2, F, T): rows are independent channels
-        obs["spectrogram"] = np.clip(spec, *spectrogram_bounds()).reshape(len(audio), 2, *spec.shape[1:])
+        obs["spectrogram"] = spectrograms(audio)
     return obs
 
 
@@ -145,13 +145,14 @@ class PlanningWorld(ABC):
 
 
 class ImaginedWorld(PlanningWorld):
-    """A trained world model as a planning world; a node is a context window {modality: (m, *latent)} of scaled latents.
+    """A trained world model as a planning world; nodes are an :class:`ImaginedState` (context windows of scaled latents).
 
-    The root holds the last m real observations, encoded (at an episode's start the first one repeated, as if the agent
-    had stood still). A step of B nodes is one :meth:`Imagination.predict` call with ``sampler_steps`` Euler steps; its
-    reward is the model's reward head. Only STOP ends an episode, as in the real env (the termination head is trained on
-    exactly that event; an imperfect head must not cut branches). Its ``training_data`` is the checkpoint's training
-    windows (``meta["data"]["windows"]``): one per real transition of its training split.
+    The root holds the last m real observations, encoded one by one as they arrive (at an episode's start the first one
+    repeated, as if the agent had stood still: :meth:`Imagination.observe`). A step of B nodes is one
+    :meth:`Imagination.step` call with ``sampler_steps`` Euler steps; its reward is the model's reward head. Only STOP ends
+    an episode, as in the real env (the termination head is trained on exactly that event; an imperfect head must not cut
+    branches). Its ``training_data`` is the checkpoint's training windows (``meta["data"]["windows"]``): one per real
+    transition of its training split.
     """
 
     def __init__(self, imagination: Imagination, sampler_steps: int = 4, name: str = "<in-memory world model>") -> None:
@@ -165,17 +166,8 @@ class ImaginedWorld(PlanningWorld):
         source = name if name.startswith("<") else world_model_source(name)
         self.data = {source: windows} if isinstance(windows, int) else {}
         self.generator = torch.Generator(imagination.device)
-        self.history: dict[str, torch.Tensor] | None = None  # {modality: (1, m, *latent)}
+        self.present: ImaginedState | None = None
         self.sensors: tuple[str, ...] = ()
-
-    @classmethod
-    def load(
-        cls, checkpoint: str | os.PathLike[str], device: str | None = None, sampler_steps: int = 4, amp: bool = False
-    ) -> ImaginedWorld:
-        """The world model of checkpoint directory ``checkpoint`` on ``device`` (cuda when available if None); ``amp``: bf16
-        decoding where the device does it in hardware (:class:`Imagination`)."""
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(Imagination.load(checkpoint, device, amp), sampler_steps, str(checkpoint))
 
     @property
     def training_data(self) -> dict[str, int]:
@@ -185,7 +177,7 @@ class ImaginedWorld(PlanningWorld):
         config = getattr(getattr(env, "unwrapped", env), "config", None)
         if isinstance(config, SimConfig) and "sim" in self.imagination.meta:
             check_learned(config, SimConfig.from_dict(self.imagination.meta["sim"]), "the env", self.name)
-        self.history = None
+        self.present = None
         self.generator.manual_seed(int(np.random.default_rng(seed).integers(2**62)))
 
     def observe(self, observation: Observations, info: dict[str, Any]) -> None:
@@ -196,37 +188,30 @@ class ImaginedWorld(PlanningWorld):
             x = np.asarray(observation[f])
             if x.shape != self.shapes[f]:
                 raise ValueError(f"observation[{f!r}] has shape {x.shape}; the world model {self.name} was trained on {self.shapes[f]}")
-            real[f] = torch.from_numpy(x)[None]
-        latest = self.imagination.encode(real)  # {modality: (1, *latent)}
-        if self.history is None:
-            m = self.imagination.context
-            self.history = {mod: z.unsqueeze(1).repeat_interleave(m, dim=1) for mod, z in latest.items()}
-        else:
-            self.history = {mod: push(self.history[mod], z) for mod, z in latest.items()}
+            real[f] = torch.from_numpy(x)[None]  # (1, ...)
+        self.present = self.imagination.observe(self.present, real)
         self.sensors = tuple(s for s in ("rgb", "audio", "spectrogram") if s in observation)
 
-    def root(self) -> dict[str, torch.Tensor]:
-        if self.history is None:
+    def root(self) -> ImaginedState:
+        if self.present is None:
             raise RuntimeError("observe() a real observation after reset() before planning")
-        return self.history
+        return self.present
 
-    def take(self, state: dict[str, torch.Tensor], rows: np.ndarray) -> dict[str, torch.Tensor]:
-        index = torch.as_tensor(np.asarray(rows, np.int64), device=self.imagination.device)
-        return {mod: z[index] for mod, z in state.items()}
+    def take(self, state: ImaginedState, rows: np.ndarray) -> ImaginedState:
+        return state.take(torch.as_tensor(np.asarray(rows, np.int64), device=self.imagination.device))
 
-    def step(self, state: dict[str, torch.Tensor], actions: np.ndarray) -> Transition:
+    def step(self, state: ImaginedState, actions: np.ndarray) -> Transition:
         actions = np.asarray(actions, np.int64)
-        out = self.imagination.predict(state, torch.from_numpy(actions), self.sampler_steps, self.generator)
-        after = {mod: push(z, out[mod]) for mod, z in state.items()}  # (B, m, *latent)
-        return Transition(after, out["reward"].double().cpu().numpy(), actions == STOP)
+        step = self.imagination.step(state, torch.from_numpy(actions), self.sampler_steps, self.generator)
+        return Transition(step.state, step.reward.double().cpu().numpy(), actions == STOP)
 
-    def observations(self, state: dict[str, torch.Tensor]) -> Observations:
+    def observations(self, state: ImaginedState) -> Observations:
         """Decoded newest step of each node: ``rgb`` uint8 (B, H, W, 3), and ``audio`` (B, 2, N) / ``spectrogram``
         (B, 2, F, T) where the real observations have them."""
-        decoded = self.imagination.decode({mod: z[:, -1] for mod, z in state.items()})
-        obs = {"rgb": decoded["rgb"].cpu().numpy()}
-        if "audio" in decoded:
-            obs |= hearing(decoded["audio"].clamp(-1.0, 1.0).float().cpu().numpy(), self.sensors)
+        seen = {f: x.cpu().numpy() for f, x in self.imagination.observations(state.latest).items()}
+        obs = {"rgb": seen["rgb"]}
+        if "audio" in seen:
+            obs |= hearing(seen["audio"], self.sensors)
         return obs
 
 

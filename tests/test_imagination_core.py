@@ -132,6 +132,7 @@ def _recording(choose: Any, seen: list[Any]) -> Any:
 
 def planner_numbers(checkpoint: Path) -> dict[str, Any]:
     from avworld.policies.planner import BeamPlanner, CEMPlanner
+    from avworld.models.imagination import load_world
     from avworld.policies.worlds import ImaginedWorld
 
     context = {k: v[0] for k, v in contexts(1).items()}
@@ -140,7 +141,7 @@ def planner_numbers(checkpoint: Path) -> dict[str, Any]:
         ("beam", lambda world: BeamPlanner(world=world, horizon=2, beam=2, use_value=False, stop_reward=-1.0)),
         ("cem", lambda world: CEMPlanner(world=world, horizon=2, samples=6, elites=2, iterations=2, use_value=False, stop_reward=-1.0)),
     ):
-        world = ImaginedWorld.load(str(checkpoint), device="cpu", sampler_steps=2)
+        world = ImaginedWorld(load_world(checkpoint, "cpu"), sampler_steps=2, name=str(checkpoint))
         planner = make(world)
         seen: list[Any] = []
         planner.choose = _recording(planner.choose, seen)  # type: ignore[method-assign]

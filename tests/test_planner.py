@@ -13,9 +13,9 @@ import torch
 
 from avworld.envs.audio_nav import AudioNavEnv
 from avworld.eval.navigation import evaluate_navigation
-from avworld.models.imagination import Imagination
+from avworld.models.imagination import Imagination, load_world
 from avworld.policies import OraclePolicy
-from avworld.policies.planner import MOVES, BeamPlanner, CEMPlanner
+from avworld.policies.planner import MOVES, BeamConfig, BeamPlanner, CEMConfig, CEMPlanner
 from avworld.policies.worlds import (
     REAL_ENV,
     STOP,
@@ -334,6 +334,23 @@ def test_bf16_decoding_where_the_hardware_does_it(world_checkpoint: str, monkeyp
         assert same is not native  # float32 where bf16 would be emulated; bf16 really ran where it was on
 
 
+@pytest.mark.parametrize(("name", "cls"), [("planner", BeamPlanner), ("cem", CEMPlanner)])
+def test_planners_take_one_config_dataclass_which_the_hydra_configs_fill(name: str, cls: type) -> None:
+    import yaml
+
+    settings = yaml.safe_load((Path(__file__).parents[1] / "configs" / "agent" / f"{name}.yaml").read_text())
+    for key in ("_target_", "checkpoint", "proposal"):
+        del settings[key]
+    planner = cls(world=RealWorldModel(), **settings)
+    assert planner.config == cls.Config(**settings) and planner.horizon == settings["horizon"]
+    assert cls(world=RealWorldModel(), config=cls.Config(**settings)).config == planner.config
+    with pytest.raises(ValueError, match="not both"):
+        cls(world=RealWorldModel(), config=cls.Config(), horizon=2)
+    other = CEMConfig() if cls is BeamPlanner else BeamConfig()
+    with pytest.raises(TypeError, match=cls.Config.__name__):
+        cls(world=RealWorldModel(), config=other)
+
+
 def test_bad_arguments_are_named(world_checkpoint: str) -> None:
     with pytest.raises(ValueError, match="checkpoint"):
         BeamPlanner()
@@ -351,7 +368,7 @@ def test_bad_arguments_are_named(world_checkpoint: str) -> None:
         CEMPlanner(world=RealWorldModel(), samples=4, elites=5)
     with pytest.raises(TypeError, match="real env"):
         BeamPlanner(world=RealWorldModel()).reset(object())
-    world = ImaginedWorld.load(world_checkpoint, "cpu")
+    world = ImaginedWorld(load_world(world_checkpoint, "cpu"), name=world_checkpoint)
     with pytest.raises(ValueError, match="turn_deg"):
         world.reset(AudioNavEnv(split="test", sim={"agent": {"turn_deg": 10.0}}), seed=0)
     with pytest.raises(ValueError, match="shape"):
