@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from avworld.sim.audio import log_spectrogram, spectrogram_bounds
-from avworld.sim.backend import SimulatorBackend
+from avworld.sim.backend import SimulatorBackend, to_action
 from avworld.sim.episodes import sample_start, step_reward
 from avworld.sim.loading import load_scene, validate_scene
 from avworld.sim.navigation import GoalField
@@ -303,13 +303,7 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
     def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self.sim is None or self._done:
             raise RuntimeError("step() called before reset() or after the episode ended; call reset()")
-        if not self.action_space.contains(action) and not (
-            isinstance(action, np.ndarray) and action.shape == () and self.action_space.contains(int(action))
-        ):
-            raise ValueError(
-                f"invalid action {action!r}: expected an int in [0, {self.action_space.n}) (0 STOP, 1 FORWARD, 2 TURN_LEFT, 3 TURN_RIGHT)"
-            )
-        action = Action(int(action))
+        action = to_action(action)
         sim = self.sim
         before = sim.pose
         collided = sim.step(action)

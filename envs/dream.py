@@ -26,6 +26,7 @@ from avworld.envs.audio_nav import RENDER_HEIGHT, AudioNavEnv
 from avworld.envs.dream_config import DreamConfig, check_learned, dream_sim, dream_spaces, dream_world
 from avworld.models.imagination import FIELDS, Imagination, ImaginedState
 from avworld.sim.audio import log_spectrogram, spectrogram_bounds
+from avworld.sim.backend import to_action
 from avworld.sim.simulator import Action, SimConfig
 
 
@@ -302,11 +303,7 @@ class DreamEnv(gym.Env[dict[str, np.ndarray], int]):
     def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self._done:
             raise RuntimeError("step() called before reset() or after the episode ended; call reset()")
-        if not self.action_space.contains(action) and not (
-            isinstance(action, np.ndarray) and action.shape == () and self.action_space.contains(int(action))
-        ):
-            raise ValueError(f"invalid action {action!r}: expected an int in [0, 4) (0 STOP, 1 FORWARD, 2 TURN_LEFT, 3 TURN_RIGHT)")
-        actions = np.array([int(action)], np.int64)
+        actions = np.array([to_action(action)], np.int64)
         latents, reward, termination = self.worlds.step(np.zeros(1, np.int64), actions, [self.np_random])
         self._steps += 1
         terminated = bool(self.worlds.terminated(actions, termination)[0])

@@ -118,7 +118,7 @@ def test_context_from_options(dataset: dict[str, Any]) -> None:
         env.reset(options={"seed": 3})
 
 
-@pytest.mark.parametrize("bad", [4, -1, 1.5, "1", None, np.array([1, 2])])
+@pytest.mark.parametrize("bad", [4, -1, 1.5, "1", None, np.array([1, 2]), np.array(-0.4), np.array(2.0), True])
 def test_invalid_actions_raise(dataset: dict[str, Any], bad: object) -> None:
     env = DreamEnv(**dataset)
     with pytest.raises(RuntimeError, match="reset"):

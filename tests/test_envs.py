@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import avworld  # noqa: F401
 from avworld.envs.audio_nav import AudioNavEnv
 from avworld.envs.registration import ENV_IDS
+from avworld.sim.simulator import Action
 from tests.conftest import two_rooms
 
 ALL_SENSORS = ("rgb", "audio", "depth", "spectrogram", "pointgoal")
@@ -53,13 +54,22 @@ def test_same_seed_gives_byte_identical_observations(env_id: str) -> None:
     assert b"".join(v.tobytes() for v in other.values()) != first[0]
 
 
-@pytest.mark.parametrize("bad", [4, -1, 1.5, "1", None, np.array([1, 2])])
+@pytest.mark.parametrize("bad", [4, -1, 1.5, "1", None, np.array([1, 2]), np.array(-0.4), np.array(2.0), True])
 def test_invalid_actions_raise_a_clear_error(bad: object) -> None:
     env = AudioNavEnv()
     env.reset(seed=0)
     with pytest.raises(ValueError, match="invalid action"):
         env.step(bad)  # type: ignore[arg-type]
     env.step(np.int64(1))  # numpy integers are fine
+
+
+def test_integer_actions_of_every_kind_are_taken() -> None:
+    from avworld.sim.backend import to_action
+
+    for value in (2, np.int64(2), np.uint8(2), np.array(2), np.array(2, np.int32)):
+        assert to_action(value) is Action.TURN_LEFT
+    with pytest.raises(ValueError, match=r"invalid action array\(-0\.4\)"):
+        to_action(np.array(-0.4))
 
 
 def test_step_before_reset_and_after_end() -> None:

@@ -39,6 +39,17 @@ class Action(IntEnum):
     TURN_RIGHT = 3
 
 
+def to_action(value: object) -> Action:
+    """The action of an env's ``step`` argument: an int (Python or NumPy, 0-d integer arrays included) in [0, 4).
+
+    Anything else (a float, a 0-d float array, a bool, a string) is refused with a ValueError rather than rounded to
+    an action: ``int(np.array(-0.4))`` would be STOP and end the episode."""
+    integer = isinstance(value, int | np.integer) or (isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iu")
+    if integer and not isinstance(value, bool) and 0 <= int(value) < len(Action):  # type: ignore[call-overload]
+        return Action(int(value))  # type: ignore[call-overload]
+    raise ValueError(f"invalid action {value!r}: expected an int in [0, {len(Action)}) (0 STOP, 1 FORWARD, 2 TURN_LEFT, 3 TURN_RIGHT)")
+
+
 @dataclass
 class Pose:
     """Agent pose: position (m) and yaw (radians in (-π, π], 0 faces +x, counter-clockwise positive)."""
