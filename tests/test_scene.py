@@ -131,6 +131,10 @@ def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
     bad.write_text('{"walls": [')
     with pytest.raises(SceneError, match=r"bad\.json: not valid JSON \(line 1"):
         load_scene(bad)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"name": "salle à manger"}'.encode("latin-1"))
+    with pytest.raises(SceneError, match=r"latin\.json: not UTF-8 text \(byte 16 is b'\\xe0'\)"):
+        load_scene(latin)
     with pytest.raises(SceneError, match="expected an object"):
         Scene.from_dict([1, 2])
 

@@ -68,6 +68,10 @@ def load_scene(path: str | os.PathLike[str], radius: float = 0.18, cell: float =
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise SceneError("", f"cannot read scene file: {e.strerror}", name) from e
+    except UnicodeDecodeError as e:
+        raise SceneError(
+            "", f"not UTF-8 text (byte {e.start} is {e.object[e.start : e.start + 1]!r}); save the scene as UTF-8 JSON", name
+        ) from e
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -84,7 +88,7 @@ def save_scene(scene: Scene, path: str | os.PathLike[str]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(scene.to_dict(), f, indent=1)
+            json.dump(scene.to_dict(), f, indent=1, allow_nan=False)  # standard JSON: scenes hold finite numbers only
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
