@@ -228,6 +228,10 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     (tmp_path / "zero_channels.wav").write_bytes(wav_header(0, b"\0\0\0\0"))
     (tmp_path / "truncated.wav").write_bytes(wav_header(1, b"\0\0")[:30])
     (tmp_path / "zero_rate.wav").write_bytes(wav_header(1, b"\0\0", fs=0))
+    wavfile.write(tmp_path / "silent.wav", FS, np.zeros(FS, np.int16))
+    wavfile.write(tmp_path / "hiss.wav", FS, np.where(np.arange(FS) % 2, 1, -1).astype(np.int16))  # ±1 LSB
+    wavfile.write(tmp_path / "one_sample.wav", FS, np.array([12000], np.int16))
+    wavfile.write(tmp_path / "one_hz.wav", 1, np.round(tone(0.2, 1, 10.0) * 20000).astype(np.int16))
     return {
         "missing": (tmp_path / "missing.wav", "no such file"),
         "text": (tmp_path / "text.wav", "not a readable WAV"),
@@ -236,10 +240,16 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "zero_channels": (tmp_path / "zero_channels.wav", "zero channels"),
         "truncated": (tmp_path / "truncated.wav", "not a readable WAV"),
         "zero_rate": (tmp_path / "zero_rate.wav", "sample rate"),
+        "silent": (tmp_path / "silent.wav", r"silent \(peak every sample 0, below -80 dBFS\): a silent target is never heard"),
+        "hiss": (tmp_path / "hiss.wav", r"silent \(peak -90\.3 dBFS"),
+        "one_sample": (tmp_path / "one_sample.wav", r"too short: 1 samples \(6\.25e-05 s\), at least 0\.1 s needed"),
+        "one_hz": (tmp_path / "one_hz.wav", r"sample rate 1 Hz is below 8000 Hz"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "text", "empty", "nan", "zero_channels", "truncated", "zero_rate"])
+@pytest.mark.parametrize(
+    "case", ["missing", "text", "empty", "nan", "zero_channels", "truncated", "zero_rate", "silent", "hiss", "one_sample", "one_hz"]
+)
 def test_bad_files_name_the_path(tmp_path: Path, case: str) -> None:
     path, pattern = bad_files(tmp_path)[case]
     with pytest.raises(AudioFileError, match=pattern) as err:

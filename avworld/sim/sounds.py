@@ -32,6 +32,10 @@ MIN_SAMPLE_RATE = 8_000
 TARGET_RMS = 0.1
 MAX_PEAK = 0.95
 LOOP_FADE_S = 0.05
+MIN_WAV_SECONDS = 0.1
+"""User WAV files shorter than this are refused: a loop made of a click is no sound to follow."""
+MIN_WAV_PEAK_DB = -80.0
+"""User WAV files whose peak is below this (dB re full scale) are refused as silent: a silent target is never heard."""
 """Length (s) of the equal-power cross-fade that joins a loop's tail to its head."""
 AGENT_SOUNDS: tuple[str, ...] = tuple(ONE_SHOTS)
 """The one-shots the agent makes: ``"footstep"``, ``"bump"``."""
@@ -116,7 +120,9 @@ def load_wav(path: str | os.PathLike, fs: int = SAMPLE_RATE) -> np.ndarray:
 
     Channels are averaged; integers are scaled to [-1, 1); float data louder than 1 is scaled down by its
     peak; the rate is converted with an exact polyphase ratio and the result clipped to [-1, 1].
-    Raises :class:`AudioFileError` naming the file for a missing, unreadable, malformed or empty file.
+    Raises :class:`AudioFileError` naming the file for a missing, unreadable, malformed or empty file, one sampled
+    below :data:`MIN_SAMPLE_RATE`, one shorter than :data:`MIN_WAV_SECONDS` and a silent one (peak below
+    :data:`MIN_WAV_PEAK_DB`).
     """
     _check(fs, 0)
     if not os.path.isfile(path):
@@ -127,8 +133,8 @@ def load_wav(path: str | os.PathLike, fs: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioFileError(path, "malformed WAV header (zero channels or zero-size samples)") from None
     except (OSError, ValueError, EOFError, struct.error) as err:
         raise AudioFileError(path, f"not a readable WAV file ({err})") from None
-    if rate <= 0:
-        raise AudioFileError(path, f"bad sample rate {rate}")
+    if rate < MIN_SAMPLE_RATE:
+        raise AudioFileError(path, f"sample rate {rate} Hz is below {MIN_SAMPLE_RATE} Hz")
     if data.shape[0] == 0:
         raise AudioFileError(path, "no samples")
     if data.dtype.kind == "u":
@@ -142,6 +148,14 @@ def load_wav(path: str | os.PathLike, fs: int = SAMPLE_RATE) -> np.ndarray:
         x /= max(1.0, float(np.max(np.abs(x))))
     if x.ndim == 2:
         x = x.mean(axis=1)
+    if data.shape[0] < MIN_WAV_SECONDS * rate:
+        raise AudioFileError(
+            path, f"too short: {data.shape[0]} samples ({data.shape[0] / rate:.4g} s), at least {MIN_WAV_SECONDS} s needed"
+        )
+    peak = float(np.max(np.abs(x)))
+    if peak < 10 ** (MIN_WAV_PEAK_DB / 20):
+        level = f"{20 * math.log10(peak):.1f} dBFS" if peak > 0 else "every sample 0"
+        raise AudioFileError(path, f"silent (peak {level}, below {MIN_WAV_PEAK_DB:g} dBFS): a silent target is never heard")
     if fs != rate:
         g = math.gcd(int(fs), int(rate))
         x = resample_poly(x, int(fs) // g, int(rate) // g)
