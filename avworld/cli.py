@@ -177,12 +177,13 @@ def viz_job(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
 
     import avworld  # noqa: F401  (registers the envs)
-    from avworld.eval.rollouts import imagine, load_world, run_episode, write_rollout_video
+    from avworld.eval.rollouts import imagine, run_episode, write_rollout_video
+    from avworld.models.imagination import load_world
 
     sim, scene = job.sim, scenes_of(job.scene)
     rollout = run_episode(sim, instantiate(job.agent), job.split, job.seed, job.scene_seed, job.max_steps, scene=scene)
     if job.checkpoint:
-        imagine(rollout, load_world(job.checkpoint, job.device, sim), sim, job.seed, job.sampler_steps)
+        imagine(rollout, load_world(job.checkpoint, job.device), sim, job.seed, job.sampler_steps)
     out = Path(job.out) if Path(job.out).is_absolute() else output_dir() / job.out
     write_rollout_video(out, rollout, sim, job.fps, job.spectrogram_seconds, job.audio)
     print(f"video written to {out}")
@@ -193,7 +194,7 @@ def play_job(cfg: DictConfig) -> None:
     import gymnasium as gym
 
     import avworld  # noqa: F401
-    from avworld.eval.rollouts import load_world
+    from avworld.models.imagination import load_world
     from avworld.viz.play import PlaySession, run
 
     job = typed(Play, cfg)
@@ -206,7 +207,7 @@ def play_job(cfg: DictConfig) -> None:
     real = gym.make("avworld/AudioNav-v0", split=job.split, sim=sim, sensors=sensors, render_mode="rgb_array", scene=scene)
     dream, context = None, 1
     if job.checkpoint:
-        world = load_world(job.checkpoint, job.device, sim)
+        world = load_world(job.checkpoint, job.device)  # Dream-v0 checks sim against it
         dream = gym.make("avworld/Dream-v0", checkpoint=world, sim=sim, sensors=sensors, sampler_steps=job.sampler_steps)
         context = world.context
     options = None if job.scene_seed is None else {"scene_seed": int(job.scene_seed)}

@@ -166,18 +166,17 @@ def world_model_job(job: EvalWorldModel) -> None:
     import dataclasses
     import time
 
-    import torch
     from tqdm import tqdm
 
     from avworld.data.windows import WindowConfig, WindowDataset
     from avworld.eval.prediction import CopyLast, Predictor, Separate, WorldPredictor, check_horizons, evaluate_prediction, format_table
-    from avworld.models.imagination import Imagination
+    from avworld.models.imagination import choose_device, load_world
 
     run = job.eval_model
     paths = {"av_cdit": _checkpoint_dir(job.checkpoint, "world-model", "checkpoint")}
     paths |= {k: _checkpoint_dir(v, "world-model", f"baselines.{k}") for k, v in dataclasses.asdict(job.baselines).items() if v}
-    device = run.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    worlds = {name: Imagination.load(path, device) for name, path in paths.items()}
+    device = choose_device(run.device)
+    worlds = {name: load_world(path, device) for name, path in paths.items()}
     data_ref = _data_ref(job.data)
     data = data_ref.load()
     for name, world in worlds.items():
@@ -268,7 +267,8 @@ def _report_video(job: EvalNavigation | EvalWorldModel, path: Path, checkpoint: 
     the simulator settings it learned); what it shows, in words. None when ``job.report_video_steps`` is 0."""
     from hydra.utils import instantiate
 
-    from avworld.eval.rollouts import imagine, load_world, run_episode, write_rollout_video
+    from avworld.eval.rollouts import imagine, run_episode, write_rollout_video
+    from avworld.models.imagination import load_world
 
     if job.report_video_steps <= 0:
         return None

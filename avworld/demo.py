@@ -71,9 +71,9 @@ class DemoConfig:
 
     def resolve_device(self) -> str:
         """The device of this run."""
-        import torch
+        from avworld.models.imagination import choose_device
 
-        return ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+        return str(choose_device(self.device))
 
 
 @dataclass
@@ -290,11 +290,12 @@ def _navigation(sim: SimConfig, s: DemoSizes, device: str, seed: int) -> Any:
 
 def _video(sim: SimConfig, s: DemoSizes, device: str, seed: int) -> Any:
     def run(path: Path, needed: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-        from avworld.eval.rollouts import imagine, load_world, run_episode, write_rollout_video
+        from avworld.eval.rollouts import imagine, run_episode, write_rollout_video
+        from avworld.models.imagination import load_world
 
         checkpoint = needed["world_stage3"]["checkpoint"]
         rollout = run_episode(sim, _planner(checkpoint, s, device), "test", seed, None, s.video_steps, progress=False)
-        imagine(rollout, load_world(checkpoint, device, sim), sim, seed, 4)
+        imagine(rollout, load_world(checkpoint, device), sim, seed, 4)
         video = path / "rollout.mp4"
         write_rollout_video(video, rollout, sim, fps=12.0, spectrogram_seconds=3.0)
         return {"video": str(video), "steps": len(rollout.actions), "return": sum(rollout.rewards)}

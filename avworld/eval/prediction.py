@@ -43,14 +43,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from avworld.eval.metrics import SPECTROGRAM_FLOOR, ild_error_db, lsd, psnr, spectral_ssim, ssim
-from avworld.models.imagination import Imagination, push
+from avworld.models.imagination import Imagination
 
 HORIZONS = (1, 2, 4, 8, 16)
 AV_SYNC_MIN_STEPS = 4
 """Rollouts shorter than this have no meaningful cross-correlation: AV-Lag and AV-Corr are None."""
 VIDEO_METRICS = ("psnr", "ssim")
 AUDIO_METRICS = ("lsd", "spectral_ssim", "ild_error_db")
-OUTCOME_METRICS = ("reward_mae", "termination_f1")
 AV_METRICS = ("av_lag_error", "av_corr_error")
 
 
@@ -140,7 +139,7 @@ class Predictor(Protocol):
 
 
 class WorldPredictor:
-    """A world model (:class:`Imagination`) as a predictor: latent rollouts, decoded step by step."""
+    """A world model (:class:`Imagination`) as a predictor: latent rollouts of the imagination core, decoded step by step."""
 
     def __init__(self, world: Imagination) -> None:
         self.world = world
@@ -148,16 +147,15 @@ class WorldPredictor:
 
     @torch.no_grad()
     def rollout(self, context: dict[str, Tensor], actions: Tensor, sampler_steps: int, generator: torch.Generator) -> dict[str, Tensor]:
-        """See :meth:`Predictor.rollout`: encode the last m context steps once, then predict, push and decode each step."""
+        """See :meth:`Predictor.rollout`: start from the last m context steps (encoded once), then step and decode each step."""
         m = self.context
-        latents = self.world.encode({k: v[:, -m:] for k, v in context.items()})  # {modality: (B, m, *latent)}
+        state = self.world.start([{k: v[i, -m:] for k, v in context.items()} for i in range(len(actions))])
         actions = actions.to(self.device)
         steps: list[dict[str, Tensor]] = []
         for t in range(actions.shape[1]):
-            out = self.world.predict(latents, actions[:, t], steps=sampler_steps, generator=generator)
-            latents = {k: push(z, out[k]) for k, z in latents.items()}
-            decoded = self.world.decode({k: out[k] for k in self.modalities})
-            steps.append(decoded | {"reward": out["reward"].float(), "termination": out["termination"].float()})
+            step = self.world.step(state, actions[:, t], sampler_steps, generator)
+            state = step.state
+            steps.append(self.world.decode(step.latents) | {"reward": step.reward.float(), "termination": step.termination.float()})
         return {k: torch.stack([s[k] for s in steps], dim=1) for k in steps[0]}
 
 

@@ -137,16 +137,3 @@ def write_rollout_video(path: Path, rollout: Rollout, sim: SimConfig, fps: float
 
     write_video(path, frames(), repeat / sim.agent.step_time, audio, sim.acoustics.fs)
 
-
-def load_world(checkpoint: str, device: str | None, sim: SimConfig | None = None) -> Imagination:
-    """The world model of a checkpoint directory, on ``device`` (cuda when available if None); refused, naming the
-    field, if ``sim`` differs from its training data in a setting the model learned."""
-    import torch
-
-    from avworld.envs.dream_config import check_learned
-    from avworld.models.imagination import Imagination
-
-    world = Imagination.load(checkpoint, device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if sim is not None:
-        check_learned(sim, SimConfig.from_dict(world.meta["sim"]), "sim", str(checkpoint))
-    return world
