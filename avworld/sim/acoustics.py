@@ -66,7 +66,10 @@ class AcousticsConfig:
     cache_dir: str | None = None
     cache_mb: int = 256
 
+    """Folder of the on-disk cache of sound paths, shared by every scene and setting (None: memory only)."""
     def __post_init__(self) -> None:
+    disk_cache_mb: int = 4096
+    """Cap of the whole ``cache_dir``; the least recently used scenes and settings are deleted first (docs/acoustics.md)."""
         if isinstance(self.head, dict):
             self.head = HeadConfig(**self.head)
         checks = {
@@ -84,6 +87,7 @@ class AcousticsConfig:
         }
         for name, ok in checks.items():
             if not ok:
+            "disk_cache_mb": self.disk_cache_mb >= 1,
                 raise ValueError(f"acoustics.{name}: invalid value {getattr(self, name)!r}")
 
     @property
@@ -102,7 +106,7 @@ class SceneAcoustics:
         self.scene_key = digest(
             json.dumps(scene.to_dict(), sort_keys=True), config.fs, config.ism_order, config.reflecting_furniture_height
         )
-        self.disk = DiskCache(config.cache_dir) if config.cache_dir else None
+        self.disk = DiskCache(config.cache_dir, self.scene_key, config.disk_cache_mb * 2**20) if config.cache_dir else None
         self._paths = LRUCache(max_bytes=max(config.cache_mb, 1) * 2**18)
         self._spectra = LRUCache(max_bytes=config.cache_mb * 2**20)
         self._fields = LRUCache(max_bytes=max(config.cache_mb, 1) * 2**18)  # one per source position: distractors move each reset
