@@ -194,7 +194,7 @@ def test_a_corrupted_cache_file_is_recomputed_with_a_warning(tmp_path) -> None:
 
 
 def test_disk_cache_writes_are_atomic(tmp_path, monkeypatch) -> None:
-    cache = DiskCache(tmp_path)
+    cache = DiskCache(tmp_path, "0" * 16)
 
     def crash(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
@@ -202,8 +202,32 @@ def test_disk_cache_writes_are_atomic(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(np, "savez", crash)
     with pytest.raises(KeyboardInterrupt):
         cache.store("ab" * 32, {"x": np.zeros(3)})
-    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.name != DiskCache.STAMP]
     assert cache.load("ab" * 32) is None
+
+
+def test_disk_cache_keeps_a_folder_per_setting_under_one_cap(tmp_path) -> None:
+    import os
+
+    entry = {"x": np.zeros(125)}  # 1,000 bytes of data
+    old = DiskCache(tmp_path, "a" * 64)
+    for k in range(8):
+        old.store(f"{k:02d}" * 32, entry)
+    os.utime(old.folder / DiskCache.STAMP, (1, 1))  # used long ago
+    (tmp_path / "ab").mkdir()  # not a cache group (the old flat layout, or the user's): never deleted
+    (tmp_path / "ab" / "keep.npz").write_bytes(b"x")
+    assert sum(size for _, size in old.groups().values()) > 8_000
+
+    cap = 4_000
+    new = DiskCache(tmp_path, "b" * 64, max_bytes=cap)
+    assert not old.folder.exists() and new.folder == tmp_path / ("b" * 16) and (tmp_path / "ab" / "keep.npz").exists()
+    with pytest.warns(RuntimeWarning, match=r"acoustic disk cache full \(0 MB\); new entries are not stored"):
+        for k in range(8):
+            new.store(f"{k:02d}" * 32, entry)
+    stored = [k for k in range(8) if new.load(f"{k:02d}" * 32) is not None]
+    assert stored == [0, 1] and sum(size for _, size in new.groups().values()) <= cap
+    again = DiskCache(tmp_path, "b" * 64, max_bytes=cap)  # reopening its own group keeps it
+    assert again.load("00" * 32) is not None
 
 
 def test_lru_cache_is_bounded_by_bytes() -> None:

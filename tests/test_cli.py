@@ -76,6 +76,25 @@ def test_precompute_fills_the_cache_and_resumes(tmp_path: Path) -> None:
     assert files[0].exists() and all(f.stat().st_mtime_ns == t for f, t in stamp.items())  # only the missing one redone
 
 
+def test_precompute_fills_the_user_cache_dir_not_the_current_folder(tmp_path: Path) -> None:
+    import os
+
+    from avworld.sim.loading import save_scene
+    from tests.conftest import box
+
+    scene, work, home = tmp_path / "room.json", tmp_path / "work", tmp_path / "home"
+    save_scene(box(2.4, 1.6), scene)
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "XDG_CACHE_HOME"} | {"HOME": str(home)}
+    cmd = [sys.executable, "-m", "avworld.cli", "precompute", f"scene={scene}", "workers=1", f"hydra.run.dir={tmp_path / 'out'}"]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    cache = home / ".cache" / "avworld" / "acoustics"
+    assert f"positions cached in {cache}" in proc.stdout and not list(work.iterdir())
+    (group,) = [d for d in cache.iterdir() if d.is_dir()]  # one folder for this scene and setting
+    assert len(group.name) == 16 and (group / ".used").is_file() and list(group.rglob("*.npz"))
+
+
 def test_bench_data_prints_one_json_object(tmp_path: Path) -> None:
     budget = (
         "data_bench.episodes=2",
