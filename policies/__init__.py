@@ -1,4 +1,4 @@
-"""Agents: random, oracle (and later PPO and planners in imagination)."""
+"""Agents: random, oracle, behaviour cloning, PPO (stable-baselines3), and beam and CEM planners in imagination."""
 
 from avworld.policies.base import Policy
 from avworld.policies.oracle import OraclePolicy

@@ -1,1 +1,1 @@
-"""Evaluation protocols and metrics."""
+"""Evaluation: metrics, and the protocols of navigation (benchmark), tokenizers, world-model prediction and rollouts."""

@@ -1,1 +1,2 @@
-"""Learned models: tokenizers (video VAE, audio codec), AV-CDiT, sampling, reward and termination heads."""
+"""Learned models (torch only): tokenizers (video VAE, audio codec), AV-CDiT with its reward and termination heads, flow
+matching and its samplers, checkpoints, and the imagination core (:mod:`avworld.models.imagination`)."""

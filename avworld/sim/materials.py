@@ -59,7 +59,6 @@ MATERIALS: dict[str, Material] = {
 WALL_MATERIALS = ("plaster", "painted", "brick", "concrete", "wood_panel", "tiles", "glass", "curtain", "acoustic_panel")
 FLOOR_MATERIALS = ("wood_floor", "carpet", "linoleum", "marble", "tiles", "concrete")
 CEILING_MATERIALS = ("ceiling_plaster", "ceiling_tile", "plaster")
-FURNITURE_MATERIALS = ("fabric", "leather", "wood", "metal", "glass")
 
 
 def _pattern(kind: str) -> np.ndarray:
