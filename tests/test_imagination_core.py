@@ -131,8 +131,8 @@ def _recording(choose: Any, seen: list[Any]) -> Any:
 
 
 def planner_numbers(checkpoint: Path) -> dict[str, Any]:
-    from avworld.policies.planner import BeamPlanner, CEMPlanner
     from avworld.models.imagination import load_world
+    from avworld.policies.planner import BeamPlanner, CEMPlanner
     from avworld.policies.worlds import ImaginedWorld
 
     context = {k: v[0] for k, v in contexts(1).items()}
