@@ -255,7 +255,7 @@ def test_av_lag_notes_of_several_models_become_one_that_says_what_is_counted() -
 
 
 def test_demo_report_has_one_navigation_table(tmp_path: Path) -> None:
-    from avworld.demo import DemoConfig, write_demo_report
+    from avworld.demo import demo_preset, write_demo_report
 
     video = tmp_path / "rollout.mp4"
     write_video(video, np.zeros((3, 16, 16, 3), np.uint8), fps=12.0)
@@ -270,7 +270,6 @@ def test_demo_report_has_one_navigation_table(tmp_path: Path) -> None:
         "video": {"video": str(video)},
         "prediction": prediction_result(),
     }
-    sizes, _ = DemoConfig(root=str(tmp_path), device="cpu").resolve()
-    page = write_demo_report(tmp_path, results, sizes).read_text()
+    page = write_demo_report(tmp_path, results, demo_preset("quick")).read_text()
     navigation = page.split(">Navigation</h2>")[1].split("</section>")[0]
     assert navigation.count("<table") == 1 and "| agent |" not in page
