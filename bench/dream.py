@@ -5,7 +5,9 @@ speed does not depend on weights. Each vector env starts from random context (no
 episode) and steps with moves only (never STOP) under a long horizon, so no world
 restarts while timed: the figures are pure imagination (noise, one batched sampler call
 of ``sampler_steps`` net evaluations, context update and, in decoded mode, decoding and
-the copy-out of observations).
+the copy-out of observations). GPU timings wait for the device before each clock read.
+``net_mfu`` counts the world model's matmul FLOPs alone (its context once and the target at
+each sampler step, :func:`avworld.models.av_cdit.forward_flops`), not the tokenizers'.
 """
 
 from __future__ import annotations
@@ -19,18 +21,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from avworld.bench.model import chip_peak, synchronize
 from avworld.envs.audio_nav import AudioNavEnv
 from avworld.envs.dream_vector import DreamVectorEnv
+from avworld.models.av_cdit import forward_flops
 from avworld.models.flow import WorldModel
 from avworld.models.imagination import TOKENIZERS, Imagination
+from avworld.models.precision import compiled
 from avworld.models.registry import build, encode, preset
 from avworld.sim.simulator import SimConfig
 
 MODES = ("decoded", "latent")
 
 
-def imagination(name: str, tokenizers: str, sim: SimConfig, device: torch.device) -> Imagination:
-    """An untrained world model of AV-CDiT preset ``name`` with untrained ``tokenizers``-sized tokenizers, for ``sim``'s shapes."""
+def imagination(name: str, tokenizers: str, sim: SimConfig, device: torch.device, amp: bool = False, compile: bool = False) -> Imagination:
+    """An untrained world model of AV-CDiT preset ``name`` with untrained ``tokenizers``-sized tokenizers, for ``sim``'s shapes.
+
+    ``amp``: decode under bf16 autocast where it pays; ``compile``: ``torch.compile`` the sampler's net
+    (:meth:`AVCDiT.compile_velocity`, CUDA graphs) and the decoders, each falling back to eager if it fails.
+    """
     torch.manual_seed(0)
     n = round(sim.agent.step_time * sim.acoustics.fs)
     rgb_shape, audio_shape = [sim.render.height, sim.render.width, 3], [2, n]
@@ -50,11 +59,16 @@ def imagination(name: str, tokenizers: str, sim: SimConfig, device: torch.device
         "sample_rate": sim.acoustics.fs,
         "sim": dataclasses.asdict(sim),
     }
-    return Imagination(model, {"video": video, "audio": audio}, meta, device)
+    world = Imagination(model, {"video": video, "audio": audio}, meta, device, amp=amp)
+    if compile:
+        world.net.compile_velocity()
+        for m, tokenizer in world.tokenizers.items():
+            tokenizer.decode = compiled(tokenizer.decode, "max-autotune-no-cudagraphs", f"the {m} decoder")  # type: ignore[method-assign]
+    return world
 
 
-def _imagined_steps_per_s(world: Imagination, batch: int, latent: bool, sampler_steps: int, repeats: int) -> float:
-    """World-steps per second of a ``batch``-world vector env over ``repeats`` timed steps (after one warm-up step)."""
+def _imagined_steps_per_s(world: Imagination, batch: int, latent: bool, sampler_steps: int, repeats: int, warmup: int = 1) -> float:
+    """World-steps per second of a ``batch``-world vector env over ``repeats`` timed steps (after ``warmup`` untimed ones)."""
     envs = DreamVectorEnv(batch, checkpoint=world, sampler_steps=sampler_steps, latent=latent, horizon=10**9)
     rng = np.random.default_rng(0)
     m = world.context
@@ -64,15 +78,14 @@ def _imagined_steps_per_s(world: Imagination, batch: int, latent: bool, sampler_
         "audio": rng.uniform(-0.1, 0.1, (batch, m, *world.meta["audio_shape"])).astype(np.float32),
     }
     envs.reset(seed=0, options={"context": context})
-    actions = rng.integers(1, 4, size=(repeats + 1, batch))  # moves only: no episode ends while timed
-    envs.step(actions[0])
-    if world.device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for a in actions[1:]:
+    actions = rng.integers(1, 4, size=(repeats + warmup, batch))  # moves only: no episode ends while timed
+    for a in actions[:warmup]:
         envs.step(a)
-    if world.device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(world.device)
+    start = time.perf_counter()
+    for a in actions[warmup:]:
+        envs.step(a)
+    synchronize(world.device)
     return batch * repeats / (time.perf_counter() - start)
 
 
@@ -99,26 +112,46 @@ def run(
     min_repeats: int = 2,
     max_repeats: int = 30,
     real_steps: int = 200,
+    devices: tuple[str, ...] = ("auto",),
+    modes: tuple[str, ...] = MODES,
+    amp: bool = False,
+    compile: bool = False,
+    peak_tflops: float | None = None,
 ) -> dict[str, Any]:
-    """Time the Dream-v0 vector env per preset, device (cpu, and cuda when present), mode and batch, and the real env.
+    """Time the Dream-v0 vector env per preset, device, mode and batch, and the real env (``real_steps`` > 0).
 
     A batch of B is timed over clip(world_steps // B, min_repeats, max_repeats) steps: fewer repeats for large batches.
+    ``devices``: "auto" is cpu, and cuda when present; or name them ("cuda" alone skips the slow CPU rows on a GPU machine).
+    ``modes``: "decoded" and/or "latent". ``amp``: decode under bf16 autocast where it pays (CUDA, CPUs with bf16
+    hardware; :class:`Imagination`'s ``amp``). ``compile``: see :func:`imagination`. ``peak_tflops``: as ``avworld bench
+    model``'s.
     """
-    real = real_steps_per_s(sim, real_steps)
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    real = real_steps_per_s(sim, real_steps) if real_steps > 0 else None
+    names = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])] if tuple(devices) == ("auto",) else list(devices)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"modes must be among {MODES}, got {unknown}")
     results: dict[str, Any] = {}
     for name in presets:
         entry: dict[str, Any] = {}
-        for device in devices:
-            world = imagination(name, tokenizers, sim, device)
+        for device in map(torch.device, names):
+            world = imagination(name, tokenizers, sim, device, amp, compile)
+            flops = forward_flops(world.net.config)
+            step_flops = flops["context"] + sampler_steps * flops["target"]
+            peak = chip_peak(device, "fp32", peak_tflops)  # the world model samples in float32
             entry["parameters"] = sum(p.numel() for p in world.net.parameters())
+            entry["net_flops_per_step"] = step_flops
             per_mode: dict[str, Any] = {}
-            for mode in MODES:
+            for mode in modes:
                 per_batch = {}
                 for b in batches:
                     repeats = int(np.clip(world_steps // b, min_repeats, max_repeats))
-                    speed = _imagined_steps_per_s(world, b, mode == "latent", sampler_steps, repeats)
-                    per_batch[f"batch{b}"] = {"steps_per_s": speed, "vs_real": speed / real}
+                    speed = _imagined_steps_per_s(world, b, mode == "latent", sampler_steps, repeats, 3 if compile else 1)
+                    per_batch[f"batch{b}"] = {
+                        "steps_per_s": speed,
+                        "vs_real": speed / real if real else None,
+                        "net_mfu": speed * step_flops / (peak * 1e12) if peak else None,
+                    }
                 per_mode[mode] = per_batch
             entry[device.type] = per_mode
         results[name] = entry
@@ -130,6 +163,9 @@ def run(
         "tokenizers": tokenizers,
         "sampler_steps": sampler_steps,
         "batches": list(batches),
+        "amp": amp,
+        "compile": compile,
+        "device_name": torch.cuda.get_device_name() if "cuda" in names else platform.processor() or platform.machine(),
         "observation": {"rgb": [sim.render.height, sim.render.width, 3], "audio": [2, n]},
         "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),

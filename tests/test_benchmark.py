@@ -115,3 +115,52 @@ def test_avworld_eval_nav_writes_the_benchmark(world_checkpoint: str, tmp_path: 
     proc = run_cli("eval", "benchmark", *tiny, *perfect, f"hydra.run.dir={tmp_path / 'perfect'}", cwd=tmp_path)  # no world_model needed
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "perfect" / "navigation_benchmark.json").read_text())["agents"]["planner"]["real_steps"] == 0
+
+
+# -- speed benchmarks: synchronised GPU timing, FLOPs and MFU -------------------------------------
+
+
+def test_timed_calls_wait_for_the_gpu_at_both_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from avworld.bench import model as bench_model
+
+    events: list[str] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("sync"))
+    bench_model.time_call(lambda: events.append("call"), repeats=3, device=torch.device("cuda"), warmup=2)
+    assert events == ["call", "call", "sync", "call", "call", "call", "sync"]  # warm-up, sync, timed calls, sync
+    events.clear()
+    bench_model.time_call(lambda: events.append("call"), repeats=2, device=torch.device("cpu"))
+    assert events == ["call"] * 3  # nothing to wait for on the CPU
+
+
+def test_peak_and_mfu_of_the_model_bench() -> None:
+    import torch
+
+    from avworld.bench import model as bench_model
+    from avworld.models.av_cdit import AV_CDIT_PRESETS, forward_flops
+
+    assert bench_model.chip_peak(torch.device("cpu"), "bf16") is None
+    assert bench_model.chip_peak(torch.device("cpu"), "bf16", given=2.5) == 2.5
+    assert bench_model.PEAK_TFLOPS["H200"]["bf16"] == 989.0
+    result = bench_model.run(
+        presets=("tiny",), train_batch=2, batches=(1, 3), repeats=1, precisions=("fp32", "bf16"), peak_tflops=1.0, device="cpu"
+    )
+    tiny = result["presets"]["tiny"]
+    flops = forward_flops(AV_CDIT_PRESETS["tiny"])
+    assert tiny["flops_per_sample"] == {
+        "train_step": 3 * (flops["context"] + flops["target"]),
+        "imagined_step": flops["context"] + 4 * flops["target"],
+    }
+    for suffix in ("", "_bf16"):
+        assert tiny[f"train_mfu{suffix}"] == pytest.approx(
+            tiny[f"train_samples_per_s{suffix}"] * tiny["flops_per_sample"]["train_step"] / 1e12
+        )
+        for b in (1, 3):
+            rate, ms = tiny[f"imagined_steps_per_s_batch{b}{suffix}"], tiny[f"imagined_step_ms_batch{b}{suffix}"]
+            assert rate == pytest.approx(b / (ms / 1e3))
+            assert tiny[f"imagined_mfu_batch{b}{suffix}"] == pytest.approx(rate * tiny["flops_per_sample"]["imagined_step"] / 1e12)
+    assert result["peak_tflops"] == {"fp32": 1.0, "bf16": 1.0} and result["device"] == "cpu"
+    assert bench_model.run(presets=("tiny",), train_batch=2, batches=(), repeats=1, device="cpu")["presets"]["tiny"]["train_mfu"] is None
+    with pytest.raises(ValueError, match="precision"):
+        bench_model.run(presets=("tiny",), train_batch=2, batches=(), repeats=1, precisions=("fp16",), device="cpu")
