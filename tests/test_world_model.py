@@ -273,3 +273,23 @@ def test_gathered_batches_equal_the_collated_items(
     batch = trainer.batch(7)
     expected = default_collate([windows[i] for i in drawn])
     assert all(torch.equal(batch[k], expected[k]) for k in expected)
+
+
+def test_resident_frames_equal_the_frame_dataset(collection: CollectConfig) -> None:
+    """The tokenizers' GPU-resident frames (here on the CPU) give the FrameDataset's items, and whole batches by gather."""
+    from torch.utils.data import default_collate
+
+    from avworld.train.tokenizers import ResidentFrames, frames
+
+    data = DataRef(root=collection.root, name=collection.name).load()
+    for kind in ("video_vae", "audio_codec"):
+        source = frames(data, kind, "train", (0.9, 0.05, 0.05))
+        resident = ResidentFrames(source, torch.device("cpu"))
+        assert len(resident) == len(source) > 3
+        indices = [0, len(source) - 1, 2, 2]
+        expected = default_collate([source[i] for i in indices])
+        gathered = resident.gather(indices)
+        assert set(gathered) == set(expected)
+        for k, v in expected.items():
+            assert gathered[k].dtype == v.dtype and torch.equal(gathered[k], v)
+            assert torch.equal(resident[1][k], source[1][k])

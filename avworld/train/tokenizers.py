@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -22,7 +23,7 @@ from avworld.data.storage import FlatData, flatten, open_collection
 from avworld.data.windows import FrameDataset
 from avworld.models.registry import FIELDS, config_to_dict, encode, preset, reconstruct
 from avworld.models.registry import build as build_model
-from avworld.train.trainer import TrainConfig, Trainer
+from avworld.train.trainer import TrainConfig, Trainer, pick_device
 
 STATS_SAMPLES = 64
 
@@ -56,6 +57,27 @@ def frames(data: FlatData, kind: str, split: str, fractions: tuple[float, float,
     return FrameDataset(data, FIELDS[kind], split, fractions)
 
 
+class ResidentFrames(Dataset[dict[str, torch.Tensor]]):
+    """A :class:`FrameDataset`'s observations read once into ``device`` memory; :meth:`gather` gives a batch by indexing there.
+
+    On a GPU the tokenizers' training steps then read no host memory (the trainer's per-step loading costs more than a
+    small autoencoder's step). Items and batches equal the wrapped dataset's, on ``device``.
+    """
+
+    def __init__(self, frames: FrameDataset, device: torch.device) -> None:
+        self.field = frames.field
+        self.values = torch.from_numpy(np.asarray(frames.data.arrays[frames.field])[frames.index]).to(device)  # (n, *obs)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {self.field: self.values[i]}
+
+    def gather(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return {self.field: self.values[torch.tensor(indices, device=self.values.device)]}
+
+
 def model_config(kind: str, name: str, meta: dict[str, Any]) -> Any:
     """The preset, sized to the collection's frames or steps."""
     if kind == "video_vae":
@@ -78,7 +100,10 @@ def latent_stats(model: nn.Module, dataset: Dataset[dict[str, torch.Tensor]], ki
 def train_tokenizer(job: TokenizerJob, out_dir: str | Path, progress: bool = True) -> dict[str, float]:
     """Train (or resume) a tokenizer into ``out_dir/checkpoint``; returns the final logs."""
     data = job.data.load()
-    dataset = frames(data, job.kind, "train", job.data.fractions)
+    dataset: Dataset[dict[str, torch.Tensor]] = frames(data, job.kind, "train", job.data.fractions)
+    device = pick_device(job.train.device)
+    if device.type == "cuda":
+        dataset = ResidentFrames(dataset, device)  # type: ignore[arg-type]
     config = model_config(job.kind, job.model, data.meta)
     torch.manual_seed(job.train.seed)
     model = build_model(job.kind, config)
@@ -95,7 +120,7 @@ def train_tokenizer(job: TokenizerJob, out_dir: str | Path, progress: bool = Tru
                 "root": str(job.data.root),
                 "name": job.data.name,
                 "frames": len(dataset),
-                **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape")},
+                **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape", "acoustics_version")},
             },
             "latent": stats,
         }
