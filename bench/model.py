@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
@@ -107,16 +108,22 @@ def _timings(
     model = WorldModel(net, FlowConfig())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, **({"fused": True} if device.type == "cuda" else {}))
     batch = {k: v.to(device) for k, v in _batch(net, train_batch, g).items()}
-    loss_fn = compiled(model, what=f"the {name} training step") if compile else model
+    step = {"loss": compiled(model, what=f"the {name} training step") if compile else model}
     warmup = 3 if compile else 1  # compiling, then recording CUDA graphs, takes the first calls
 
     def train_step() -> None:
         with autocast(device, precision):
-            loss, _ = loss_fn(batch)
+            loss, _ = step["loss"](batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
+    if compile:  # the backward pass compiles at its first call, outside the guard of ``compiled``
+        try:
+            train_step()
+        except Exception as error:
+            warnings.warn(f"the compiled {name} training step failed ({type(error).__name__}: {error}); timing it eagerly", stacklevel=1)
+            step["loss"] = model
     seconds = {"train": time_call(train_step, repeats, device, warmup)}
     net.eval()
     sampler = compiled(sample, "reduce-overhead", f"the {name} sampler") if compile else sample

@@ -33,7 +33,8 @@ def compiled(fn: Callable[..., Any], mode: str | None = None, what: str = "funct
 
     torch.compile compiles at the first call (and again for new shapes), so the guard sits around the calls: when the compiled
     call raises, the call runs eagerly; if that succeeds, the compiler was at fault and ``fn`` runs eagerly from then on, else
-    the error is ``fn``'s own and raises. ``mode="reduce-overhead"`` also records CUDA graphs of fixed-shape calls.
+    the error is ``fn``'s own and raises. A compiled backward pass compiles at its first call, after this guard: a caller
+that trains catches that itself. ``mode="reduce-overhead"`` also records CUDA graphs of fixed-shape calls.
     """
     state: dict[str, Any] = {"fn": torch.compile(fn, mode=mode)}
 
