@@ -209,7 +209,8 @@ def world_model_job(job: EvalWorldModel) -> None:
         start = time.perf_counter()
         with tqdm(total=min(len(windows), run.windows), desc=name, unit="window") as bar:
             results[name] = evaluate_prediction(
-                predictor, windows, context, horizons, run.batch_size, run.sampler_steps, run.seed, run.windows, run.max_lag, bar.update
+                predictor, windows, context, horizons, run.batch_size, run.sampler_steps, run.seed, run.windows, run.max_lag, bar.update,
+                sample_rate=int(data.meta["sample_rate"]),
             )
         seconds[name] = time.perf_counter() - start
     about = {name: _about(world.meta) for name, world in worlds.items()} | {"copy_last": "last context step repeated, reward 0, no end"}

@@ -251,8 +251,9 @@ def _prediction(s: DemoSizes, device: str, seed: int) -> Any:
         data = DataRef(root=test["root"], name=test["name"]).load()
         windows = WindowDataset(data, WindowConfig(context=world.context, horizon=max(s.horizons), split="test"))
         models = {"av_cdit": WorldPredictor(world), "copy_last": CopyLast()}
+        fs = data.meta["sample_rate"]
         scores = {
-            name: evaluate_prediction(p, windows, world.context, s.horizons, max_windows=s.eval_windows, seed=seed)
+            name: evaluate_prediction(p, windows, world.context, s.horizons, max_windows=s.eval_windows, seed=seed, sample_rate=fs)
             for name, p in models.items()
         }
         about = {

@@ -2,6 +2,11 @@
 
 Frames are (B, H, W, 3), uint8 or floats in [0, 1]. Audio is waveforms (B, 2, N),
 channel 0 the left ear.
+
+Two are pooled over items rather than averaged (the prediction eval sums their parts per horizon):
+sharpness is the ratio of the mean :func:`gradient_energy` of imagined frames to that of real ones
+(1 = as sharp as real, blur gives less), and direction is the share of the steps with a clear real
+:func:`band_ild_db` (:func:`direction_cues`) where the imagined one has the same sign.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from avworld.models.losses import ild_db
 
 SPECTROGRAM_FLOOR = 1e-5
 """Magnitude floor of :func:`log_spectrogram` (−100 dB)."""
+CUE_BAND = (1500.0, 6000.0)
+"""Hz: the band of the direction cue, where the head shadows the far ear (as :mod:`avworld.eval.sound` measures the real world)."""
+CLEAR_ILD_DB = 2.0
+"""A real band ILD beyond this (either sign) says clearly which side the source is on: only such steps count for direction."""
 
 
 def _unit(frames: Tensor) -> Tensor:
@@ -96,3 +105,46 @@ def spectral_ssim(pred_audio: Tensor, true_audio: Tensor) -> Tensor:
 def ild_error_db(pred_audio: Tensor, true_audio: Tensor) -> Tensor:
     """Absolute error of the broadband interaural level difference in dB: (B, 2, N) twice → (B,)."""
     return (ild_db(pred_audio.float()) - ild_db(true_audio.float())).abs()
+
+
+def gradient_energy(frames: Tensor) -> Tensor:
+    """Image-gradient energy on [0, 1] pixels: the mean squared forward difference along x plus that along y, over pixels and
+    channels: (B, H, W, 3) → (B,). Blur lowers it; a constant frame has 0."""
+    x = _unit(frames)  # (B, 3, H, W)
+    dx = (x[..., :, 1:] - x[..., :, :-1]).square().mean(dim=(1, 2, 3))
+    dy = (x[..., 1:, :] - x[..., :-1, :]).square().mean(dim=(1, 2, 3))
+    return dx + dy
+
+
+def sharpness(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean :func:`gradient_energy` of ``pred`` over that of ``target``, pooled over the batch: (B, H, W, 3) twice → a scalar.
+
+    1 for identical frames, below 1 for blurred ones; NaN where the targets are all flat (no gradient to compare with)."""
+    real = gradient_energy(target).double().sum()
+    return gradient_energy(pred).double().sum() / real if real > 0 else torch.tensor(math.nan, dtype=torch.float64)
+
+
+def band_ild_db(audio: Tensor, sample_rate: int, band: tuple[float, float] = CUE_BAND) -> Tensor:
+    """Interaural level difference (dB, positive when the left ear is louder) in ``band`` of waveforms (B, 2, N) → (B,).
+
+    An ear's band level is the energy of its rfft bins with frequency in [low, high), scaled as Parseval's sum of squares of the
+    band-passed signal (2 |X_k|² / N); 10⁻²⁰ is added to each before the ratio. Computed in float64, it equals
+    :func:`avworld.eval.sound.band_level_difference`, the real world's own measure."""
+    n = audio.shape[-1]
+    power = torch.fft.rfft(audio.double(), dim=-1).abs().square()  # (B, 2, F)
+    freqs = torch.fft.rfftfreq(n, 1.0 / sample_rate, dtype=torch.float64, device=audio.device)
+    inside = (freqs >= band[0]) & (freqs < band[1])
+    energy = 2.0 * power[..., inside].sum(dim=-1) / n + 1e-20  # (B, 2)
+    return 10.0 * torch.log10(energy[:, 0] / energy[:, 1])
+
+
+def direction_cues(
+    pred_audio: Tensor, true_audio: Tensor, sample_rate: int, clear_db: float = CLEAR_ILD_DB, band: tuple[float, float] = CUE_BAND
+) -> tuple[Tensor, Tensor]:
+    """Whether imagined sound points to the same side as the real sound: (B, 2, N) twice → ``clear`` (B,) bool, the items
+    whose real :func:`band_ild_db` exceeds ``clear_db`` in magnitude, and ``agree`` (B,) bool, those of them whose imagined
+    band ILD has the same sign. Direction is ``agree.sum() / clear.sum()`` over all steps scored."""
+    real = band_ild_db(true_audio, sample_rate, band)
+    imagined = band_ild_db(pred_audio, sample_rate, band)
+    clear = real.abs() > clear_db
+    return clear, clear & (torch.sign(imagined) == torch.sign(real))

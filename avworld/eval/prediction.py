@@ -6,8 +6,13 @@ actions and imagines the H future steps on its own (for a world model: encode th
 context once, then predict → push → predict … in latent space, decoding each
 imagined step). The imagined steps are scored against the real ones:
 
-- at step h of each horizon h (the h-th imagined step): video PSNR and SSIM; audio
-  LSD, spectral SSIM and ILD error (:mod:`avworld.eval.metrics`);
+- at step h of each horizon h (the h-th imagined step): video PSNR, SSIM and sharpness; audio
+  LSD, spectral SSIM, ILD error and direction (:mod:`avworld.eval.metrics`). Sharpness is the
+  mean image-gradient energy of the imagined frames over that of the real ones (1 = as sharp as
+  real; blur, which PSNR rewards, gives less; None where the real frames are all flat).
+  Direction is the share of the steps whose real 1.5-6 kHz interaural level difference
+  exceeds 2 dB in magnitude where the imagined one has the same sign (``direction_steps``
+  counts those steps; None where there are none, or without ``sample_rate``);
 - over steps 1 … h: reward MAE and termination F1 (probability ≥ 0.5 is a predicted end);
 - over the whole rollout of the largest horizon (one value, None below
   :data:`AV_SYNC_MIN_STEPS` steps): audio-visual synchrony. :func:`av_sync` gives the lag
@@ -22,7 +27,7 @@ imagined step). The imagined steps are scored against the real ones:
   footsteps sound on FORWARD and turns move the image more, so motion and audio energy
   are anti-correlated at lag 0 (docs/results.md).
 
-Window scores are averaged over windows, except PSNR, which is the PSNR of the mean
+Window scores are averaged over windows, except sharpness and direction (pooled, as said above) and PSNR, which is the PSNR of the mean
 squared error over windows, 10 log10(1 / mean MSE): a blocked FORWARD repeats a frame
 exactly, and the infinite PSNR of such windows would otherwise rule a per-window mean
 (copy-last gets a large share of them).
@@ -42,14 +47,26 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from avworld.eval.metrics import SPECTROGRAM_FLOOR, ild_error_db, lsd, psnr, spectral_ssim, ssim
+from avworld.eval.metrics import (
+    CLEAR_ILD_DB,
+    SPECTROGRAM_FLOOR,
+    direction_cues,
+    gradient_energy,
+    ild_error_db,
+    lsd,
+    psnr,
+    spectral_ssim,
+    ssim,
+)
 from avworld.models.imagination import Imagination
 
 HORIZONS = (1, 2, 4, 8, 16)
 AV_SYNC_MIN_STEPS = 4
 """Rollouts shorter than this have no meaningful cross-correlation: AV-Lag and AV-Corr are None."""
-VIDEO_METRICS = ("psnr", "ssim")
-AUDIO_METRICS = ("lsd", "spectral_ssim", "ild_error_db")
+VIDEO_METRICS = ("psnr", "ssim", "sharpness")
+AUDIO_METRICS = ("lsd", "spectral_ssim", "ild_error_db", "direction", "direction_steps")
+AVERAGED = ("psnr", "ssim", "lsd", "spectral_ssim", "ild_error_db")
+"""Metrics averaged over windows (PSNR as the mean squared error); sharpness and direction are pooled ratios."""
 AV_METRICS = ("av_lag_error", "av_corr_error")
 
 
@@ -223,17 +240,23 @@ class PredictionScores:
 
 
 class _Totals:
-    """Running sums of one evaluation, over batches of windows; ``av_lag`` is the largest lag of AV sync, None to skip it."""
+    """Running sums of one evaluation, over batches of windows; ``av_lag`` is the largest lag of AV sync, None to skip it;
+    ``sample_rate`` (Hz) of the audio, None to skip direction."""
 
-    def __init__(self, horizons: tuple[int, ...], modalities: tuple[str, ...], av_lag: int | None) -> None:
-        self.horizons, self.modalities, self.av_lag = horizons, modalities, av_lag
+    def __init__(self, horizons: tuple[int, ...], modalities: tuple[str, ...], av_lag: int | None, sample_rate: int | None) -> None:
+        self.horizons, self.modalities, self.av_lag, self.sample_rate = horizons, modalities, av_lag, sample_rate
         self.index = torch.tensor([h - 1 for h in horizons])
         names = ["reward_mae"]
         if "video" in modalities:
-            names += VIDEO_METRICS
+            names += [k for k in VIDEO_METRICS if k in AVERAGED]
         if "audio" in modalities:
-            names += AUDIO_METRICS
+            names += [k for k in AUDIO_METRICS if k in AVERAGED]
         self.sums = {k: torch.zeros(len(horizons), dtype=torch.float64) for k in names}
+        self.pooled: dict[str, Tensor] = {}  # name → (2, k): numerator and denominator sums per horizon
+        if "video" in modalities:
+            self.pooled["sharpness"] = torch.zeros(2, len(horizons), dtype=torch.float64)  # imagined, real gradient energy
+        if "audio" in modalities and sample_rate is not None:
+            self.pooled["direction"] = torch.zeros(2, len(horizons), dtype=torch.float64)  # agreeing, clear steps
         self.counts = {k: torch.zeros(len(horizons), dtype=torch.float64) for k in ("tp", "fp", "fn")}
         self.av_sums = torch.zeros(2, dtype=torch.float64)  # summed lag and peak errors
         self.av_lagged = 0  # windows in the lag sum (the peak sum covers all)
@@ -252,9 +275,16 @@ class _Totals:
         if "video" in self.modalities:
             self.sums["psnr"] += at_horizons(lambda p, r: 10.0 ** (-psnr(p, r) / 10.0), "rgb")  # summed MSE; PSNR in scores()
             self.sums["ssim"] += at_horizons(ssim, "rgb")
+            self.pooled["sharpness"] += torch.stack(
+                [at_horizons(lambda p, r: gradient_energy(p), "rgb"), at_horizons(lambda p, r: gradient_energy(r), "rgb")]
+            )
         if "audio" in self.modalities:
-            for name, metric in zip(AUDIO_METRICS, (lsd, spectral_ssim, ild_error_db), strict=True):
+            for name, metric in zip(AVERAGED[2:], (lsd, spectral_ssim, ild_error_db), strict=True):
                 self.sums[name] += at_horizons(metric, "audio")
+            if self.sample_rate is not None:
+                p, r = pred["audio"][:, idx].flatten(0, 1), real["audio"][:, idx].flatten(0, 1)
+                clear, agree = direction_cues(p, r, self.sample_rate)  # (B · k,) each
+                self.pooled["direction"] += torch.stack([agree, clear]).double().view(2, b, k).sum(dim=1).cpu()
         error = (pred["reward"].double() - real["reward"].double()).abs().cumsum(dim=1)  # (B, T): summed over steps 1 … t
         self.sums["reward_mae"] += error[:, idx].sum(dim=0).cpu()
         said, true = pred["termination"] >= 0.5, real["termination"].bool()
@@ -290,6 +320,18 @@ class _Totals:
         if "psnr" in self.sums:
             # zero error reads 200 dB rather than infinity, which JSON cannot hold
             metrics["psnr"] = {h: -10.0 * math.log10(max(mse, 1e-20)) for h, mse in metrics["psnr"].items()}  # type: ignore[arg-type]
+        for name, (top, bottom) in self.pooled.items():
+            metrics[name] = {h: float(t / d) if d > 0 else None for h, t, d in zip(hs, top, bottom, strict=True)}
+            empty = [h for h in hs if metrics[name][h] is None]
+            if empty and name == "sharpness":
+                notes.append(f"sharpness@{','.join(map(str, empty))}: None, the real frames there are flat (no gradient to compare with)")
+            if name == "direction":
+                metrics["direction_steps"] = {h: int(d) for h, d in zip(hs, bottom, strict=True)}
+                if empty:
+                    why = f"no real step there has a 1.5-6 kHz ILD beyond {CLEAR_ILD_DB:g} dB"
+                    notes.append(f"direction@{','.join(map(str, empty))}: None, {why}")
+        if "audio" in self.modalities and self.sample_rate is None:
+            notes.append("direction: None, no sample_rate given to evaluate_prediction")
         metrics["reward_mae"] = {h: float(v) for h, v in zip(hs, self.sums["reward_mae"] / (n * steps), strict=True)}
         tp, fp, fn = self.counts["tp"], self.counts["fp"], self.counts["fn"]
         metrics["termination_f1"] = {}
@@ -343,6 +385,7 @@ def evaluate_prediction(
     max_windows: int | None = None,
     max_lag: int = 4,
     on_batch: Callable[[int], None] | None = None,
+    sample_rate: int | None = None,
 ) -> PredictionScores:
     """Score ``predictor``'s rollouts against the real future of each window (see the module docstring).
 
@@ -350,7 +393,8 @@ def evaluate_prediction(
     max(horizons) future steps: ``rgb`` (M+H, H_img, W_img, 3), ``audio`` (M+H, 2, N), ``actions``, ``rewards``,
     ``terminations`` (M+H−1,). ``max_windows`` evenly spaced windows are used (all when None); batches of
     ``batch_size`` are imagined at once, with noise from one generator seeded with ``seed``. AV sync uses lags up to
-    ``max_lag`` (and below the largest horizon). ``on_batch(windows)`` is called after each batch.
+    ``max_lag`` (and below the largest horizon). ``on_batch(windows)`` is called after each batch. ``sample_rate`` (Hz) of
+the windows' audio is needed for direction (None: direction is None, with a note).
     """
     hs = check_horizons(horizons)
     last = hs[-1]
@@ -363,7 +407,7 @@ def evaluate_prediction(
         raise ValueError(f"no windows to evaluate: each needs {context} context + {last} future observations")
     subset = Subset(windows, _spread(n, max_windows))
     av = {"video", "audio"} <= set(predictor.modalities) and last >= AV_SYNC_MIN_STEPS
-    totals = _Totals(hs, predictor.modalities, min(max_lag, last - 2) if av else None)  # sequences of last − 1 steps
+    totals = _Totals(hs, predictor.modalities, min(max_lag, last - 2) if av else None, sample_rate)  # sequences of last − 1 steps
     generator = torch.Generator(predictor.device).manual_seed(seed)
     for batch in DataLoader(subset, batch_size=batch_size):
         span = batch["rgb"].shape[1]
@@ -389,9 +433,12 @@ def evaluate_prediction(
 COLUMNS = {
     "psnr": ("PSNR↑", "{:.2f}"),
     "ssim": ("SSIM↑", "{:.3f}"),
+    "sharpness": ("sharp→1", "{:.2f}"),
     "lsd": ("LSD↓", "{:.2f}"),
     "spectral_ssim": ("spec-SSIM↑", "{:.3f}"),
     "ild_error_db": ("ILD err↓", "{:.2f}"),
+    "direction": ("dir↑", "{:.2f}"),
+    "direction_steps": ("dir steps", "{:.0f}"),
     "reward_mae": ("reward MAE↓", "{:.4f}"),
     "termination_f1": ("term F1↑", "{:.3f}"),
     "av_lag_error": ("AV-Lag↓", "{:.2f}"),
