@@ -430,12 +430,23 @@ class AVCDiT(nn.Module):
         return out
 
     def compile_velocity(self, mode: str | None = "reduce-overhead") -> None:
-        """``torch.compile`` both parts of :meth:`velocity_fn` (and so of every sampler built on it, and of ``forward``).
+        """``torch.compile`` both parts of :meth:`velocity_fn` (and so of every sampler built on it, and of ``forward``), for
+        inference.
 
-        ``mode="reduce-overhead"`` replays each fixed-shape call as a CUDA graph: a sampler step at batch 1 is then bound by
-        the GPU, not by kernel launches. A part that fails to compile warns and runs eagerly (:func:`compiled`).
+        The target part, evaluated at every sampler step, compiles in ``mode``: "reduce-overhead" replays each fixed-shape call
+        as a CUDA graph, so a sampler step at batch 1 is bound by the GPU, not by kernel launches; its outputs are copied out
+        of the graph's buffers, which the next replay overwrites. The context part runs once per imagined step and its keys
+        and values must outlive later calls: it compiles without CUDA graphs. A part that fails to compile warns and runs
+        eagerly (:func:`compiled`).
         """
-        self._compiled = compiled(self._context, mode, "AV-CDiT context"), compiled(self._target, mode, "AV-CDiT velocity")
+        target = compiled(self._target, mode, "AV-CDiT velocity")
+        graphs = mode in ("reduce-overhead", "max-autotune")
+
+        def target_out(*args: Any) -> dict[str, Tensor]:
+            out = target(*args)
+            return {k: v.clone() for k, v in out.items()} if graphs else out
+
+        self._compiled = compiled(self._context, None, "AV-CDiT context"), target_out
 
     def latent(self, m: str) -> tuple[int, ...]:
         """The latent shape of one step of modality m: (C, h, w) for video, (C_a, n) for audio."""
