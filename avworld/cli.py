@@ -123,7 +123,9 @@ def train_agent_job(cfg: DictConfig) -> None:
 
 
 def collect_job(cfg: DictConfig) -> None:
-    """Collect ``collect.episodes`` episodes into Minari shards under ``collect.root``; resumes unfinished runs."""
+    """Collect ``collect.episodes`` episodes into Minari shards under ``collect.root`` (of the user's scenes with
+    ``scene=PATH``); resumes unfinished runs."""
+    import dataclasses
     import time
 
     from tqdm import tqdm
@@ -132,6 +134,9 @@ def collect_job(cfg: DictConfig) -> None:
 
     job = typed(Collect, cfg)
     config = typed(CollectConfig, OmegaConf.create(job.collect))
+    scene = scenes_of(job.scene)
+    if scene is not None:
+        config = dataclasses.replace(config, scene=scene)
     start, total = time.perf_counter(), [0]
     with tqdm(total=config.episodes, desc="episodes", unit="ep") as bar:
 

@@ -246,6 +246,8 @@ class Collect:
 
     sim: SimConfig = field(default_factory=SimConfig)
     collect: dict[str, Any] = field(default_factory=dict)
+    scene: Any = None
+    """The user's scenes (a JSON file, a folder of them or a list) instead of procedural ones: ``CollectConfig.scene``."""
 
 
 @dataclass

@@ -69,7 +69,7 @@ def imagination(name: str, tokenizers: str, sim: SimConfig, device: torch.device
 
 def _imagined_steps_per_s(world: Imagination, batch: int, latent: bool, sampler_steps: int, repeats: int, warmup: int = 1) -> float:
     """World-steps per second of a ``batch``-world vector env over ``repeats`` timed steps (after ``warmup`` untimed ones)."""
-    envs = DreamVectorEnv(batch, checkpoint=world, sampler_steps=sampler_steps, latent=latent, horizon=10**9)
+    envs = DreamVectorEnv(batch, checkpoint=world, sampler_steps=sampler_steps, latent=latent, max_steps=10**9)
     rng = np.random.default_rng(0)
     m = world.context
     h, w, _ = world.meta["rgb_shape"]

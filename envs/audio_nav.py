@@ -12,13 +12,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from avworld.envs.registration import StepLimitSpec
 from avworld.sim.audio import log_spectrogram, spectrogram_bounds
 from avworld.sim.backend import SimulatorBackend, to_action
 from avworld.sim.episodes import sample_start, step_reward
 from avworld.sim.loading import load_scene, validate_scene
 from avworld.sim.navigation import GoalField
 from avworld.sim.procedural import SPLITS, generate_apartment
-from avworld.sim.scene import Scene
+from avworld.sim.scene import MAX_EXTENT, Scene
 from avworld.sim.simulator import Action, Pose, ShortestPathFollower, SimConfig, make_simulator
 from avworld.sim.sounds import AGENT_SOUNDS, CATEGORIES, SOUND_SETS, load_wav
 from avworld.sim.topdown import render_topdown
@@ -28,6 +29,10 @@ AUDIO_SENSORS = ("audio", "spectrogram")
 STARTS = ("scene", "random")
 RENDER_HEIGHT = 256
 """Height in pixels of each half of ``render()``'s side-by-side image."""
+POINTGOAL_RANGE = float(np.float32(MAX_EXTENT * math.sqrt(2.0)))
+"""Upper bound (m) of ``pointgoal``'s distance: the diagonal of the largest scene a JSON may hold (``MAX_EXTENT`` a side);
+a finite bound keeps the space, and the metadata Minari writes from it, standard JSON. Farther sources (a scanned
+habitat-sim scene) read as this distance."""
 USER_SOUNDS = "user"
 """``sim.acoustics.sounds=user``: procedural scenes draw their source's sound from the ids of ``sim.acoustics.user_sounds``."""
 
@@ -45,7 +50,8 @@ def observation_space(config: SimConfig, sensors: Sequence[str]) -> spaces.Dict:
         lo, hi = spectrogram_bounds()
         obs["spectrogram"] = spaces.Box(lo, hi, log_spectrogram(np.zeros((2, n), np.float32)).shape, np.float32)
     if "pointgoal" in sensors:
-        obs["pointgoal"] = spaces.Box(np.array([0.0, -math.pi], np.float32), np.array([np.inf, math.pi], np.float32), dtype=np.float32)
+        low, high = np.array([0.0, -math.pi], np.float32), np.array([POINTGOAL_RANGE, math.pi], np.float32)
+        obs["pointgoal"] = spaces.Box(low, high, dtype=np.float32)
     return spaces.Dict(obs)
 
 
@@ -110,7 +116,7 @@ def check_scene_sounds(scene: Scene, config: SimConfig, where: str) -> None:
             )
 
 
-class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
+class AudioNavEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
     """Audio-goal navigation: find and stop next to a sounding object.
 
     ## Description
@@ -158,7 +164,8 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
     ## Episode End
     Terminates on STOP (success if the geodesic distance to the source is at most
     ``sim.episode.success_distance``, 1 m by default). Truncates after
-    ``sim.episode.max_steps`` (500) steps. The last ``info`` holds ``metrics``:
+    ``sim.episode.max_steps`` (500) steps, which ``env.spec.max_episode_steps`` reports (the env truncates
+    itself: no ``TimeLimit`` wrapper is registered). The last ``info`` holds ``metrics``:
     success, spl, sna, dtg, path_length, geodesic_start, num_actions, optimal_actions.
 
     ## Info
@@ -236,6 +243,11 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         self._done = True
         self._hears = bool(set(self.sensors) & set(AUDIO_SENSORS))
         self._audio: np.ndarray | None = None
+
+    @property
+    def max_steps(self) -> int:
+        """Steps after which an episode truncates: ``sim.episode.max_steps`` (what ``spec.max_episode_steps`` reports)."""
+        return self.config.episode.max_steps
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
@@ -339,7 +351,7 @@ class AudioNavEnv(gym.Env[dict[str, np.ndarray], int]):
         if "pointgoal" in self.sensors:
             dx, dy = sim.source[0] - sim.pose.x, sim.source[1] - sim.pose.y
             bearing = math.remainder(math.atan2(dy, dx) - sim.pose.yaw, 2 * math.pi)
-            obs["pointgoal"] = np.array([math.hypot(dx, dy), bearing], dtype=np.float32)
+            obs["pointgoal"] = np.array([min(math.hypot(dx, dy), POINTGOAL_RANGE), bearing], dtype=np.float32)
         return obs
 
     def _info(self, collided: bool, success: bool) -> dict[str, Any]:

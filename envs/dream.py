@@ -23,7 +23,8 @@ import torch
 from gymnasium import spaces
 
 from avworld.envs.audio_nav import RENDER_HEIGHT, AudioNavEnv
-from avworld.envs.dream_config import DreamConfig, check_learned, dream_sim, dream_spaces, dream_world
+from avworld.envs.dream_config import DreamConfig, check_learned, dream_sim, dream_spaces, dream_world, step_limit
+from avworld.envs.registration import StepLimitSpec
 from avworld.models.imagination import FIELDS, Imagination, ImaginedState
 from avworld.sim.audio import log_spectrogram, spectrogram_bounds
 from avworld.sim.backend import to_action
@@ -123,10 +124,11 @@ class DreamWorlds:
         self.world, where = dream_world(config.checkpoint, config.device, config.amp)
         if "audio" not in self.world.modalities and {"audio", "spectrogram"} & set(config.sensors):
             raise ValueError(f"sensors: the world model {where} imagines no audio; use sensors=('rgb',)")
-        self.sim = dream_sim(self.world, config.sim, where)
+        self.max_steps = step_limit(config)
+        sim = dream_sim(self.world, config.sim, where)
+        self.sim = dataclasses.replace(sim, episode=dataclasses.replace(sim.episode, max_steps=self.max_steps))
         self.observation_space, self.decoded_space = dream_spaces(self.world, config, self.sim)
         self.action_space = spaces.Discrete(len(Action))
-        self.horizon = config.horizon or self.sim.episode.max_steps
         self.source = ContextSource(config, self.world, self.sim, where)
         self.shapes = self.world.latent_shapes()
         m, device = self.world.context, self.world.device
@@ -217,7 +219,7 @@ def upscale(rgb: np.ndarray, height: int = RENDER_HEIGHT) -> np.ndarray:
     return rgb[rows][:, cols]
 
 
-class DreamEnv(gym.Env[dict[str, np.ndarray], int]):
+class DreamEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
     """Audio-goal navigation imagined by a world model: ``AudioNav-v0``'s interface, AV-CDiT's dynamics.
 
     ## Description
@@ -258,7 +260,9 @@ class DreamEnv(gym.Env[dict[str, np.ndarray], int]):
     termination head (trained on that very event) is reported in ``info["termination_prob"]`` but decides nothing, so an
     imperfect model never ends an episode the real world would not. ``termination="model"``: terminates when the
     predicted probability exceeds ``termination_threshold`` (0.5), for models of tasks whose ends are not known in
-    advance. Truncates after ``horizon`` imagined steps (default ``sim.episode.max_steps`` of the checkpoint).
+    advance. Truncates after ``max_steps`` imagined steps: by default the real env's limit (``sim.episode.max_steps``
+    of the ``sim`` argument where given, else AudioNav-v0's 500), never the checkpoint's, which is only the episode limit
+    of its training collection. ``env.spec.max_episode_steps`` reports it.
 
     ## Info
     ``imagined`` (False at reset, True after a step), ``step`` (imagined steps so far), ``termination_prob`` (0 at reset).
@@ -267,7 +271,7 @@ class DreamEnv(gym.Env[dict[str, np.ndarray], int]):
     ## Arguments
     - ``checkpoint``: a world-model checkpoint directory (or an :class:`Imagination`); checked at make time.
     - ``sensors``: ``("rgb", "audio")`` by default; any of ``rgb``, ``audio``, ``spectrogram``.
-    - ``horizon``: imagined steps before truncation. ``sampler_steps``: Euler steps of the flow sampler (4).
+    - ``max_steps``: imagined steps before truncation (see Episode End). ``sampler_steps``: Euler steps of the flow sampler (4).
     - ``device``: ``"cpu"`` or ``"cuda"``. ``amp``: decode observations under bf16 where the device does bf16 in
       hardware (CUDA, AMX / AVX512-BF16 CPUs; 1.5x faster small decoders). ``start``, ``split``: see Starting State.
     - ``latent``: observations are latents (see Observation Space).
@@ -277,7 +281,8 @@ class DreamEnv(gym.Env[dict[str, np.ndarray], int]):
     - ``render_mode``: ``"rgb_array"``: the current frame, upscaled to 256 pixels high.
 
     ## Version History
-    - v0: initial version.
+    - v0: initial version (``max_steps``, defaulting to the real env's limit, replaced ``horizon``, which defaulted to
+      the checkpoint's collection limit).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -287,6 +292,7 @@ class DreamEnv(gym.Env[dict[str, np.ndarray], int]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
         self.worlds = DreamWorlds(_config(kwargs), 1)
+        self.max_steps = self.worlds.max_steps
         self.observation_space = self.worlds.observation_space
         self.action_space = self.worlds.action_space
         self._steps, self._done, self._started = 0, True, False
@@ -307,7 +313,7 @@ class DreamEnv(gym.Env[dict[str, np.ndarray], int]):
         latents, reward, termination = self.worlds.step(np.zeros(1, np.int64), actions, [self.np_random])
         self._steps += 1
         terminated = bool(self.worlds.terminated(actions, termination)[0])
-        truncated = not terminated and self._steps >= self.worlds.horizon
+        truncated = not terminated and self._steps >= self.max_steps
         self._done = terminated or truncated
         obs = {k: v[0] for k, v in self.worlds.observe(latents).items()}
         self._frame = obs.get("rgb")

@@ -15,6 +15,7 @@ from gymnasium import spaces
 from avworld.envs.audio_nav import SENSORS, observation_space
 from avworld.models.checkpoint import CheckpointError
 from avworld.models.imagination import Imagination, load_world
+from avworld.sim.episodes import EpisodeConfig
 from avworld.sim.procedural import SPLITS
 from avworld.sim.simulator import SimConfig
 
@@ -48,7 +49,7 @@ class DreamConfig:
 
     checkpoint: str | os.PathLike[str] | Imagination | None = None
     sensors: Sequence[str] = ("rgb", "audio")
-    horizon: int | None = None
+    max_steps: int | None = None
     sampler_steps: int = 4
     device: str = "cpu"
     amp: bool = False
@@ -69,8 +70,8 @@ class DreamConfig:
         if unseen:
             raise ValueError(f"sensors: the world model does not imagine {unseen[0]!r}; Dream-v0 provides {', '.join(DREAM_SENSORS)}")
         self.sensors = tuple(s for s in DREAM_SENSORS if s in {"rgb", *self.sensors})
-        if self.horizon is not None and self.horizon < 1:
-            raise ValueError(f"horizon must be ≥ 1 imagined steps, got {self.horizon}")
+        if self.max_steps is not None and (isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1):
+            raise ValueError(f"max_steps must be an int ≥ 1 (imagined steps before truncation) or None, got {self.max_steps!r}")
         if self.sampler_steps < 1:
             raise ValueError(f"sampler_steps must be ≥ 1, got {self.sampler_steps}")
         if isinstance(self.start, str) and self.start != "episode":
@@ -134,6 +135,18 @@ def dream_sim(world: Imagination, sim: SimConfig | Mapping[str, Any] | None, whe
         if list(world.meta[key]) != shape:
             raise CheckpointError(where / "meta.json", f"{key} {world.meta[key]} disagrees with its sim settings, which give {shape}")
     return config
+
+
+def step_limit(config: DreamConfig) -> int:
+    """Imagined steps before truncation: ``max_steps``, else the real env's limit under the caller's ``sim``
+    (``sim.episode.max_steps`` where given, else AudioNav-v0's default of 500). Never the checkpoint's: that is the
+    episode limit of its training collection, not of the task."""
+    if config.max_steps is not None:
+        return config.max_steps
+    if isinstance(config.sim, SimConfig):
+        return config.sim.episode.max_steps
+    episode = (config.sim or {}).get("episode") or {}
+    return int(episode.get("max_steps", EpisodeConfig.max_steps))
 
 
 def dream_spaces(world: Imagination, config: DreamConfig, sim: SimConfig) -> tuple[spaces.Dict, spaces.Dict]:

@@ -95,7 +95,7 @@ class DreamVectorEnv(VectorEnv[dict[str, np.ndarray], np.ndarray, np.ndarray]):
             self._steps[running] += 1
             ended = self.worlds.terminated(actions[running], prob)
             rewards[running], probs[running], terminations[running] = reward, prob, ended
-            truncations[running] = ~ended & (self._steps[running] >= self.worlds.horizon)
+            truncations[running] = ~ended & (self._steps[running] >= self.worlds.max_steps)
             self._write(running, self.worlds.observe(latents))
         if len(restarting):
             self._write(restarting, self._restart(restarting, {}))

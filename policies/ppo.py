@@ -117,7 +117,7 @@ class DreamTrainConfig:
 
     sampler_steps: int = 4
     horizon: int | None = 64
-    """Imagined steps before truncation (None: the checkpoint's ``sim.episode.max_steps``)."""
+    """Imagined steps before truncation (Dream-v0's ``max_steps``; None: the real env's limit)."""
     start: str = "episode"
     split: str = "train"
     termination: str = "stop"
@@ -281,7 +281,7 @@ def _dream_env(config: AgentTrainConfig) -> tuple[VecEnv, SimConfig, int | None,
         config.n_envs - config.n_real,
         checkpoint=config.checkpoint,
         sensors=config.sensors,
-        horizon=d.horizon,
+        max_steps=d.horizon,
         sampler_steps=d.sampler_steps,
         device=d.device,
         amp=d.amp,

@@ -95,6 +95,27 @@ def test_precompute_fills_the_user_cache_dir_not_the_current_folder(tmp_path: Pa
     assert len(group.name) == 16 and (group / ".used").is_file() and list(group.rglob("*.npz"))
 
 
+def test_collect_takes_the_users_scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``avworld collect scene=PATH`` (issue 27 item 1): the episodes play the user's scene, which the dataset records."""
+    import minari
+
+    from avworld.sim.loading import save_scene
+    from tests.conftest import box
+
+    scene = tmp_path / "room.json"
+    save_scene(box(3.0, 2.0), scene)
+    budget = ("collect=tiny", f"collect.root={tmp_path / 'ds'}", "collect.episodes=1", "collect.workers=1", "collect.max_steps=3")
+    proc = run_cli("collect", f"scene={scene}", *budget, f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "ds"))
+    ds = minari.load_dataset("avworld/tiny-v0")
+    (meta,) = ds.storage.get_episode_metadata([0])
+    assert meta["options"] == {"scene_index": 0} and meta["split"] == "user"
+    assert ds.recover_environment().spec.kwargs["scene"] == str(scene)
+    proc = run_cli("collect", f"scene={tmp_path / 'nowhere.json'}", *budget, f"hydra.run.dir={tmp_path / 'out2'}", cwd=tmp_path)
+    assert proc.returncode != 0 and "nowhere.json" in proc.stderr
+
+
 def test_bench_data_prints_one_json_object(tmp_path: Path) -> None:
     budget = (
         "data_bench.episodes=2",

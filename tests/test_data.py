@@ -67,6 +67,61 @@ def test_minari_metadata_is_standard_json(collection: CollectConfig) -> None:
     assert json.loads(meta["avworld"], parse_constant=refuse)["sim"]["episode"]["max_geodesic"] is None  # no limit: null, not ∞
 
 
+@pytest.fixture(scope="module")
+def user_collection(tmp_path_factory: pytest.TempPathFactory) -> tuple[CollectConfig, list[Path]]:
+    """Two episodes of the user's scenes (two JSON files, one episode each) with the pointgoal sensor."""
+    from avworld.sim.loading import save_scene
+    from tests.conftest import box, two_rooms
+
+    folder = tmp_path_factory.mktemp("user-scenes")
+    files = [folder / "rooms.json", folder / "box.json"]
+    save_scene(two_rooms(), files[0])
+    save_scene(box(3.0, 2.0), files[1])
+    config = CollectConfig(
+        root=str(folder / "datasets"), name="mine", episodes=2, shard_size=2, workers=1, max_steps=4,
+        sensors=("rgb", "audio", "pointgoal"), scene=[str(f) for f in files],
+    )  # fmt: skip
+    assert collect(config, SimConfig())["steps"] > 0
+    return config, files
+
+
+def test_a_collection_plays_the_users_scenes(user_collection: tuple[CollectConfig, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import minari
+
+    from avworld.sim.loading import load_scene
+
+    config, files = user_collection
+    monkeypatch.setenv("MINARI_DATASETS_PATH", config.root)
+    ds = minari.load_dataset("avworld/mine-v0")
+    scenes = [load_scene(f) for f in files]
+    for k, (ep, meta) in enumerate(zip(ds.iterate_episodes(), ds.storage.get_episode_metadata(range(2)), strict=True)):
+        assert meta["scene_seed"] == -1 - k and meta["split"] == "user" and meta["options"] == {"scene_index": k}
+        start = scenes[k].start
+        np.testing.assert_allclose(ep.infos["pose"][0], [*start.position, start.yaw], atol=1e-5)  # episode k starts in scene k
+    env = ds.recover_environment()
+    assert env.spec is not None and env.spec.kwargs["scene"] == [str(f) for f in files]
+    assert [s.name for s in env.unwrapped._scenes] == [s.name for s in scenes]
+    data = flatten(open_collection(config.root, config.name), Path(config.root) / "cache")
+    assert data.episodes["scene_seed"].tolist() == [-1, -2]  # the window splits share them out by the fractions
+    assert len(WindowDataset(data, WindowConfig(context=2, horizon=1, split=scene_split(-1, (0.9, 0.05, 0.05))))) > 0
+    with pytest.raises(ValueError, match=r"missing\.json: cannot read scene file"):
+        collect(dataclasses.replace(config, name="none", scene=str(files[0].with_name("missing.json"))), SimConfig())
+
+
+def test_pointgoal_bounds_are_finite_so_minari_metadata_is_standard_json(user_collection: tuple[CollectConfig, list[Path]]) -> None:
+    from avworld.envs.audio_nav import POINTGOAL_RANGE
+    from avworld.sim.scene import MAX_EXTENT
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    config, _ = user_collection
+    text = (Path(config.root) / "avworld" / "mine-v0" / "data" / "metadata.json").read_text()
+    meta = json.loads(text, parse_constant=refuse)  # Infinity (pointgoal's old upper bound) raises here
+    assert "pointgoal" in str(meta["observation_space"])
+    assert POINTGOAL_RANGE == pytest.approx(MAX_EXTENT * 2**0.5, rel=1e-6)
+
+
 def test_a_finished_collection_is_not_redone(collection: CollectConfig) -> None:
     assert collect(collection, SimConfig()) == {"shards": 0, "skipped": 2, "steps": 0}
 

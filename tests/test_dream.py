@@ -129,8 +129,8 @@ def test_invalid_actions_raise(dataset: dict[str, Any], bad: object) -> None:
     env.step(np.int64(1))
 
 
-def test_stop_ends_the_episode_and_horizon_truncates(dataset: dict[str, Any]) -> None:
-    env = DreamEnv(horizon=2, **dataset)
+def test_stop_ends_the_episode_and_max_steps_truncates(dataset: dict[str, Any]) -> None:
+    env = DreamEnv(max_steps=2, **dataset)
     env.reset(seed=0)
     assert env.step(0)[2:4] == (True, False)
     with pytest.raises(RuntimeError, match="reset"):
@@ -187,11 +187,31 @@ def test_bad_arguments_fail_at_make(world_checkpoint: str, collection: CollectCo
     with pytest.raises(ValueError, match="no episode of split 'test'"):
         CollectionContexts(collection.root, collection.name, split="test")  # the tiny collection has train scenes only
     env = gym.make("avworld/Dream-v0", checkpoint=world_checkpoint, sim={"episode": {"max_steps": 7}})  # not a learned setting
-    assert env.unwrapped.worlds.horizon == 7
+    assert env.unwrapped.max_steps == env.spec.max_episode_steps == 7
+
+
+def test_step_limit_is_the_real_envs_and_the_spec_tells_it(dataset: dict[str, Any], world_checkpoint: str) -> None:
+    """Issue 27 item 3: the checkpoint's collection ran 20-step episodes; the imagined world still runs the real env's
+    500 (not the collection's limit), ``max_steps`` sets it, and ``spec.max_episode_steps`` says so for both envs."""
+    assert Imagination.load(world_checkpoint).meta["sim"]["episode"]["max_steps"] == 20
+    real, dream = gym.make("avworld/AudioNav-v0"), gym.make("avworld/Dream-v0", **dataset)
+    assert real.spec.max_episode_steps == real.unwrapped.max_steps == 500
+    assert dream.spec.max_episode_steps == dream.unwrapped.max_steps == dream.unwrapped.worlds.sim.episode.max_steps == 500
+    assert gym.make("avworld/AudioNav-v0", sim={"episode": {"max_steps": 60}}).spec.max_episode_steps == 60
+    assert gym.make("avworld/Dream-v0", sim=SimConfig.from_dict({"episode": {"max_steps": 40}}), **dataset).spec.max_episode_steps == 40
+    env = gym.make("avworld/Dream-v0", max_steps=25, **dataset)
+    assert env.spec.max_episode_steps == 25 and gym.make(env.spec).spec.max_episode_steps == 25  # the spec remakes the env
+    env.reset(seed=0)
+    steps = [env.step(1)[2:4] for _ in range(25)]  # FORWARD never ends an episode under termination="stop"
+    assert steps[:-1] == [(False, False)] * 24 and steps[-1] == (False, True)
+    with pytest.raises(ValueError, match="max_steps must be an int ≥ 1"):
+        DreamEnv(max_steps=0, **dataset)
+    with pytest.raises(ValueError, match="unknown argument 'horizon'"):
+        DreamEnv(horizon=5, **dataset)
 
 
 def test_vector_env_next_step_autoreset(dataset: dict[str, Any]) -> None:
-    envs = gym.make_vec("avworld/Dream-v0", num_envs=3, horizon=2, **dataset)
+    envs = gym.make_vec("avworld/Dream-v0", num_envs=3, max_steps=2, **dataset)
     assert isinstance(envs, DreamVectorEnv) and envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
     assert envs.single_observation_space == gym.make("avworld/Dream-v0", **dataset).observation_space
     obs, info = envs.reset(seed=0)
@@ -214,7 +234,7 @@ def test_vector_env_next_step_autoreset(dataset: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(("start", "latent"), [("dataset", False), ("episode", False), ("dataset", True)])
 def test_batch_equals_single_envs_seeded_alike(dataset: dict[str, Any], start: str, latent: bool) -> None:
-    kwargs = (dataset if start == "dataset" else dataset | {"start": start}) | {"horizon": 2, "sensors": SENSORS, "latent": latent}
+    kwargs = (dataset if start == "dataset" else dataset | {"start": start}) | {"max_steps": 2, "sensors": SENSORS, "latent": latent}
     batched = DreamVectorEnv(3, **kwargs)
     singles = SyncVectorEnv([lambda: DreamEnv(**kwargs) for _ in range(3)])
     _same(batched.reset(seed=11)[0], singles.reset(seed=11)[0])

@@ -139,6 +139,24 @@ def test_truncation_at_max_steps() -> None:
     assert info["metrics"]["num_actions"] == 5
 
 
+def test_spec_tells_the_step_limit_and_pointgoal_has_finite_bounds() -> None:
+    """Issue 27 items 3 and 5: ``spec.max_episode_steps`` is the env's own limit for any settings, and no space bound is
+    infinite (Minari writes the spaces as JSON, where ∞ is not standard)."""
+    from avworld.envs.audio_nav import POINTGOAL_RANGE
+
+    assert gym.make("avworld/AudioNav-v0").spec.max_episode_steps == 500
+    env = gym.make("avworld/AudioNav-v0", scene=two_rooms(), sensors=ALL_SENSORS, sim={"episode": {"max_steps": 3}})
+    assert env.spec.max_episode_steps == env.unwrapped.max_steps == 3
+    again = gym.make(env.spec)
+    assert again.spec.max_episode_steps == 3 and again.unwrapped.config.episode.max_steps == 3
+    for key, space in env.observation_space.spaces.items():
+        assert np.isfinite(space.low).all() and np.isfinite(space.high).all(), key
+    assert env.observation_space["pointgoal"].high[0] == np.float32(POINTGOAL_RANGE)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and obs["pointgoal"][0] == pytest.approx(math.hypot(6.0, 0.0))
+    assert [env.step(2)[3] for _ in range(3)] == [False, False, True]
+
+
 def test_render_shows_first_person_and_map() -> None:
     env = AudioNavEnv(render_mode="rgb_array")
     env.reset(seed=0)

@@ -1,7 +1,8 @@
 """Collect trajectories of ``avworld/AudioNav-v0`` into one Minari dataset (``avworld collect``).
 
-Episode i of a collection is fully determined by the config and i: its scene seed,
-its behaviour and its reset seed. Episodes are grouped into shards of
+Episode i of a collection is fully determined by the config and i: its scene (a
+procedural scene seed of ``split``, or with ``scene`` the user's scene ``i mod n`` of
+their n), its behaviour and its reset seed. Episodes are grouped into shards of
 ``shard_size``, the unit of work and of resuming: each shard is a Minari dataset
 ``avworld/<name>/shard-NNNNN-v0`` under ``root``, written by one worker process into a
 private staging folder and moved into place whole, and counts as done only once its
@@ -18,7 +19,9 @@ its ``recover_environment()`` makes the env the data came from (``split``, ``sen
 and the full ``sim`` settings as the spec's kwargs, ``max_episode_steps`` the collection's).
 
 Per-episode metadata (Minari episode metadata): ``index`` (in the collection), ``scene_seed``, ``split``, ``sound``,
-``behaviour``, ``success``, ``collisions``. Per-step ``infos``: ``pose`` (x, y, yaw),
+``behaviour``, ``success``, ``collisions``. An episode of the user's scene k (``scene=``) has ``scene_seed`` −1 − k and
+``split`` ``"user"``: the windows' train/val/test rule (:func:`avworld.data.windows.scene_split`) shares such scenes out
+by its fractions, as it does the procedural train range. Per-step ``infos``: ``pose`` (x, y, yaw),
 ``geodesic_distance``, ``collided``.
 """
 
@@ -40,7 +43,7 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
 from avworld.data.behaviours import BEHAVIOURS, make_behaviour
-from avworld.envs.audio_nav import AudioNavEnv
+from avworld.envs.audio_nav import AudioNavEnv, load_scenes
 from avworld.sim.procedural import SPLITS
 from avworld.sim.simulator import SimConfig
 
@@ -68,9 +71,20 @@ class CollectConfig:
     max_steps: int = 200
     """Episode step limit during collection (replaces ``sim.episode.max_steps``)."""
     sensors: tuple[str, ...] = ("rgb", "audio")
+    scene: Any = None
+    """The user's scenes instead of procedural ones (``avworld collect scene=PATH``): a scene JSON, a folder of them or a
+    list of those, as ``AudioNav-v0`` takes them; episode i plays scene ``i mod n`` of the n scenes (a folder's sorted by
+    name). ``split``, ``first_scene`` and ``scenes`` choose procedural scenes and do not apply. Paths are stored absolute.
+    Typed ``Any`` for OmegaConf (no unions of containers); a ``str`` or a ``list[str]`` once checked."""
 
     def __post_init__(self) -> None:
         self.sensors = tuple(self.sensors)
+        if self.scene is not None:
+            paths = [self.scene] if isinstance(self.scene, str | os.PathLike) else list(self.scene)
+            if not paths or not all(isinstance(p, str | os.PathLike) for p in paths):
+                raise ValueError(f"collect.scene: a scene JSON, a folder of them or a non-empty list of those, got {self.scene!r}")
+            absolute = [os.path.abspath(p) for p in paths]
+            self.scene = absolute[0] if isinstance(self.scene, str | os.PathLike) else absolute
         if self.split not in SPLITS:
             raise ValueError(f"collect.split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         for key in ("episodes", "scenes", "shard_size", "workers", "max_steps"):
@@ -90,22 +104,29 @@ class CollectConfig:
 class EpisodePlan:
     index: int
     scene_seed: int
+    """A procedural scene's seed, or −1 − k for the user's scene k."""
     behaviour: str
     seed: int
 
+    @property
+    def options(self) -> dict[str, int]:
+        """The reset options that play this episode's scene."""
+        return {"scene_index": -1 - self.scene_seed} if self.scene_seed < 0 else {"scene_seed": self.scene_seed}
 
-def plan(config: CollectConfig) -> list[EpisodePlan]:
-    """Every episode's scene seed, behaviour and reset seed: a function of the config alone."""
-    seeds = SPLITS[config.split]
+
+def plan(config: CollectConfig, user_scenes: int = 0) -> list[EpisodePlan]:
+    """Every episode's scene, behaviour and reset seed: a function of the config (and of the number of the user's scenes,
+    with ``config.scene``) alone."""
     names = sorted(config.behaviours)
     weights = np.array([config.behaviours[n] for n in names], float)
     rng = np.random.default_rng([config.seed, 0xC011])
     picks = rng.choice(len(names), size=config.episodes, p=weights / weights.sum())
     resets = rng.integers(0, 2**31, size=config.episodes)
-    return [
-        EpisodePlan(i, int(seeds[config.first_scene + i % config.scenes]), names[int(picks[i])], int(resets[i]))
-        for i in range(config.episodes)
-    ]
+    if config.scene is not None:
+        scene_seeds = [-1 - i % user_scenes for i in range(config.episodes)]
+    else:
+        scene_seeds = [int(SPLITS[config.split][config.first_scene + i % config.scenes]) for i in range(config.episodes)]
+    return [EpisodePlan(i, scene_seeds[i], names[int(picks[i])], int(resets[i])) for i in range(config.episodes)]
 
 
 def shard_id(config: CollectConfig, shard: int) -> str:
@@ -119,7 +140,9 @@ def dataset_id(config: CollectConfig) -> str:
 
 def env_spec(config: CollectConfig, sim: SimConfig, split: str | None = None) -> EnvSpec:
     """The spec of the env a collection runs, with every setting as kwargs (JSON-able), so Minari can recreate it."""
-    kwargs = {"split": split or config.split, "sensors": list(config.sensors), "sim": dataclasses.asdict(sim)}
+    kwargs: dict[str, Any] = {"split": split or config.split, "sensors": list(config.sensors), "sim": dataclasses.asdict(sim)}
+    if config.scene is not None and split is None:
+        kwargs["scene"] = config.scene
     return dataclasses.replace(gym.spec("avworld/AudioNav-v0"), kwargs=kwargs, max_episode_steps=sim.episode.max_steps)
 
 
@@ -127,8 +150,8 @@ def marker(config: CollectConfig, shard: int) -> Path:
     return Path(config.root) / NAMESPACE / config.name / f"shard-{shard:05d}.done"
 
 
-def shards(config: CollectConfig) -> Iterator[tuple[int, list[EpisodePlan]]]:
-    episodes = plan(config)
+def shards(config: CollectConfig, user_scenes: int = 0) -> Iterator[tuple[int, list[EpisodePlan]]]:
+    episodes = plan(config, user_scenes)
     for k in range(0, len(episodes), config.shard_size):
         yield k // config.shard_size, episodes[k : k + config.shard_size]
 
@@ -139,7 +162,7 @@ def run_episode(env: AudioNavEnv, ep: EpisodePlan, episode_id: int) -> tuple[Any
 
     behaviour = make_behaviour(ep.behaviour)
     rng = np.random.default_rng([ep.seed, ep.index])
-    obs, info = env.reset(seed=ep.seed, options={"scene_seed": ep.scene_seed})
+    obs, info = env.reset(seed=ep.seed, options=ep.options)
     observations = {k: [v] for k, v in obs.items()}
     infos: dict[str, list[Any]] = {"pose": [info["pose"]], "geodesic_distance": [info["geodesic_distance"]], "collided": [False]}
     actions, rewards, terms, truncs = [], [], [], []
@@ -160,7 +183,7 @@ def run_episode(env: AudioNavEnv, ep: EpisodePlan, episode_id: int) -> tuple[Any
     buffer = EpisodeBuffer(
         id=episode_id,
         seed=ep.seed,
-        options={"scene_seed": ep.scene_seed},
+        options=ep.options,
         observations={k: np.stack(v) for k, v in observations.items()},
         actions=np.asarray(actions, np.int64),
         rewards=rewards,
@@ -176,7 +199,7 @@ def run_episode(env: AudioNavEnv, ep: EpisodePlan, episode_id: int) -> tuple[Any
     meta = {
         "index": ep.index,
         "scene_seed": ep.scene_seed,
-        "split": "test" if ep.scene_seed in SPLITS["test"] else "val" if ep.scene_seed in SPLITS["val"] else "train",
+        "split": "user" if ep.scene_seed < 0 else next((n for n in ("test", "val") if ep.scene_seed in SPLITS[n]), "train"),
         "sound": env.sim.scene.sources[0].sound,
         "behaviour": ep.behaviour,
         "success": bool(info["success"]),
@@ -224,7 +247,7 @@ def _collect_shard(config: CollectConfig, sim: SimConfig, shard: int, episodes: 
     staging = root / NAMESPACE / f".staging-{config.name}-{shard:05d}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     os.environ["MINARI_DATASETS_PATH"] = str(staging)
-    env = AudioNavEnv(split=config.split, sensors=config.sensors, sim=sim)
+    env = AudioNavEnv(split=config.split, sensors=config.sensors, sim=sim, scene=config.scene)
     buffers, metas = zip(*(run_episode(env, ep, i) for i, ep in enumerate(episodes)), strict=True)
     meta = dataset_metadata(config, sim, env)
     try:
@@ -327,7 +350,8 @@ def collect(config: CollectConfig, sim: SimConfig, on_shard: Callable[[int, int]
     import avworld  # noqa: F401  (workers import it too: registers the env)
 
     sim = dataclasses.replace(sim, episode=dataclasses.replace(sim.episode, max_steps=config.max_steps))
-    every = list(shards(config))
+    user_scenes = len(load_scenes(config.scene, sim)) if config.scene is not None else 0  # checked here, before any worker
+    every = list(shards(config, user_scenes))
     if (Path(config.root) / dataset_id(config)).exists():
         assemble(config, sim)  # removes shards a killed earlier run left behind
         return {"shards": 0, "skipped": len(every), "steps": 0}
