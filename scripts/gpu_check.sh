@@ -147,8 +147,9 @@ part() {  # part NAME LIMIT COMMAND...: run COMMAND (its stdout to WORK/NAME.jso
 
 for name in $PARTS; do
   case $name in
-    model)  # eager: training MFU at batch 256 and the imagined step at batch 1 and 1024, small and base, bf16
-      part model 80 avworld bench model --json "model_bench.presets=[$(echo "$SMALL $BASE" | tr ' ' '\n' | uniq | paste -sd,)]" $MODEL $BF16 ;;
+    model)  # eager: training MFU at batch 256 and the imagined step at batch 1 and 1024, small and base, fp32 and bf16
+      part model 80 avworld bench model --json "model_bench.presets=[$(echo "$SMALL $BASE" | tr ' ' '\n' | uniq | paste -sd,)]" $MODEL \
+        "++model_bench.precisions=[fp32,bf16]" ;;
     dream)
       part dream 60 $DREAM ;;
     model_compiled)  # torch.compile of the training step, CUDA graphs of the sampler (batch 1)
