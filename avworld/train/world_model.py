@@ -241,12 +241,13 @@ class LatentWindows(Dataset[dict[str, torch.Tensor]]):
             "observed": torch.cat([torch.ones(n), torch.zeros(stops)]),
         }
 
-    def to(self, device: torch.device) -> LatentWindows:
-        """Hold the latents and window tables on ``device`` for :meth:`gather` (the CPU: read them from the memory maps)."""
+    def to(self, device: torch.device, resident: bool | None = None) -> LatentWindows:
+        """Hold the window tables on ``device`` for :meth:`gather`, and the latents too when ``resident`` (default: off the
+        CPU, where they are read from the memory maps instead)."""
         self.device = torch.device(device)
         self._tables = {k: v.to(self.device) for k, v in self._window_tables().items()}
-        on_cpu = self.device.type == "cpu"
-        self._resident = {} if on_cpu else {k: torch.from_numpy(np.array(z)).to(self.device) for k, z in self.latents.items()}
+        resident = self.device.type != "cpu" if resident is None else resident
+        self._resident = {k: torch.from_numpy(np.array(z)).to(self.device) for k, z in self.latents.items()} if resident else {}
         return self
 
     def gather(self, indices: list[int]) -> dict[str, torch.Tensor]:
