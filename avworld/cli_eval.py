@@ -109,7 +109,12 @@ def benchmark_job(job: EvalBenchmark) -> None:
 
 
 def _checkpoint_dir(path: str, what: str, key: str) -> str:
-    """``path`` if it is a directory; else an error naming the setting and the path (before any data is read)."""
+    """``path`` if it is a directory (for a world model, a shipped one's name, ``pretrained[:<name>]``, becomes its folder);
+    else an error naming the setting and the path (before any data is read)."""
+    if what == "world-model":
+        from avworld.models.pretrained import resolve_checkpoint
+
+        path = str(resolve_checkpoint(path))
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{key}: no {what} checkpoint directory at {path}")
     return path
@@ -169,6 +174,7 @@ def world_model_job(job: EvalWorldModel) -> None:
     from tqdm import tqdm
 
     from avworld.data.windows import WindowConfig, WindowDataset
+    from avworld.envs.dream_config import check_learned
     from avworld.eval.prediction import CopyLast, Predictor, Separate, WorldPredictor, check_horizons, evaluate_prediction, format_table
     from avworld.models.imagination import choose_device, load_world
 
@@ -187,6 +193,9 @@ def world_model_job(job: EvalWorldModel) -> None:
         for key in ("rgb_shape", "audio_shape"):
             if list(world.meta[key]) != list(data.meta[key]):
                 raise ValueError(f"{path}: trained on {key} {world.meta[key]}, the collection has {data.meta[key]}")
+        if "sim" in data.meta and "sim" in world.meta:
+            reference = SimConfig.from_dict(world.meta["sim"])
+            check_learned(SimConfig.from_dict(data.meta["sim"]), reference, f"the collection {data_ref.name}", str(path))
 
     predictors: dict[str, Predictor] = {"av_cdit": WorldPredictor(worlds["av_cdit"]), "copy_last": CopyLast(device=device)}
     if {"video_only", "audio_only"} <= worlds.keys():
@@ -204,13 +213,12 @@ def world_model_job(job: EvalWorldModel) -> None:
             f"no windows in split {split!r} of {data_ref.name}: horizon {horizons[-1]} after {context} context steps needs episodes of "
             f"at least {context + horizons[-1] - 1} steps; lower eval_model.horizons or evaluate longer episodes"
         )
-    results, seconds = {}, {}
+    results, seconds, fs = {}, {}, int(data.meta["sample_rate"])
     for name, predictor in predictors.items():
         start = time.perf_counter()
         with tqdm(total=min(len(windows), run.windows), desc=name, unit="window") as bar:
             results[name] = evaluate_prediction(
-                predictor, windows, context, horizons, run.batch_size, run.sampler_steps, run.seed, run.windows, run.max_lag, bar.update,
-                sample_rate=int(data.meta["sample_rate"]),
+                predictor, windows, context, horizons, run.batch_size, run.sampler_steps, run.seed, run.windows, run.max_lag, bar.update, fs
             )
         seconds[name] = time.perf_counter() - start
     about = {name: _about(world.meta) for name, world in worlds.items()} | {"copy_last": "last context step repeated, reward 0, no end"}

@@ -15,6 +15,7 @@ from gymnasium import spaces
 from avworld.envs.audio_nav import SENSORS, observation_space
 from avworld.models.checkpoint import CheckpointError
 from avworld.models.imagination import Imagination, load_world
+from avworld.models.pretrained import resolve_checkpoint
 from avworld.sim.episodes import EpisodeConfig
 from avworld.sim.procedural import SPLITS
 from avworld.sim.simulator import SimConfig
@@ -62,7 +63,7 @@ class DreamConfig:
 
     def __post_init__(self) -> None:
         if self.checkpoint is None:
-            raise ValueError("checkpoint: Dream-v0 needs a world-model checkpoint directory (checkpoint=DIR)")
+            raise ValueError("checkpoint: Dream-v0 needs a world-model checkpoint directory (checkpoint=DIR) or checkpoint=pretrained")
         unknown = sorted(set(self.sensors) - set(SENSORS))
         if unknown:
             raise ValueError(f"sensors: unknown sensor {unknown[0]!r}; available: {', '.join(SENSORS)}")
@@ -87,12 +88,13 @@ class DreamConfig:
 
 
 def dream_world(checkpoint: str | os.PathLike[str] | Imagination, device: str, amp: bool = False) -> tuple[Imagination, Path]:
-    """The world model (:func:`load_world` onto ``device`` with bf16 decoding if ``amp``, or as given) and the path its
-    errors name; refuses one Dream-v0 cannot use."""
+    """The world model (:func:`load_world` onto ``device`` with bf16 decoding if ``amp``, or as given; a shipped one's name,
+    ``pretrained[:<name>]``, resolved to its directory) and the path its errors name; refuses one Dream-v0 cannot use."""
     if isinstance(checkpoint, Imagination):
         world, where = checkpoint, Path("<in-memory world model>")
     else:
-        world, where = load_world(checkpoint, device, amp), Path(checkpoint)
+        where = resolve_checkpoint(checkpoint)
+        world = load_world(where, device, amp)
     if "video" not in world.modalities:
         raise CheckpointError(where, f"Dream-v0 needs a world model that imagines video (observations have rgb), not {world.modalities}")
     if "sim" not in world.meta:
@@ -109,14 +111,19 @@ def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, A
 
 
 def check_learned(config: SimConfig, reference: SimConfig, what: str, where: str) -> None:
-    """Refuse ``config`` where it differs from ``reference`` (the world model's) in a field of :data:`LEARNED_FIELDS`."""
+    """Refuse ``config`` where it differs from ``reference`` (the world model's) in fields of :data:`LEARNED_FIELDS`; the
+    message names every differing field with both values."""
+    differing = []
     for part, name in LEARNED_FIELDS:
         got, want = getattr(getattr(config, part), name), getattr(getattr(reference, part), name)
         if got != want:
-            raise ValueError(
-                f"sim.{part}.{name}: {what} has {got!r} but the world model {where} was trained with {want!r}; "
-                "an imagined world only has the render size, audio rate and samples, and agent motion of its training data"
-            )
+            whose = f"the world model {where}" if not differing else "it"
+            differing.append(f"sim.{part}.{name}: {what} has {got!r} but {whose} was trained with {want!r}")
+    if differing:
+        raise ValueError(
+            "; ".join(differing) + " (an imagined world only has the render size, audio rate and samples, and agent motion of its "
+            "training data: drop these settings, or use a world model trained with them)"
+        )
 
 
 def dream_sim(world: Imagination, sim: SimConfig | Mapping[str, Any] | None, where: Path) -> SimConfig:

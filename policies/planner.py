@@ -53,6 +53,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from avworld.models.imagination import load_world
+from avworld.models.pretrained import resolve_checkpoint
 from avworld.policies.worlds import STOP, ImaginedWorld, Observations, PlanningWorld, training_data
 from avworld.sim.simulator import Action
 
@@ -164,7 +165,8 @@ class Planner(ABC):
         if (checkpoint is None) == (world is None):
             raise ValueError(f"checkpoint: give a world-model checkpoint directory or a world, exactly one (got {checkpoint!r}, {world!r})")
         if world is None:
-            world = ImaginedWorld(load_world(checkpoint, config.device, config.amp), config.sampler_steps, str(checkpoint))  # type: ignore[arg-type]
+            checkpoint = resolve_checkpoint(checkpoint)  # type: ignore[arg-type]  # a shipped one's name (pretrained[:<name>]) → its folder
+            world = ImaginedWorld(load_world(checkpoint, config.device, config.amp), config.sampler_steps, str(checkpoint))
         self.config = config
         self.world = world
         self.proposal = proposal

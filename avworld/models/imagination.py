@@ -31,6 +31,7 @@ from avworld.models.checkpoint import CheckpointError
 from avworld.models.checks import check_finite
 from avworld.models.flow import WorldModel, sample
 from avworld.models.precision import bf16_pays
+from avworld.models.pretrained import resolve_checkpoint
 from avworld.models.registry import encode, load_model
 from avworld.models.video_vae import tensor_to_rgb
 
@@ -83,7 +84,7 @@ class Imagination:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device | None = "cpu", amp: bool = False) -> Imagination:
-        """:func:`load_world` (on the CPU unless ``device`` says otherwise)."""
+        """:func:`load_world` (on the CPU unless ``device`` says otherwise); ``path`` may be ``"pretrained[:<name>]"``."""
         return load_world(path, device, amp)
 
     @torch.no_grad()
@@ -230,10 +231,12 @@ class ImaginedStep:
 
 def load_world(path: str | os.PathLike[str], device: str | torch.device | None = None, amp: bool = False) -> Imagination:
     """The world model of checkpoint directory ``path`` with its attached tokenizers, on ``device`` (:func:`choose_device`);
-    :class:`CheckpointError` names what is wrong.
+    :class:`CheckpointError` names what is wrong. ``path`` may name a shipped world model instead: ``"pretrained"`` or
+    ``"pretrained:<name>"`` (:func:`avworld.models.pretrained.resolve_checkpoint`).
 
     ``amp``: decode under bf16 autocast where the device does bf16 in hardware (the small 8-channel decoders ran 1.5x faster
     on an AMX CPU, frames within a few levels of float32; docs/benchmarks.md)."""
+    path = resolve_checkpoint(path)
     model, ckpt = load_model(path, "world_model")
     assert isinstance(model, WorldModel)
     tokenizers = {}

@@ -1,0 +1,72 @@
+"""Provenance of a trained checkpoint, for its ``meta.json`` (``meta["provenance"]``): what made it, from what, with which code.
+
+A shipped world model (:mod:`avworld.models.pretrained`) must record the command that made it, the seeds of its data,
+the code commit and the sha256 of the simulator settings of its data (:func:`avworld.models.pretrained.sim_hash`);
+:func:`provenance` gathers them (and the job's config); :func:`avworld.models.pretrained.install_pretrained` refuses a
+checkpoint without them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from avworld.data.collect import CollectConfig
+from avworld.jsonfile import standard
+from avworld.models.pretrained import sim_hash
+
+SOURCE = Path(__file__).resolve().parents[2]
+"""The source tree this module runs from (its git repository, when it is one)."""
+
+
+def code_commit(repo: str | Path = SOURCE) -> tuple[str | None, bool | None]:
+    """(commit hash of ``HEAD``, whether tracked files differ from it) of the git repository at ``repo``; (None, None)
+    where git or the repository is missing (an installed copy)."""
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+        status = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    if head.returncode != 0 or status.returncode != 0:
+        return None, None
+    return head.stdout.strip(), bool(status.stdout.strip())
+
+
+def collection_seeds(config: CollectConfig) -> dict[str, Any]:
+    """What fixes a collection's episodes (scene seeds, starts, behaviours): its name, split, seed and scene range."""
+    return {k: getattr(config, k) for k in ("name", "split", "seed", "first_scene", "scenes", "episodes", "max_steps")} | {
+        "behaviours": dict(config.behaviours)
+    }
+
+
+def provenance(
+    data_seeds: Mapping[str, Any] | Sequence[Any],
+    sim: Any,
+    command: str | Sequence[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    repo: str | Path = SOURCE,
+) -> dict[str, Any]:
+    """``meta["provenance"]`` of a checkpoint trained now: ``command`` (default: this process's, ``sys.argv`` shell-quoted),
+    ``data_seeds`` (JSON-able; e.g. ``{"train": collection_seeds(...)}`` per collection), ``commit`` and ``dirty``
+    (:func:`code_commit`), ``sim_sha256`` (:func:`~avworld.models.pretrained.sim_hash` of ``sim``, a ``SimConfig`` or
+    the dict ``meta["sim"]`` holds), ``config`` (the job's resolved settings, JSON-able, or None) and ``created`` (UTC,
+    ISO 8601)."""
+    if command is None:
+        command = sys.argv
+    commit, dirty = code_commit(repo)
+    return {
+        "command": command if isinstance(command, str) else shlex.join(command),
+        "data_seeds": standard(dict(data_seeds) if isinstance(data_seeds, Mapping) else list(data_seeds)),
+        "commit": commit,
+        "dirty": dirty,
+        "sim_sha256": sim_hash(sim),
+        "config": standard(dict(config)) if config is not None else None,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
