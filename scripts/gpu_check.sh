@@ -9,7 +9,7 @@
 # Settings (environment):
 #   GPU_CHECK_WORK     folder for each part's output and logs and the demo (default ./gpu_check)
 #   GPU_CHECK_SECONDS  the whole budget in seconds, package installation included (default 345)
-#   GPU_CHECK_PARTS    the parts to run, in order (default: model dream model_compiled dream_compiled demo base_compiled)
+#   GPU_CHECK_PARTS    the parts to run, in order (default: model dream model_compiled demo dream_compiled base_compiled)
 #   GPU_CHECK_DEMO     demo sizes: quick (default), gpu (the full GPU sizes) or none
 #   GPU_CHECK_DRY=1    a dry run on the CPU with tiny sizes (checks the script, measures nothing of interest)
 # Packages the machine lacks come from the wheels in .whl/ as ../shared/GPU.md shows.
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:-${GPU_CHECK_OUT:-./gpu_check.json}}
 WORK=${GPU_CHECK_WORK:-./gpu_check}
 BUDGET=${GPU_CHECK_SECONDS:-345}
-PARTS=${GPU_CHECK_PARTS:-model dream model_compiled dream_compiled demo base_compiled}
+PARTS=${GPU_CHECK_PARTS:-model dream model_compiled demo dream_compiled base_compiled}
 DEMO=${GPU_CHECK_DEMO:-quick}
 START=$(date +%s)
 mkdir -p "$WORK" && WORK=$(cd "$WORK" && pwd)
