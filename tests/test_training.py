@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -279,3 +280,98 @@ def test_bad_config_and_meta_fields_are_refused_naming_the_file_and_field(tmp_pa
     (path / name).write_text(text.replace(old, new, 1))
     with pytest.raises(CheckpointError, match=message):
         load_model(path, "audio_codec")
+
+
+def _events(folder: Path) -> Any:
+    """TensorBoard's own reader over the event files of ``folder`` (every scalar and audio clip kept)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0, "audio": 0, "images": 0})
+    events.Reload()
+    return events
+
+
+class Held(Points):
+    """Held-out points: another draw of the same function."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.randn(40, 3, generator=g)
+        self.y = torch.sin(self.x.sum(-1))
+
+
+def test_validation_is_logged_every_val_every_steps_and_never_changes_training(tmp_path: Path) -> None:
+    """Issue 27 item 6: held-out loss every ``val_every`` steps (and at the end) under ``val/``, the mean over the fixed
+    validation items; the training run (weights, RNG streams) is the same with or without it."""
+
+    def run(out: Path, val: bool) -> Trainer:
+        torch.manual_seed(0)
+        config = TrainConfig(steps=10, batch_size=16, lr=1e-2, warmup=2, log_every=5, sample_every=100, checkpoint_every=10, val_every=4)
+        t = Trainer(NoisyRegression(), Points(), config, out, lambda: ("regression", {}, {}), val_dataset=Held() if val else None)
+        t.fit(progress=False)
+        return t
+
+    with_val, without = run(tmp_path / "a", True), run(tmp_path / "b", False)
+    for (name, a), (_, b) in zip(with_val.model.state_dict().items(), without.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    events = _events(tmp_path / "a" / "tb")
+    val = events.Scalars("val/loss")
+    assert [e.step for e in val] == [4, 8, 10]
+    model = with_val.inference_model.eval()
+    held = Held()
+    with torch.no_grad():  # the last pass: the mean loss of the (deterministic in eval mode) model over all 40 held-out items
+        want = float(((model.net(held.x).squeeze(-1) - held.y) ** 2).mean())
+    assert val[-1].value == pytest.approx(want, rel=1e-5)
+    assert "val/loss" not in _events(tmp_path / "b" / "tb").Tags()["scalars"]
+    with pytest.raises(ValueError, match="val_every"):
+        TrainConfig(val_every=-1)
+    with pytest.warns(UserWarning, match="no validation items"):
+        empty = torch.utils.data.Subset(Points(), [])
+        Trainer(Regression(), Points(), TrainConfig(), tmp_path / "c", lambda: ("r", {}, {}), val_dataset=empty)
+
+
+def _holding_out_one_scene(collection: Any) -> tuple[float, float, float]:
+    """Fractions under which the tiny collection's first scene is a training scene and its second a validation one."""
+    import zlib
+
+    from avworld.data.windows import scene_split
+    from avworld.sim.procedural import SPLITS
+
+    u = sorted(zlib.crc32(f"scene-{s}".encode()) / 2**32 for s in SPLITS["train"][: collection.scenes])
+    train = (u[0] + u[1]) / 2
+    fractions = (train, 1.0 - train, 0.0)
+    assert sorted(scene_split(s, fractions) for s in SPLITS["train"][:2]) == ["train", "val"]
+    return fractions
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_world_model_logs_validation_and_both_ears(collection: Any, tokenizer_checkpoints: dict[str, str], tmp_path: Path) -> None:
+    """A tiny joint stage with one of the collection's two scenes held out: its event file holds the validation scalars
+    (loss terms and the imagined step's quality) and the audio of both ears, real and imagined."""
+    from avworld.train.tokenizers import DataRef
+    from avworld.train.world_model import TokenizerRefs, WorldModelJob, stage_dir, train_world_model
+
+    data = DataRef(root=collection.root, name=collection.name, fractions=_holding_out_one_scene(collection))
+    train = TrainConfig(steps=2, batch_size=4, warmup=1, sample_every=2, checkpoint_every=2, val_every=1, val_size=8, device="cpu")
+    job = WorldModelJob(model="tiny", stage="joint", tokenizers=TokenizerRefs(**tokenizer_checkpoints), data=data, train=train)
+    train_world_model(job, tmp_path, progress=False)
+    events = _events(stage_dir(tmp_path, "joint") / "tb")
+    scalars, audio = set(events.Tags()["scalars"]), set(events.Tags()["audio"])
+    for name in ("loss", "video_mse", "audio_mse", "reward_mse", "termination_bce", "imagined_psnr", "imagined_audio_l1"):
+        assert f"val/{name}" in scalars, name
+        assert [e.step for e in events.Scalars(f"val/{name}")] == [1, 2], name
+    assert np.isfinite([e.value for e in events.Scalars("val/imagined_psnr")]).all()
+    assert {"samples/real_left", "samples/real_right", "samples/imagined_left", "samples/imagined_right"} <= audio
+    left, right = (events.Audio(f"samples/imagined_{side}")[-1].encoded_audio_string for side in ("left", "right"))
+    assert left != right  # two ears, not one logged twice
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_tokenizer_logs_validation_quality(collection: Any, tmp_path: Path) -> None:
+    from avworld.train.tokenizers import DataRef, TokenizerJob, train_tokenizer
+
+    data = DataRef(root=collection.root, name=collection.name, fractions=_holding_out_one_scene(collection))
+    train = TrainConfig(steps=2, batch_size=4, warmup=1, checkpoint_every=2, val_every=2, val_size=8, device="cpu")
+    train_tokenizer(TokenizerJob(kind="video_vae", model="tiny", data=data, train=train), tmp_path, progress=False)
+    events = _events(tmp_path / "tb")
+    assert [e.step for e in events.Scalars("val/psnr")] == [2] and [e.step for e in events.Scalars("val/loss")] == [2]

@@ -1,4 +1,4 @@
-"""Prediction quality of world models (``avworld eval model=CHECKPOINT``): autoregressive rollouts against real trajectories.
+"""Prediction quality of world models (``avworld eval world_model checkpoint=DIR``): autoregressive rollouts against real trajectories.
 
 Each window of a test split holds M real context steps and H real future steps with
 the actions between them. A :class:`Predictor` sees the context and the H real

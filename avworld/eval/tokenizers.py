@@ -1,4 +1,4 @@
-"""Tokenizer quality on test scenes (``avworld eval tokenizer=CHECKPOINT``)."""
+"""Tokenizer quality on test scenes (``avworld eval tokenizer checkpoint=DIR``)."""
 
 from __future__ import annotations
 

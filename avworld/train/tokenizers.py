@@ -1,7 +1,8 @@
-"""Train the tokenizers (``avworld train tokenizer=video|audio preset=tiny|small|base``).
+"""Train the tokenizers (``avworld train tokenizer kind=video|audio preset=tiny|small|base``).
 
 The video autoencoder learns single ``rgb`` frames, the audio codec single steps of
-binaural ``audio``, both from a collection's train-split scenes. The checkpoint's
+binaural ``audio``, both from a collection's train-split scenes; its val-split scenes are
+held out for the trainer's validation passes (``val/loss``, ``val/psnr`` or ``val/ild_db``...). The checkpoint's
 ``meta.json`` records the data it saw (collection, shapes, sample rate) and the
 latent statistics (mean and std over a sample of training frames) that the world
 model uses to scale latents to unit variance.
@@ -101,9 +102,11 @@ def train_tokenizer(job: TokenizerJob, out_dir: str | Path, progress: bool = Tru
     """Train (or resume) a tokenizer into ``out_dir/checkpoint``; returns the final logs."""
     data = job.data.load()
     dataset: Dataset[dict[str, torch.Tensor]] = frames(data, job.kind, "train", job.data.fractions)
+    val: Dataset[dict[str, torch.Tensor]] = frames(data, job.kind, "val", job.data.fractions)
     device = pick_device(job.train.device)
     if device.type == "cuda":
         dataset = ResidentFrames(dataset, device)  # type: ignore[arg-type]
+        val = ResidentFrames(val, device)  # type: ignore[arg-type]
     config = model_config(job.kind, job.model, data.meta)
     torch.manual_seed(job.train.seed)
     model = build_model(job.kind, config)
@@ -136,5 +139,5 @@ def train_tokenizer(job: TokenizerJob, out_dir: str | Path, progress: bool = Tru
                 writer.add_audio(f"samples/real_{name}", x[0, ear : ear + 1].clamp(-1, 1).cpu(), step, sample_rate)
                 writer.add_audio(f"samples/recon_{name}", y[0, ear : ear + 1].clamp(-1, 1).cpu(), step, sample_rate)
 
-    trainer = Trainer(model, dataset, job.train, out_dir, describe, on_sample)
+    trainer = Trainer(model, dataset, job.train, out_dir, describe, on_sample, val_dataset=val)
     return trainer.fit(progress=progress)

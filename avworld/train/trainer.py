@@ -10,6 +10,12 @@ callback draws (a DataLoader's base seed, a sampler's noise) never shifts the st
 after it: a resumed run ends bit-identical to an uninterrupted one. Progress goes to a tqdm bar and to TensorBoard under
 ``out_dir/tb``; the checkpoint lives at ``out_dir/checkpoint`` (atomic saves).
 
+Every ``val_every`` steps the inference weights are scored on a held-out dataset (the collection's validation scenes):
+the mean of the model's own logs (its loss terms and quality measures, e.g. the video autoencoder's PSNR) and of an
+optional ``quality(model, batch)`` callback over a fixed, evenly spaced subset of ``val_size`` items, logged as
+``val/<name>``. Its random draws (noise levels, noise) are seeded alike every pass, so the curve moves only with the
+weights, and happen on a forked RNG, so validation never changes training.
+
 Only parameters with ``requires_grad`` are optimised (staged training freezes the
 rest before building the trainer). With ``ema > 0`` the checkpoint's weights are the
 exponential moving average (``torch.optim.swa_utils.AveragedModel``) and the online
@@ -26,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,11 +69,17 @@ class TrainConfig:
     wide convolutions (the small tokenizers: 1.4-1.5x) and costs for narrow ones (the tiny presets: up to 1.8x slower)."""
     compile: bool = False
     """``torch.compile`` the model for the training steps."""
+    val_every: int = 250
+    """Steps between validation passes (``val/*`` in TensorBoard, and at the last step); 0 turns them off."""
+    val_size: int = 64
+    """Held-out items each validation pass scores: the same evenly spaced subset of the validation split every time."""
 
     def __post_init__(self) -> None:
-        for key in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
+        for key in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every", "val_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be at least 1, got {getattr(self, key)}")
+        if self.val_every < 0:
+            raise ValueError(f"train.val_every must be ≥ 0 (0: no validation), got {self.val_every}")
         if not self.lr > 0:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
         if not 0.0 <= self.ema < 1.0:
@@ -103,7 +116,11 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 class Trainer:
-    """Fits ``model`` on ``dataset``; ``describe()`` gives the checkpoint's kind, config and meta."""
+    """Fits ``model`` on ``dataset``; ``describe()`` gives the checkpoint's kind, config and meta.
+
+    ``val_dataset`` (held-out items, same format) is scored every ``val_every`` steps, with ``quality(model, batch)``'s
+    extra measures {name: mean over the batch} beside the model's logs; None (or an empty one, with a warning) skips it.
+    """
 
     def __init__(
         self,
@@ -114,10 +131,16 @@ class Trainer:
         describe: Callable[[], tuple[str, dict[str, Any], dict[str, Any]]],
         on_sample: Callable[[nn.Module, dict[str, torch.Tensor], Any, int], None] | None = None,
         attachments: dict[str, Path] | None = None,
+        val_dataset: Dataset[dict[str, torch.Tensor]] | None = None,
+        quality: Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, float]] | None = None,
     ) -> None:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         self.config, self.dataset, self.describe, self.on_sample = config, dataset, describe, on_sample
+        if val_dataset is not None and len(val_dataset) == 0:  # type: ignore[arg-type]
+            warnings.warn("no validation items (no scene of the collection falls in the val split): val/* is not logged", stacklevel=2)
+            val_dataset = None
+        self.val_dataset, self.quality = val_dataset, quality
         self.attachments = attachments or {}
         """Checkpoints stored inside each save (see :class:`Checkpoint`)."""
         self.out_dir = Path(out_dir)
@@ -165,9 +188,48 @@ class Trainer:
         """The batch of ``step``: indices drawn with a generator seeded by (seed, step)."""
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
         idx = torch.randint(len(self.dataset), (self.config.batch_size,), generator=g).tolist()  # type: ignore[arg-type]
-        gather = getattr(self.dataset, "gather", None)  # a whole batch at once (from device memory, for LatentWindows on a GPU)
-        items = gather(idx[self.rank :: self.world]) if gather else default_collate([self.dataset[i] for i in idx[self.rank :: self.world]])
+        return self._items(self.dataset, idx[self.rank :: self.world])
+
+    def _items(self, dataset: Dataset[dict[str, torch.Tensor]], idx: list[int]) -> dict[str, torch.Tensor]:
+        """Items ``idx`` of ``dataset`` as one batch on the device."""
+        gather = getattr(dataset, "gather", None)  # a whole batch at once (from device memory, for LatentWindows on a GPU)
+        items = gather(idx) if gather else default_collate([dataset[i] for i in idx])
         return {k: v.to(self.device) for k, v in items.items()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean logs (and ``quality`` measures) of the inference weights over the fixed validation items; {} without any.
+
+        Each measure is averaged over the items of the batches that report it (``quality`` may skip a batch)."""
+        if self.val_dataset is None:
+            return {}
+        c, n = self.config, len(self.val_dataset)  # type: ignore[arg-type]
+        k = min(c.val_size, n)
+        rows = sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})  # k items evenly spaced over the n
+        model = self.inference_model
+        model.eval()
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        with self._forked_rng():
+            torch.manual_seed(c.seed)  # the same draws every pass
+            for start in range(0, len(rows), c.batch_size):
+                idx = rows[start : start + c.batch_size]
+                batch = self._items(self.val_dataset, idx)
+                with self._autocast():
+                    _, logs = model(batch)
+                if self.quality is not None:
+                    logs = {**logs, **self.quality(model, batch)}
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
+                    counts[k] = counts.get(k, 0) + len(idx)
+        self.model.train()
+        return {k: sums[k] / counts[k] for k in sums}
+
+    def _autocast(self) -> Any:
+        """bf16 autocast where the config asks for it and the device does it (see ``amp``, ``cpu_amp``)."""
+        c = self.config
+        on = c.amp if self.device.type == "cuda" else c.cpu_amp and self.device.type == "cpu" and cpu_has_bf16()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
     def resume(self) -> bool:
         """Continue from ``out_dir/checkpoint`` if it holds a training state; returns whether it did."""
@@ -240,8 +302,7 @@ class Trainer:
         logs: dict[str, float] = {}
         start, first = time.perf_counter(), self.step
         self.model.train()
-        on = c.amp if self.device.type == "cuda" else c.cpu_amp and self.device.type == "cpu" and cpu_has_bf16()
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
+        amp = self._autocast()
         with tqdm(total=c.steps, initial=self.step, desc="train", unit="step", disable=not (progress and lead)) as bar:
             while self.step < min(c.steps, until if until is not None else c.steps):
                 batch = self.batch(self.step)
@@ -268,6 +329,9 @@ class Trainer:
                     with torch.no_grad(), self._forked_rng():
                         self.on_sample(model, batch, writer, self.step)
                     self.model.train()
+                if writer is not None and c.val_every and (self.step % c.val_every == 0 or self.step == c.steps):
+                    for k, v in self.validate().items():
+                        writer.add_scalar(f"val/{k}", v, self.step)
                 if self.step % c.checkpoint_every == 0 or self.step == c.steps:
                     self.save()
         if writer is not None:

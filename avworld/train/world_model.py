@@ -1,4 +1,4 @@
-"""Train AV-CDiT in stages: ``avworld train model=av_cdit stage=1|2|3`` (and ``stage=joint``, the ablation).
+"""Train AV-CDiT in stages: ``avworld train world_model stage=1|2|3 out_dir=DIR`` (and ``stage=joint``, the ablation).
 
 The stages of the AV-CDiT paper (Wang et al. 2025), each starting from the previous
 one's checkpoint under the same ``out_dir``:
@@ -335,6 +335,8 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
     windows = WindowConfig(context=config.net.context, horizon=1, split="train", fractions=job.data.fractions)
     dataset = LatentWindows(data, latents, stats, windows, job.stop_windows, stop_near=job.stop_near)
     dataset.to(pick_device(job.train.device))  # on a GPU, the training windows live there: no per-step host loading
+    held_out = dataclasses.replace(windows, split="val")  # the val split's scenes, for the trainer's validation passes
+    val = LatentWindows(data, latents, stats, held_out, job.stop_windows, stop_near=job.stop_near).to(pick_device(job.train.device))
 
     torch.manual_seed(job.train.seed)
     model = build("world_model", config)
@@ -381,7 +383,29 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
             writer.add_images("samples/real_top_imagined_bottom", torch.cat([real["rgb"], imagined["rgb"]]).permute(0, 3, 1, 2), step)
         if "audio" in imagined:
             for name, wave in (("real", real["audio"]), ("imagined", imagined["audio"])):
-                writer.add_audio(f"samples/{name}_left", wave[0, :1].clamp(-1, 1).cpu(), step, int(meta["sample_rate"]))
+                for ear, side in enumerate(("left", "right")):
+                    writer.add_audio(f"samples/{name}_{side}", wave[0, ear : ear + 1].clamp(-1, 1).cpu(), step, int(meta["sample_rate"]))
 
-    trainer = Trainer(model, dataset, job.train, out, describe, on_sample, attachments={f"tokenizers/{m}": paths[m] for m in modalities})
+    def quality(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One imagined step of the observed windows, decoded, against the decoded real next step: ``imagined_psnr`` (dB,
+        frames) and ``imagined_audio_l1`` (waveform); {} for a batch of counterfactual STOP windows only."""
+        assert isinstance(model, WorldModel)
+        rows = batch["observed"] > 0
+        if not bool(rows.any()):
+            return {}
+        world = Imagination(model, tokenizer_modules, meta, batch["action"].device)
+        context = {m: batch[f"ctx_{m}"][rows] for m in model.modalities}
+        generator = torch.Generator(device=world.device).manual_seed(0)
+        imagined = world.decode(world.predict(context, batch["action"][rows], generator=generator))
+        real = world.decode({m: batch[m][rows] for m in model.modalities})
+        out = {}
+        if "rgb" in imagined:
+            mse = ((imagined["rgb"].float() - real["rgb"].float()) / 255.0).pow(2).flatten(1).mean(1)  # (n,)
+            out["imagined_psnr"] = float((-10.0 * torch.log10(mse.clamp_min(1e-10))).mean())
+        if "audio" in imagined:
+            out["imagined_audio_l1"] = float((imagined["audio"] - real["audio"]).abs().mean())
+        return out
+
+    attachments = {f"tokenizers/{m}": paths[m] for m in modalities}
+    trainer = Trainer(model, dataset, job.train, out, describe, on_sample, attachments, val_dataset=val, quality=quality)
     return trainer.fit(progress=progress)
