@@ -44,6 +44,7 @@ from gymnasium.envs.registration import EnvSpec
 
 from avworld.data.behaviours import BEHAVIOURS, make_behaviour
 from avworld.envs.audio_nav import AudioNavEnv, load_scenes
+from avworld.sim.acoustics import ACOUSTICS_VERSION
 from avworld.sim.procedural import SPLITS
 from avworld.sim.simulator import SimConfig
 
@@ -217,6 +218,7 @@ def dataset_metadata(config: CollectConfig, sim: SimConfig, env: AudioNavEnv) ->
         "audio_shape": list(audio),
         "rgb_shape": list(env.observation_space["rgb"].shape),
         "sim": dataclasses.asdict(sim),
+        "acoustics_version": ACOUSTICS_VERSION,
         "collect": dataclasses.asdict(config),
     }
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from avworld.data.collect import NAMESPACE
+from avworld.sim.acoustics import ACOUSTICS_VERSION
 
 CHECKED_KEYS = ("format_version", "sample_rate", "audio_shape", "rgb_shape")
 STEP_FIELDS = ("actions", "rewards", "terminations", "truncations")
@@ -77,9 +78,16 @@ def read_shard(shard_dir: Path) -> Shard:
             steps = sum(f[f"episode_{i}"]["actions"].shape[0] for i in range(ds.total_episodes))
         if steps != ds.total_steps:
             raise ValueError(f"{steps} steps stored, {ds.total_steps} recorded")
-        return Shard(shard_dir, meta, ds.total_episodes, ds.total_steps)
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise DataError(data, f"cannot read this Minari shard ({type(err).__name__}: {err})") from err
+    version = meta.get("acoustics_version", 1)
+    if version != ACOUSTICS_VERSION:
+        raise DataError(
+            data,
+            f"acoustics_version {version}: its sound was simulated by an older avworld, this one simulates version "
+            f"{ACOUSTICS_VERSION} (avworld.sim.acoustics.ACOUSTICS_VERSION); collect it again",
+        )
+    return Shard(shard_dir, meta, ds.total_episodes, ds.total_steps)
 
 
 def open_collection(root: str | os.PathLike[str], name: str, strict: bool = False, shards_only: bool = False) -> list[Shard]:

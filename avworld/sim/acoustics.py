@@ -16,17 +16,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from avworld.sim.acoustic_room import AcousticRoom
 from avworld.sim.binaural import HeadConfig, binaural_ir
+from avworld.sim.hrtf import HRTFError, load_hrtf
 from avworld.sim.ir_cache import DiskCache, LRUCache, digest
 from avworld.sim.navigation import GoalField, NavGrid
 from avworld.sim.propagation import Arrivals, WallOutline, diffracted_path, image_sources
 from avworld.sim.scene import Scene
 
+ACOUSTICS_VERSION = 2
+"""What the sound of the real world is, as data and checkpoints record it (``acoustics_version`` in their metadata).
+
+1: the first acoustics (clipped at ±1; a late tail of independent noise per ear).
+2: a master headroom and a soft limiter (no clipped sample); a tail with a diffuse field's interaural coherence and
+   equal band levels at the ears; optional measured HRTFs. Data and models of another version are refused, since
+   their sound no longer matches the world's.
+"""
 SELF = "self"
 """Source key of the sounds the agent makes (footsteps, bumps): emitted at its feet."""
 FEET_HEIGHT = 0.05
@@ -50,6 +60,9 @@ class AcousticsConfig:
     yaw_quantum_deg: float = 5.0
     reflecting_furniture_height: float = 1.0
     head: HeadConfig = field(default_factory=HeadConfig)
+    hrtf: str | None = None
+    """A SOFA file of measured HRIRs (SimpleFreeFieldHRIR) for the direct sound and the image sources, so front and back
+    differ; None: the spherical head (avworld.sim.hrtf). Read when the config is made: a bad file is refused at once."""
     source_level: float = 1.0
     """Amplitude gain of sources: with 1, a source's direct sound at 1 m has its own amplitude."""
     agent_sounds: bool = True
@@ -57,19 +70,24 @@ class AcousticsConfig:
     agent_sound_level: float = 1.0
     distractors: int = 0
     """Extra sounding objects (other categories) at random places: sounds the agent must not follow."""
-    noise_floor_db: float = -60.0
-    """RMS of the background noise in dB re full scale; -inf turns it off."""
+    noise_floor_db: float | None = -60.0
+    """RMS of the background noise in dB re a source's level (before ``headroom_db``); -inf or None (standard JSON's
+    spelling of -inf in metadata) turns it off."""
+    headroom_db: float = 12.0
+    """Master gain (dB down) of the whole mix, so loud moments fit in full scale; a soft limiter takes the rare rest (sim/audio.py)."""
     sounds: str = "heard"
     """Which sound categories episodes draw from: heard (training), unheard (held out), all, or user (the ids of ``user_sounds``)."""
     user_sounds: dict[str, str] = field(default_factory=dict)
     """Sound id → WAV file (any rate; resampled to ``fs``), for scenes whose sources name them."""
     cache_dir: str | None = None
-    cache_mb: int = 256
-
     """Folder of the on-disk cache of sound paths, shared by every scene and setting (None: memory only)."""
-    def __post_init__(self) -> None:
+    cache_mb: int = 256
     disk_cache_mb: int = 4096
     """Cap of the whole ``cache_dir``; the least recently used scenes and settings are deleted first (docs/acoustics.md)."""
+
+    def __post_init__(self) -> None:
+        if self.noise_floor_db is None:
+            self.noise_floor_db = -math.inf
         if isinstance(self.head, dict):
             self.head = HeadConfig(**self.head)
         checks = {
@@ -82,13 +100,19 @@ class AcousticsConfig:
             "agent_sound_level": self.agent_sound_level >= 0,
             "distractors": 0 <= self.distractors <= 8,
             "noise_floor_db": self.noise_floor_db <= 0,
+            "headroom_db": 0 <= self.headroom_db <= 40,
             "sounds": self.sounds in ("heard", "unheard", "all", "user"),
             "cache_mb": self.cache_mb >= 0,
+            "disk_cache_mb": self.disk_cache_mb >= 1,
         }
         for name, ok in checks.items():
             if not ok:
-            "disk_cache_mb": self.disk_cache_mb >= 1,
                 raise ValueError(f"acoustics.{name}: invalid value {getattr(self, name)!r}")
+        if self.hrtf is not None:
+            try:
+                load_hrtf(os.fspath(self.hrtf))
+            except HRTFError as err:
+                raise ValueError(f"acoustics.hrtf: {err}") from None
 
     @property
     def ir_length(self) -> int:
@@ -155,7 +179,8 @@ class SceneAcoustics:
         yaw = iyaw * math.radians(c.yaw_quantum_deg)
         order = min(SELF_ORDER, c.ism_order) if source == SELF else c.ism_order
         reverb = self.room.reverb if c.tail else None
-        ir = binaural_ir(arrivals, self.listener(ix, iy), yaw, c.fs, self.room.centers, c.ir_length, c.head, reverb, order)
+        hrtf = load_hrtf(os.fspath(c.hrtf)) if c.hrtf is not None else None
+        ir = binaural_ir(arrivals, self.listener(ix, iy), yaw, c.fs, self.room.centers, c.ir_length, c.head, reverb, order, hrtf)
         return ir * np.float32(4 * math.pi)
 
     def spectrum(self, source: tuple[float, float, float] | str, x: float, y: float, yaw: float, n_fft: int) -> np.ndarray:

@@ -12,7 +12,14 @@ ended, so there are no clicks.
 The agent's own sounds (a footstep on FORWARD, a bump on collision) are one-shots
 convolved with the response from its feet to its ears; their reverberation spills
 over into the next steps through an overlap-add buffer. A low noise floor is added
-last, and the sum is clipped to [-1, 1].
+last.
+
+**Levels.** The mix is scaled by ``acoustics.headroom_db`` (a master gain: source,
+footsteps, bumps and noise keep their relative loudness) so that its loud moments (a
+bump next to a wall, the source at arm's length) fit in full scale, then passed through
+a soft limiter that leaves every sample below :data:`LIMIT_KNEE` untouched and bends the
+rare louder ones smoothly towards, never onto, ±1 (:func:`soft_limit`): the observation
+never holds a clipped sample.
 """
 
 from __future__ import annotations
@@ -31,6 +38,23 @@ EMIT_AT = 0.1
 """Where in its step an agent sound starts, as a fraction of the step."""
 N_VARIANTS = 4
 """One-shot variants per agent sound per episode, so footsteps do not all sound alike."""
+LIMIT_KNEE = 0.9
+"""Samples up to this magnitude pass the limiter unchanged."""
+LIMIT_CEILING = 0.999
+"""No sample leaves the limiter louder than this (-0.01 dBFS): a float32 observation never touches ±1."""
+
+
+def soft_limit(x: np.ndarray, knee: float = LIMIT_KNEE, ceiling: float = LIMIT_CEILING) -> np.ndarray:
+    """Identity for |x| ≤ ``knee``; above it, knee + (ceiling − knee)·tanh((|x| − knee)/(ceiling − knee)) with x's sign.
+
+    Continuous with a continuous slope at the knee, monotone, and at most ``ceiling`` in magnitude.
+    """
+    over = np.abs(x) > knee
+    if not over.any():
+        return x
+    span = ceiling - knee
+    soft = np.sign(x) * (knee + span * np.tanh((np.abs(x) - knee) / span))
+    return np.where(over, soft, x).astype(x.dtype)
 
 
 @dataclass(frozen=True)
@@ -103,7 +127,8 @@ class AudioRenderer:
         if self.noise.size:
             start = (self.step_index * n) % self.noise.shape[1]
             out += np.take(self.noise, np.arange(start, start + n), axis=1, mode="wrap")
-        return np.clip(out, -1.0, 1.0).astype(np.float32)
+        out *= np.float32(10 ** (-ac.config.headroom_db / 20))
+        return soft_limit(out).astype(np.float32)
 
     def _segment(self, loop: np.ndarray) -> np.ndarray:
         """Samples [tN − L + 1, (t+1)N) of a loop, wrapping around it."""

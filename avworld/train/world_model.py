@@ -364,7 +364,7 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
             "stop_windows": dataset.stops,
             "stop_windows_near": dataset.stops_near,
         },
-        **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape", "sim")},
+        **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape", "sim", "acoustics_version")},
     }
     tokenizer_modules = {m: tokenizers[m][0] for m in modalities}
 
