@@ -44,8 +44,8 @@ The two ears hear one field, not two independent noises:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 import zlib
+from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import numpy as np
