@@ -70,8 +70,9 @@ def test_train_and_eval_commands(collection: CollectConfig, tmp_path: Path) -> N
     )
     assert train.returncode == 0, train.stderr
     assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
+    checkpoint = f"checkpoint={tmp_path / 'run' / 'checkpoint'}"
     ev = subprocess.run(
-        [sys.executable, "-m", "avworld.cli", "eval", "tokenizer", f"checkpoint={tmp_path / 'run' / 'checkpoint'}", *data, "data.split=train"],
+        [sys.executable, "-m", "avworld.cli", "eval", "tokenizer", checkpoint, *data, "data.split=train"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
