@@ -278,6 +278,8 @@ MOVED = {
 
 
 def _run_hydra(command: str, job: Job, overrides: Sequence[str]) -> None:
+    """Run ``job`` as a Hydra app; ``sys.argv[0]`` becomes the command as typed (``avworld train world_model``), for the
+    records that quote it (a checkpoint's provenance)."""
     import hydra
 
     sys.argv = [f"avworld {command}", *overrides]
@@ -380,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hint:
         print(hint, file=sys.stderr)
         return 2
-    _run_hydra(command, jobs[name], overrides)
+    _run_hydra(f"{command} {name}" if named else command, jobs[name], overrides)
     return 0
 
 

@@ -204,8 +204,13 @@ def test_the_checkpoint_loader_refuses_a_truncated_weights_file_of_any_checkpoin
 
 
 def test_install_refuses_a_checkpoint_without_provenance(world_checkpoint: str, tmp_path: Path) -> None:
+    assert json.loads((Path(world_checkpoint) / "meta.json").read_text())["provenance"]["sim_sha256"]  # training records it
+    bare = with_provenance(world_checkpoint, tmp_path / "bare")
+    meta = json.loads((bare / "meta.json").read_text())
+    del meta["provenance"]["command"]
+    (bare / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"meta\.json: provenance\.command: missing"):
-        install_pretrained(world_checkpoint, "tiny", "no provenance", root=tmp_path)
+        install_pretrained(bare, "tiny", "no provenance", root=tmp_path)
     forged = with_provenance(world_checkpoint, tmp_path / "forged")
     meta = json.loads((forged / "meta.json").read_text())
     meta["provenance"]["sim_sha256"] = sim_hash(SimConfig.from_dict({"render": {"width": 128}}))

@@ -9,6 +9,7 @@ checkpoint without them.
 from __future__ import annotations
 
 import datetime
+import os
 import shlex
 import subprocess
 import sys
@@ -26,7 +27,10 @@ SOURCE = Path(__file__).resolve().parents[2]
 
 def code_commit(repo: str | Path = SOURCE) -> tuple[str | None, bool | None]:
     """(commit hash of ``HEAD``, whether tracked files differ from it) of the git repository at ``repo``; (None, None)
-    where git or the repository is missing (an installed copy)."""
+    where git or the repository is missing (an installed copy). ``AVWORLD_COMMIT`` in the environment names the commit of
+    a copy of the tree without its ``.git`` (e.g. sent to a GPU machine): (its value, None)."""
+    if os.environ.get("AVWORLD_COMMIT"):
+        return os.environ["AVWORLD_COMMIT"], None
     try:
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
         status = subprocess.run(
@@ -59,7 +63,7 @@ def provenance(
     the dict ``meta["sim"]`` holds), ``config`` (the job's resolved settings, JSON-able, or None) and ``created`` (UTC,
     ISO 8601)."""
     if command is None:
-        command = sys.argv
+        command = [*sys.argv[0].split(" "), *sys.argv[1:]]  # avworld's CLI names its job in argv[0]: "avworld train world_model"
     commit, dirty = code_commit(repo)
     return {
         "command": command if isinstance(command, str) else shlex.join(command),
