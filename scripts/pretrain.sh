@@ -14,6 +14,8 @@
 #   PRETRAIN_TOKENIZER_PRESET (small) PRETRAIN_TOKENIZER_STEPS (2500) PRETRAIN_TOKENIZER_BATCH (64)
 #   PRETRAIN_MODEL_PRESET (small) PRETRAIN_STAGE_STEPS ("500 500 2500") PRETRAIN_MODEL_BATCH (128)
 #   PRETRAIN_SECONDS (530): the whole budget; each step's time limit is cut to what is left
+#   PRETRAIN_LIMITS ("120 150 90"): seconds at most for the collection, each tokenizer, and each of stages 1 and 2
+#   (stage 3 has the rest). On a CPU the tokenizers train one after the other, on a GPU side by side.
 #   PRETRAIN_WORKERS (cores - 1), AVWORLD_COMMIT (the code's commit, where the tree has no .git)
 set -u
 cd "$(dirname "$0")/.."
@@ -29,6 +31,7 @@ WM_PRESET=${PRETRAIN_MODEL_PRESET:-small}
 read -r S1 S2 S3 <<< "${PRETRAIN_STAGE_STEPS:-500 500 2500}"
 WM_BATCH=${PRETRAIN_MODEL_BATCH:-128}
 BUDGET=${PRETRAIN_SECONDS:-530}
+read -r COLLECT_LIMIT TOK_LIMIT STAGE_LIMIT <<< "${PRETRAIN_LIMITS:-120 150 90}"
 WORKERS=${PRETRAIN_WORKERS:-$(( $(nproc) > 2 ? $(nproc) - 1 : 1 ))}
 START=$(date +%s)
 LOG=$WORK/pretrain.log
@@ -51,24 +54,31 @@ step() {  # step NAME LIMIT COMMAND...: run under min(LIMIT, what is left of the
   return $rc
 }
 
-step collect 120 avworld collect collect.name=pretrain collect.root="$WORK/datasets" collect.episodes="$EPISODES" \
+step collect "$COLLECT_LIMIT" avworld collect collect.name=pretrain collect.root="$WORK/datasets" collect.episodes="$EPISODES" \
   collect.scenes="$SCENES" collect.max_steps="$MAX_STEPS" collect.workers="$WORKERS" hydra.run.dir="$WORK/hydra/collect"
 
 TOK="preset=$TOK_PRESET preset.train.steps=$TOK_STEPS preset.train.batch_size=$TOK_BATCH $DATA"
-# the two tokenizers side by side: each leaves the GPU mostly idle
-# shellcheck disable=SC2086
-step video 150 avworld train tokenizer kind=video $TOK out_dir="$WORK/video" hydra.run.dir="$WORK/hydra/video" &
-# shellcheck disable=SC2086
-step audio 150 avworld train tokenizer kind=audio $TOK out_dir="$WORK/audio" hydra.run.dir="$WORK/hydra/audio" &
-wait
+if python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  # the two tokenizers side by side: each leaves the GPU mostly idle
+  # shellcheck disable=SC2086
+  step video "$TOK_LIMIT" avworld train tokenizer kind=video $TOK out_dir="$WORK/video" hydra.run.dir="$WORK/hydra/video" &
+  # shellcheck disable=SC2086
+  step audio "$TOK_LIMIT" avworld train tokenizer kind=audio $TOK out_dir="$WORK/audio" hydra.run.dir="$WORK/hydra/audio" &
+  wait
+else  # one after the other: two torch jobs on a few CPU cores slow each other many times over
+  # shellcheck disable=SC2086
+  step video "$TOK_LIMIT" avworld train tokenizer kind=video $TOK out_dir="$WORK/video" hydra.run.dir="$WORK/hydra/video"
+  # shellcheck disable=SC2086
+  step audio "$TOK_LIMIT" avworld train tokenizer kind=audio $TOK out_dir="$WORK/audio" hydra.run.dir="$WORK/hydra/audio"
+fi
 
 WM="preset=$WM_PRESET preset.world_model.train.batch_size=$WM_BATCH $DATA out_dir=$WORK/wm"
 # shellcheck disable=SC2086
-step stage1 90 avworld train world_model stage=1 $WM preset.world_model.stage_steps.stage1="$S1" \
+step stage1 "$STAGE_LIMIT" avworld train world_model stage=1 $WM preset.world_model.stage_steps.stage1="$S1" \
   tokenizers.video="$WORK/video/checkpoint" tokenizers.audio="$WORK/audio/checkpoint" hydra.run.dir="$WORK/hydra/stage1"
 # shellcheck disable=SC2086
-step stage2 90 avworld train world_model stage=2 $WM preset.world_model.stage_steps.stage2="$S2" hydra.run.dir="$WORK/hydra/stage2"
+step stage2 "$STAGE_LIMIT" avworld train world_model stage=2 $WM preset.world_model.stage_steps.stage2="$S2" hydra.run.dir="$WORK/hydra/stage2"
 # shellcheck disable=SC2086
-step stage3 600 avworld train world_model stage=3 $WM preset.world_model.stage_steps.stage3="$S3" hydra.run.dir="$WORK/hydra/stage3"
+step stage3 "$BUDGET" avworld train world_model stage=3 $WM preset.world_model.stage_steps.stage3="$S3" hydra.run.dir="$WORK/hydra/stage3"
 echo "== done in $(( $(date +%s) - START )) s" | tee -a "$LOG"
 ls -la "$WORK/wm/stage3/checkpoint" >> "$LOG" 2>&1
