@@ -155,8 +155,8 @@ def precompute_job(cfg: DictConfig) -> None:
     from tqdm import tqdm
 
     from avworld.envs.audio_nav import load_scenes
-    from avworld.sim.precompute import precompute
-    from avworld.sim.procedural import generate_apartment
+    from avworld.sim.acoustics.precompute import precompute
+    from avworld.sim.scenes.procedural import generate_apartment
 
     job = typed(Precompute, cfg)
     sim, scene = job.sim, scenes_of(job.scene)

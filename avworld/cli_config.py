@@ -4,7 +4,7 @@ Each job has one Hydra YAML file (``configs/<command>.yaml``, or ``configs/<comm
 ``eval`` and ``train``) holding its defaults, and one dataclass here that the composed config must fit: :func:`typed`
 merges the two, so an unknown key (``+scene=...`` on a command without scenes, a typo) or a mistyped value
 (``eval.episodes=abc``) is an error that names it, before anything runs. Settings that build library objects keep their
-own dataclasses (:class:`~avworld.sim.simulator.SimConfig`, ``CollectConfig``, ``TokenizerJob``...); agents stay
+own dataclasses (:class:`~avworld.sim.config.SimConfig`, ``CollectConfig``, ``TokenizerJob``...); agents stay
 ``_target_`` configs for :func:`hydra.utils.instantiate`.
 """
 
@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ from avworld.cli_config import (
     scenes_of,
     write_json,
 )
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 
 def navigation_job(job: EvalNavigation) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from avworld.pipeline import Pipeline, Stage
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Python's ``json`` writes NaN and ±infinity as the bare tokens ``NaN`` and ``Infinity``, which are not JSON. Here a
 non-finite float becomes ``null`` and the text is produced with ``allow_nan=False``, so such a token can never be
 written. A reader that needs the value back knows what the field means (an unbounded ``sim.episode.max_geodesic``
-reads ``null`` as ∞, see :meth:`avworld.sim.simulator.SimConfig.from_dict`). ``avworld.models`` has its own copy of
+reads ``null`` as ∞, see :meth:`avworld.sim.config.SimConfig.from_dict`). ``avworld.models`` has its own copy of
 :func:`standard` for checkpoints' ``meta.json``, as it imports nothing else of avworld.
 """
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from avworld.data.collect import CollectConfig, collect
 from avworld.data.storage import flatten, open_collection
 from avworld.data.windows import WindowConfig, WindowDataset
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 
 def run(

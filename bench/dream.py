@@ -29,7 +29,7 @@ from avworld.models.flow import WorldModel
 from avworld.models.imagination import TOKENIZERS, Imagination
 from avworld.models.precision import compiled
 from avworld.models.registry import build, encode, preset
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 MODES = ("decoded", "latent")
 

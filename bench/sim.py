@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from avworld.envs.audio_nav import AudioNavEnv
-from avworld.sim.acoustics import SceneAcoustics
-from avworld.sim.simulator import SimConfig
+from avworld.sim.acoustics.responses import SceneAcoustics
+from avworld.sim.config import SimConfig
 
 
 def run(

@@ -13,15 +13,16 @@ import numpy as np
 from gymnasium import spaces
 
 from avworld.envs.registration import StepLimitSpec
-from avworld.sim.audio import log_spectrogram, spectrogram_bounds
-from avworld.sim.backend import SimulatorBackend, to_action
+from avworld.sim.acoustics.audio import log_spectrogram, spectrogram_bounds
+from avworld.sim.acoustics.sounds import AGENT_SOUNDS, CATEGORIES, SOUND_SETS, load_wav
+from avworld.sim.backends import make_simulator
+from avworld.sim.backends.base import Action, Pose, ShortestPathFollower, SimulatorBackend, to_action
+from avworld.sim.config import SimConfig
 from avworld.sim.episodes import sample_start, step_reward
-from avworld.sim.loading import load_scene, validate_scene
 from avworld.sim.navigation import GoalField
-from avworld.sim.procedural import SPLITS, generate_apartment
-from avworld.sim.scene import MAX_EXTENT, Scene
-from avworld.sim.simulator import Action, Pose, ShortestPathFollower, SimConfig, make_simulator
-from avworld.sim.sounds import AGENT_SOUNDS, CATEGORIES, SOUND_SETS, load_wav
+from avworld.sim.scenes.loading import load_scene, validate_scene
+from avworld.sim.scenes.procedural import SPLITS, generate_apartment
+from avworld.sim.scenes.scene import MAX_EXTENT, Scene
 from avworld.sim.topdown import render_topdown
 
 SENSORS = ("rgb", "audio", "depth", "spectrogram", "pointgoal")

@@ -26,9 +26,9 @@ from avworld.envs.audio_nav import RENDER_HEIGHT, AudioNavEnv
 from avworld.envs.dream_config import DreamConfig, check_learned, dream_sim, dream_spaces, dream_world, step_limit
 from avworld.envs.registration import StepLimitSpec
 from avworld.models.imagination import FIELDS, Imagination, ImaginedState
-from avworld.sim.audio import log_spectrogram, spectrogram_bounds
-from avworld.sim.backend import to_action
-from avworld.sim.simulator import Action, SimConfig
+from avworld.sim.acoustics.audio import log_spectrogram, spectrogram_bounds
+from avworld.sim.backends.base import Action, to_action
+from avworld.sim.config import SimConfig
 
 
 def spectrograms(audio: np.ndarray) -> np.ndarray:

@@ -16,9 +16,9 @@ from avworld.envs.audio_nav import SENSORS, observation_space
 from avworld.models.checkpoint import CheckpointError
 from avworld.models.imagination import Imagination, load_world
 from avworld.models.pretrained import resolve_checkpoint
+from avworld.sim.config import SimConfig
 from avworld.sim.episodes import EpisodeConfig
-from avworld.sim.procedural import SPLITS
-from avworld.sim.simulator import SimConfig
+from avworld.sim.scenes.procedural import SPLITS
 
 DREAM_SENSORS = ("rgb", "audio", "spectrogram")
 """Sensors the world model imagines (depth and pointgoal it does not)."""

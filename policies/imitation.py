@@ -6,7 +6,7 @@ a policy that already hears where to go.
 
 Demonstrations come from the very ``VecEnv`` stack PPO trains on (monitored, frame-stacked, channel-first), stepped
 in this process: at every step each env's label is the oracle's action
-(:class:`~avworld.sim.simulator.ShortestPathFollower`, which sees the map), and the action taken is that label except,
+(:class:`~avworld.sim.backends.base.ShortestPathFollower`, which sees the map), and the action taken is that label except,
 with probability ``noise``, a random move (never STOP), so that the data also holds states off the oracle's path and
 the label of how to get back (DART-style noise injection). The policy's action head and features are then fitted by
 cross-entropy; its value head is left to PPO.
@@ -23,7 +23,7 @@ from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm import trange
 
-from avworld.sim.simulator import Action, ShortestPathFollower
+from avworld.sim.backends.base import Action, ShortestPathFollower
 
 MOVES = np.array([Action.FORWARD, Action.TURN_LEFT, Action.TURN_RIGHT])
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from avworld.sim.simulator import ShortestPathFollower
+from avworld.sim.backends.base import ShortestPathFollower
 
 
 class OraclePolicy:

@@ -55,7 +55,7 @@ import numpy as np
 from avworld.models.imagination import load_world
 from avworld.models.pretrained import resolve_checkpoint
 from avworld.policies.worlds import STOP, ImaginedWorld, Observations, PlanningWorld, training_data
-from avworld.sim.simulator import Action
+from avworld.sim.backends.base import Action
 
 MOVES = np.array([Action.FORWARD, Action.TURN_LEFT, Action.TURN_RIGHT], np.int64)
 """The actions that move the agent (all but STOP)."""

@@ -67,7 +67,8 @@ from avworld.policies.imitation import ImitationConfig, clone, collect_demonstra
 from avworld.policies.ppo_agent import KIND, describe_space, load_policy_weights, policy_kwargs, policy_space, unique_state
 from avworld.policies.ppo_features import SUPPORTED_KEYS, AVFeaturesConfig
 from avworld.policies.sb3_vec import ConcatVecEnv, CountSteps, GymVecToSB3
-from avworld.sim.simulator import Action, SimConfig
+from avworld.sim.backends.base import Action
+from avworld.sim.config import SimConfig
 
 WORLDS = ("real", "dream")
 DEMO_ENVS = 2

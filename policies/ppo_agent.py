@@ -24,7 +24,8 @@ from stable_baselines3.common.vec_env.stacked_observations import StackedObserva
 from avworld.envs.audio_nav import observation_space
 from avworld.models.checkpoint import CheckpointError, load_checkpoint
 from avworld.policies.ppo_features import AVFeatures, AVFeaturesConfig
-from avworld.sim.simulator import Action, SimConfig
+from avworld.sim.backends.base import Action
+from avworld.sim.config import SimConfig
 
 KIND = "ppo_agent"
 SHARED_ALIASES = ("pi_features_extractor.", "vf_features_extractor.")

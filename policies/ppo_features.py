@@ -11,7 +11,7 @@ frames' channels first, then the policy scales uint8 frames to [0, 1] (SB3's ``n
 - ``spectrogram``: float32 (2, F, k·T), the env's per-step log spectrograms side by side in time.
 
 The waveform is turned into a log-magnitude STFT with the env's parameters (periodic Hann window of 256, hop 128,
-no padding, so it equals :func:`avworld.sim.audio.log_spectrogram`), left and right ear as two channels of one image,
+no padding, so it equals :func:`avworld.sim.acoustics.audio.log_spectrogram`), left and right ear as two channels of one image,
 so the convolutions see interaural level differences; with ``interaural_phase`` the cosine and sine of the
 interaural phase difference (weighted towards 0 where either ear is silent) are two more channels, the cue of
 interaural time differences. Given both ``audio`` and ``spectrogram``, the waveform is used.
@@ -26,7 +26,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from avworld.sim.audio import SPECTROGRAM_FLOOR, spectrogram_bounds
+from avworld.sim.acoustics.audio import SPECTROGRAM_FLOOR, spectrogram_bounds
 
 SUPPORTED_KEYS = ("rgb", "audio", "spectrogram")
 
@@ -54,7 +54,7 @@ class AVFeaturesConfig:
 def log_stft(audio: torch.Tensor, n_fft: int = 256, hop: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-magnitude STFT (B, 2, F, T) of ``audio`` (B, 2, L), F = n_fft/2 + 1, T = 1 + (L − n_fft)/hop, and the complex STFT.
 
-    Same windows, frames and floor as :func:`avworld.sim.audio.log_spectrogram`, so a policy sees in the network what the
+    Same windows, frames and floor as :func:`avworld.sim.acoustics.audio.log_spectrogram`, so a policy sees in the network what the
     env's ``spectrogram`` sensor shows.
     """
     b, c, length = audio.shape

@@ -21,10 +21,11 @@ import torch
 from avworld.envs.dream import spectrograms
 from avworld.envs.dream_config import check_learned
 from avworld.models.imagination import FIELDS, Imagination, ImaginedState
-from avworld.sim.audio import AudioRenderer
-from avworld.sim.backend import agent_events
+from avworld.sim.acoustics.audio import AudioRenderer
+from avworld.sim.backends.base import Action, Pose, agent_events
+from avworld.sim.backends.builtin import BuiltinSimulator
+from avworld.sim.config import SimConfig
 from avworld.sim.episodes import step_reward
-from avworld.sim.simulator import Action, BuiltinSimulator, Pose, SimConfig
 
 STOP = int(Action.STOP)
 

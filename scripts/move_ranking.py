@@ -33,7 +33,7 @@ from avworld.eval.navigation import evaluate_navigation
 from avworld.policies.planner import MOVES
 from avworld.policies.ppo_agent import PPOAgent
 from avworld.policies.worlds import ImaginedWorld, PlanningWorld, RealWorldModel
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 DISCOUNT = 0.99
 SEQUENCES = np.array([[a, b] for a in MOVES for b in MOVES], np.int64)  # (9, 2): first move major

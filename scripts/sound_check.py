@@ -15,7 +15,7 @@ import numpy as np
 
 from avworld.envs.audio_nav import AudioNavEnv
 from avworld.eval.sound import check_sound
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 MIX = {"toward": 0.5, "away": 0.2, "explore": 0.3}
 """The collection's behaviour mix (avworld.data.collect.CollectConfig)."""

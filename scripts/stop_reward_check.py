@@ -19,7 +19,7 @@ import torch
 
 from avworld.data.windows import WindowConfig, WindowDataset, within_reach
 from avworld.models.imagination import FIELDS, Imagination
-from avworld.sim.simulator import Action
+from avworld.sim.backends.base import Action
 from avworld.train.tokenizers import DataRef
 
 BATCH = 128

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from avworld.data.collect import CollectConfig
-from avworld.sim.scene import AgentStart, Door, Furniture, Scene, SoundSource, Wall
+from avworld.sim.scenes.scene import AgentStart, Door, Furniture, Scene, SoundSource, Wall
 
 
 def two_rooms() -> Scene:
@@ -66,7 +66,7 @@ TINY_COLLECTION = {"name": "tiny", "episodes": 4, "scenes": 2, "shard_size": 2, 
 def collection(tmp_path_factory: pytest.TempPathFactory) -> CollectConfig:
     """A tiny collection (4 short episodes in 2 train scenes, 2 shards), collected once per test session."""
     from avworld.data.collect import collect
-    from avworld.sim.simulator import SimConfig
+    from avworld.sim.config import SimConfig
 
     config = CollectConfig(root=str(tmp_path_factory.mktemp("datasets")), **TINY_COLLECTION)  # type: ignore[arg-type]
     result = collect(config, SimConfig())

@@ -1,4 +1,4 @@
-"""A stand-in for the part of habitat-sim's Python API that :mod:`avworld.sim.habitat` uses, for machines without it.
+"""A stand-in for the part of habitat-sim's Python API that :mod:`avworld.sim.backends.habitat` uses, for machines without it.
 
 It is not habitat-sim: its world is an avworld :class:`Scene`, its navmesh avworld's grid, its
 cameras avworld's renderer. It follows habitat-sim's conventions as its source states them: a
@@ -20,7 +20,7 @@ import numpy as np
 
 from avworld.sim.navigation import GoalField, NavGrid
 from avworld.sim.renderer import RenderConfig, Renderer
-from avworld.sim.scene import Scene
+from avworld.sim.scenes.scene import Scene
 
 
 def to_plan(p: Any) -> np.ndarray:

@@ -11,12 +11,12 @@ import pyroomacoustics as pra
 import pytest
 
 import avworld  # noqa: F401
-from avworld.sim import propagation
-from avworld.sim.acoustics import AcousticsConfig, SceneAcoustics
-from avworld.sim.audio import AudioRenderer, Emitter
-from avworld.sim.ir_cache import DiskCache, LRUCache
-from avworld.sim.scene import Door, SoundSource
-from avworld.sim.simulator import SimConfig
+from avworld.sim.acoustics import propagation
+from avworld.sim.acoustics.audio import AudioRenderer, Emitter
+from avworld.sim.acoustics.ir_cache import DiskCache, LRUCache
+from avworld.sim.acoustics.responses import AcousticsConfig, SceneAcoustics
+from avworld.sim.config import SimConfig
+from avworld.sim.scenes.scene import Door, SoundSource
 from tests.conftest import box, two_rooms
 
 FS = 16_000
@@ -178,7 +178,7 @@ def test_paths_come_from_the_disk_cache_without_recomputing(tmp_path, monkeypatc
     def fail(*args: object) -> None:
         raise AssertionError("image sources recomputed despite the disk cache")
 
-    monkeypatch.setattr("avworld.sim.acoustics.image_sources", fail)
+    monkeypatch.setattr("avworld.sim.acoustics.responses.image_sources", fail)
     second = SceneAcoustics(two_rooms(), config, EAR).impulse_response((7.0, 1.0, 1.0), 1.0, 1.0, 0.0)
     np.testing.assert_array_equal(first, second)
 

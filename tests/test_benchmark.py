@@ -12,7 +12,7 @@ from avworld.eval.benchmark import AgentRun, format_benchmark_table, mean_interv
 from avworld.eval.navigation import NavigationResult
 from avworld.models.imagination import Imagination
 from avworld.policies import OraclePolicy, RandomPolicy
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 from tests.test_cli import run_cli
 
 T_975_3 = 3.182446305284263

@@ -57,7 +57,7 @@ def test_bad_config_field_is_named(tmp_path: Path) -> None:
 
 
 def test_precompute_fills_the_cache_and_resumes(tmp_path: Path) -> None:
-    from avworld.sim.loading import save_scene
+    from avworld.sim.scenes.loading import save_scene
     from tests.conftest import box
 
     scene = tmp_path / "room.json"
@@ -79,7 +79,7 @@ def test_precompute_fills_the_cache_and_resumes(tmp_path: Path) -> None:
 def test_precompute_fills_the_user_cache_dir_not_the_current_folder(tmp_path: Path) -> None:
     import os
 
-    from avworld.sim.loading import save_scene
+    from avworld.sim.scenes.loading import save_scene
     from tests.conftest import box
 
     scene, work, home = tmp_path / "room.json", tmp_path / "work", tmp_path / "home"
@@ -99,7 +99,7 @@ def test_collect_takes_the_users_scene(tmp_path: Path, monkeypatch: pytest.Monke
     """``avworld collect scene=PATH`` (issue 27 item 1): the episodes play the user's scene, which the dataset records."""
     import minari
 
-    from avworld.sim.loading import save_scene
+    from avworld.sim.scenes.loading import save_scene
     from tests.conftest import box
 
     scene = tmp_path / "room.json"
@@ -143,7 +143,7 @@ def test_bench_model_prints_one_json_object(tmp_path: Path) -> None:
 
 def test_eval_plays_the_users_scene(tmp_path: Path) -> None:
     """`scene=` reaches the env: the oracle's one episode starts 4 m from the source of the written room, not in an apartment."""
-    from avworld.sim.loading import save_scene
+    from avworld.sim.scenes.loading import save_scene
     from tests.conftest import box
 
     save_scene(box(6.0, 2.0), tmp_path / "room.json")  # start (1, 1), source (5, 1): geodesic 4 m

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from avworld.data.collect import CollectConfig, _collect_shard, collect, marker, plan, shards
 from avworld.data.storage import DataError, flatten, open_collection
 from avworld.data.windows import WindowConfig, WindowDataset, scene_split
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 
 def test_minari_reads_the_collection(collection: CollectConfig, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,7 +70,7 @@ def test_minari_metadata_is_standard_json(collection: CollectConfig) -> None:
 @pytest.fixture(scope="module")
 def user_collection(tmp_path_factory: pytest.TempPathFactory) -> tuple[CollectConfig, list[Path]]:
     """Two episodes of the user's scenes (two JSON files, one episode each) with the pointgoal sensor."""
-    from avworld.sim.loading import save_scene
+    from avworld.sim.scenes.loading import save_scene
     from tests.conftest import box, two_rooms
 
     folder = tmp_path_factory.mktemp("user-scenes")
@@ -88,7 +88,7 @@ def user_collection(tmp_path_factory: pytest.TempPathFactory) -> tuple[CollectCo
 def test_a_collection_plays_the_users_scenes(user_collection: tuple[CollectConfig, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
     import minari
 
-    from avworld.sim.loading import load_scene
+    from avworld.sim.scenes.loading import load_scene
 
     config, files = user_collection
     monkeypatch.setenv("MINARI_DATASETS_PATH", config.root)
@@ -110,7 +110,7 @@ def test_a_collection_plays_the_users_scenes(user_collection: tuple[CollectConfi
 
 def test_pointgoal_bounds_are_finite_so_minari_metadata_is_standard_json(user_collection: tuple[CollectConfig, list[Path]]) -> None:
     from avworld.envs.audio_nav import POINTGOAL_RANGE
-    from avworld.sim.scene import MAX_EXTENT
+    from avworld.sim.scenes.scene import MAX_EXTENT
 
     def refuse(token: str) -> None:
         raise ValueError(f"non-standard JSON token {token}")
@@ -272,7 +272,7 @@ def _alive(pid: int) -> bool:
 def test_workers_exit_with_their_killed_parent_and_a_rerun_has_every_episode_once(tmp_path: Path) -> None:
     config = CollectConfig(root=str(tmp_path / "ds"), name="kill", episodes=6, scenes=2, shard_size=1, workers=2, max_steps=15)
     script = (
-        "from avworld.data.collect import CollectConfig, collect; from avworld.sim.simulator import SimConfig; "
+        "from avworld.data.collect import CollectConfig, collect; from avworld.sim.backends.builtin import SimConfig; "
         f"collect(CollectConfig(**{dataclasses.asdict(config)!r}), SimConfig())"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

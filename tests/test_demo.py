@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from avworld.demo import DemoConfig, DemoSizes, build_pipeline, demo_preset, write_demo_report
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 TOY = {
     "train_episodes": 6,

@@ -25,7 +25,7 @@ from avworld.models.checkpoint import CheckpointError
 from avworld.models.flow import sample
 from avworld.models.imagination import Imagination
 from avworld.models.precision import bf16_pays
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 SENSORS = ("rgb", "audio", "spectrogram")
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import avworld  # noqa: F401
 from avworld.envs.audio_nav import AudioNavEnv
 from avworld.envs.registration import ENV_IDS
-from avworld.sim.simulator import Action
+from avworld.sim.backends.base import Action
 from tests.conftest import two_rooms
 
 ALL_SENSORS = ("rgb", "audio", "depth", "spectrogram", "pointgoal")
@@ -64,7 +64,7 @@ def test_invalid_actions_raise_a_clear_error(bad: object) -> None:
 
 
 def test_integer_actions_of_every_kind_are_taken() -> None:
-    from avworld.sim.backend import to_action
+    from avworld.sim.backends.base import to_action
 
     for value in (2, np.int64(2), np.uint8(2), np.array(2), np.array(2, np.int32)):
         assert to_action(value) is Action.TURN_LEFT

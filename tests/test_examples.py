@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import avworld  # noqa: F401  (registers the envs)
-from avworld.sim.loading import load_scene
-from avworld.sim.sounds import CATEGORIES
+from avworld.sim.acoustics.sounds import CATEGORIES
+from avworld.sim.scenes.loading import load_scene
 
 SCENES = Path(__file__).resolve().parents[1] / "examples" / "scenes"
 NAMES = ("corridor", "l_room", "hall", "behind_wall")

@@ -7,18 +7,11 @@ import sys
 import numpy as np
 import pytest
 
-from avworld.sim.acoustics import AcousticsConfig, SceneAcoustics
-from avworld.sim.floorplan import (
-    FloorPlan,
-    FloorPlanError,
-    load_mesh,
-    navmesh_floorplan,
-    slice_floorplan,
-    to_plan,
-)
-from avworld.sim.loading import validate_scene
+from avworld.sim.acoustics.responses import AcousticsConfig, SceneAcoustics
 from avworld.sim.navigation import NavGrid, Solids
-from avworld.sim.scene import AgentStart, Scene, SoundSource
+from avworld.sim.scenes.floorplan import FloorPlan, FloorPlanError, load_mesh, navmesh_floorplan, slice_floorplan, to_plan
+from avworld.sim.scenes.loading import validate_scene
+from avworld.sim.scenes.scene import AgentStart, Scene, SoundSource
 
 trimesh = pytest.importorskip("trimesh")  # the `test` extra installs it
 

@@ -25,10 +25,12 @@ from omegaconf import OmegaConf
 import avworld  # noqa: F401
 from avworld.cli import sim_config
 from avworld.envs.audio_nav import AudioNavEnv
-from avworld.sim.backend import Action, Pose
-from avworld.sim.habitat import INSTALL, HabitatConfig
-from avworld.sim.scene import AgentStart, Scene, SoundSource, Wall
-from avworld.sim.simulator import BuiltinSimulator, SimConfig, make_simulator
+from avworld.sim.backends import make_simulator
+from avworld.sim.backends.base import Action, Pose
+from avworld.sim.backends.builtin import BuiltinSimulator
+from avworld.sim.backends.habitat import INSTALL
+from avworld.sim.config import HabitatConfig, SimConfig
+from avworld.sim.scenes.scene import AgentStart, Scene, SoundSource, Wall
 from tests import fake_habitat_sim
 from tests.conftest import two_rooms
 

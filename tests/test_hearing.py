@@ -14,15 +14,16 @@ from scipy.signal import coherence
 
 from avworld.envs.audio_nav import AudioNavEnv
 from avworld.eval.sound import band_level_difference, check_sound, source_side, turn_cue
-from avworld.sim.acoustics import AcousticsConfig, SceneAcoustics
-from avworld.sim.audio import LIMIT_KNEE, AudioRenderer, Emitter, soft_limit
-from avworld.sim.binaural import SPEED_OF_SOUND, HeadConfig, binaural_ir, diffuse_noise
-from avworld.sim.hrtf import HRTFError, load_hrtf
-from avworld.sim.materials import MATERIALS
-from avworld.sim.procedural import SPLITS, generate_apartment
-from avworld.sim.propagation import Arrivals
-from avworld.sim.scene import AgentStart, Furniture, Scene, SoundSource, Wall
-from avworld.sim.simulator import SimConfig, make_simulator
+from avworld.sim.acoustics.audio import LIMIT_KNEE, AudioRenderer, Emitter, soft_limit
+from avworld.sim.acoustics.binaural import SPEED_OF_SOUND, HeadConfig, binaural_ir, diffuse_noise
+from avworld.sim.acoustics.hrtf import HRTFError, load_hrtf
+from avworld.sim.acoustics.propagation import Arrivals
+from avworld.sim.acoustics.responses import AcousticsConfig, SceneAcoustics
+from avworld.sim.backends import make_simulator
+from avworld.sim.config import SimConfig
+from avworld.sim.scenes.materials import MATERIALS
+from avworld.sim.scenes.procedural import SPLITS, generate_apartment
+from avworld.sim.scenes.scene import AgentStart, Furniture, Scene, SoundSource, Wall
 from tests.conftest import box
 
 FS = 16_000

@@ -24,7 +24,7 @@ import torch
 import avworld  # noqa: F401  (registers the envs)
 from avworld.models.checkpoint import Checkpoint, save_checkpoint
 from avworld.models.registry import build, config_to_dict, preset
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 CONTEXT_STEPS = 3
 """Real context steps given to the envs (fewer than the model's m = 4: the padding path runs too)."""

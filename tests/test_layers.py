@@ -99,7 +99,7 @@ def test_imports_follow_the_layer_table() -> None:
 
 def test_the_walker_sees_lazy_imports(tmp_path: Path) -> None:
     file = tmp_path / "mod.py"
-    file.write_text("def f():\n    from avworld.data.storage import flatten\n    import avworld.sim.scene\n\nfrom . import other\n")
+    file.write_text("def f():\n    from avworld.data.storage import flatten\n    import avworld.sim.scenes.scene\n\nfrom . import other\n")
     found = {target for _, target in imports("avworld.envs.mod", file)}
-    assert found == {"avworld.data.storage", "avworld.sim.scene", "avworld.envs.other"}
+    assert found == {"avworld.data.storage", "avworld.sim.scenes.scene", "avworld.envs.other"}
     assert [layer(t) for t in sorted(found)] == ["data", "envs", "sim"]

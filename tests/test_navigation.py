@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avworld.sim.navigation import NavGrid
-from avworld.sim.scene import Scene
+from avworld.sim.scenes.scene import Scene
 from tests.conftest import two_rooms
 
 GRID = NavGrid(two_rooms(), radius=0.18)
@@ -100,7 +100,7 @@ def test_moves_never_slip_through_a_blocked_corner() -> None:
 
 
 def test_no_move_reaches_a_pocket_the_goal_field_cannot() -> None:
-    from avworld.sim.procedural import generate_apartment
+    from avworld.sim.scenes.procedural import generate_apartment
 
     scene = generate_apartment(1014215)  # a test scene with a one-cell pocket behind a corner (a benchmark agent got in)
     grid = NavGrid(scene, radius=0.18)
@@ -126,7 +126,7 @@ def test_no_move_reaches_a_pocket_the_goal_field_cannot() -> None:
 def test_distance_fields_of_many_sources_stay_within_the_acoustic_budget() -> None:
     """Each distractor position of each reset needs a distance field for its diffracted path: they are cached in an LRU
     bounded in bytes (a quarter of ``cache_mb``, as the sound paths), not kept forever (issue 27: 9 → 2,213 fields)."""
-    from avworld.sim.acoustics import AcousticsConfig, SceneAcoustics
+    from avworld.sim.acoustics.responses import AcousticsConfig, SceneAcoustics
 
     acoustics = SceneAcoustics(two_rooms(), AcousticsConfig(cache_mb=4, ism_order=0), ear_height=1.5)
     field_bytes = 0

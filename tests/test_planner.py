@@ -26,8 +26,8 @@ from avworld.policies.worlds import (
     training_data,
     world_model_source,
 )
-from avworld.sim.scene import AgentStart, SoundSource
-from avworld.sim.simulator import Action
+from avworld.sim.backends.base import Action
+from avworld.sim.scenes.scene import AgentStart, SoundSource
 from tests.conftest import box
 
 PLANNERS = {

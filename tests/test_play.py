@@ -14,7 +14,7 @@ import pytest
 
 import avworld  # noqa: F401
 from avworld.models.imagination import Imagination
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 from avworld.viz import play
 from avworld.viz.play import PlaySession, run
 from tests.conftest import two_rooms

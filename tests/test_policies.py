@@ -55,8 +55,10 @@ def test_oracle_refuses_an_env_without_a_simulator() -> None:
 
 
 def test_the_oracle_stops_where_the_source_cannot_be_reached() -> None:
-    from avworld.sim.scene import Scene
-    from avworld.sim.simulator import Action, BuiltinSimulator, Pose, ShortestPathFollower, SimConfig
+    from avworld.sim.backends.base import Action, Pose, ShortestPathFollower
+    from avworld.sim.backends.builtin import BuiltinSimulator
+    from avworld.sim.config import SimConfig
+    from avworld.sim.scenes.scene import Scene
     from tests.conftest import two_rooms
 
     closed = Scene(**{**two_rooms().__dict__, "doors": ()})  # the source's room has no door

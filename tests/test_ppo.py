@@ -31,8 +31,8 @@ from avworld.policies.ppo import AgentTrainConfig, FailedStopPenalty, Usage, act
 from avworld.policies.ppo_agent import PPOAgent, policy_space
 from avworld.policies.ppo_features import AVFeatures, AVFeaturesConfig, log_stft
 from avworld.policies.sb3_vec import ConcatVecEnv, CountSteps, GymVecToSB3
-from avworld.sim.audio import log_spectrogram
-from avworld.sim.simulator import SimConfig
+from avworld.sim.acoustics.audio import log_spectrogram
+from avworld.sim.config import SimConfig
 from tests.conftest import two_rooms
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -32,7 +32,7 @@ from avworld.models.pretrained import (
     resolve_checkpoint,
     sim_hash,
 )
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 from avworld.train.provenance import code_commit, collection_seeds, provenance
 
 ROOT = Path(__file__).resolve().parents[1]

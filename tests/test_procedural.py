@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avworld.sim.episodes import EpisodeConfig
-from avworld.sim.loading import validate_scene
-from avworld.sim.materials import MATERIALS
-from avworld.sim.procedural import DEFAULT_SOUNDS, SPLITS, ApartmentConfig, generate_apartment, split_of
-from avworld.sim.scene import Scene
+from avworld.sim.scenes.loading import validate_scene
+from avworld.sim.scenes.materials import MATERIALS
+from avworld.sim.scenes.procedural import DEFAULT_SOUNDS, SPLITS, ApartmentConfig, generate_apartment, split_of
+from avworld.sim.scenes.scene import Scene
 
 SEEDS = range(40)
 
@@ -73,7 +73,10 @@ def test_same_seed_same_scene_different_seed_different_scene() -> None:
 
 
 def test_same_scene_in_another_process() -> None:
-    code = "import json; from avworld.sim.procedural import generate_apartment; print(json.dumps(generate_apartment(1_010_123).to_dict()))"
+    code = (
+        "import json; from avworld.sim.scenes.procedural import generate_apartment; "
+        "print(json.dumps(generate_apartment(1_010_123).to_dict()))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == json.dumps(generate_apartment(1_010_123).to_dict())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from avworld.sim.renderer import SPEAKER_COLOR, RenderConfig, Renderer
-from avworld.sim.scene import AgentStart, Door, Furniture, Scene, SoundSource, Wall
+from avworld.sim.scenes.scene import AgentStart, Door, Furniture, Scene, SoundSource, Wall
 from avworld.sim.topdown import AGENT_RGB, FLOOR_RGB, FREE_RGB, HEADING_RGB, PATH_RGB, SOURCE_RGB, WALL_RGB, TopdownView, render_topdown
 
 EYE = 1.5

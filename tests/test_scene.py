@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from avworld.sim.loading import load_scene, save_scene, validate_scene
-from avworld.sim.scene import Scene, SceneError
+from avworld.sim.scenes.loading import load_scene, save_scene, validate_scene
+from avworld.sim.scenes.scene import Scene, SceneError
 
 
 def write(tmp_path: Path, data: object) -> Path:
@@ -170,8 +170,8 @@ def test_a_grid_over_its_cell_limit_is_refused_before_it_is_built() -> None:
 
 
 def test_procedural_scenes_stay_under_the_size_limits() -> None:
-    from avworld.sim.procedural import generate_apartment
-    from avworld.sim.scene import MAX_EXTENT, MAX_WALLS
+    from avworld.sim.scenes.procedural import generate_apartment
+    from avworld.sim.scenes.scene import MAX_EXTENT, MAX_WALLS
 
     for seed in range(0, 400, 37):
         s = generate_apartment(seed)

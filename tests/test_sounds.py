@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from avworld.sim.sounds import (
+from avworld.sim.acoustics.sounds import (
     AGENT_SOUNDS,
     CATEGORIES,
     HEARD,

@@ -335,7 +335,7 @@ def _holding_out_one_scene(collection: Any) -> tuple[float, float, float]:
     import zlib
 
     from avworld.data.windows import scene_split
-    from avworld.sim.procedural import SPLITS
+    from avworld.sim.scenes.procedural import SPLITS
 
     u = sorted(zlib.crc32(f"scene-{s}".encode()) / 2**32 for s in SPLITS["train"][: collection.scenes])
     train = (u[0] + u[1]) / 2

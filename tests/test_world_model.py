@@ -18,7 +18,7 @@ from avworld.data.windows import WindowConfig
 from avworld.models.checkpoint import CheckpointError, load_checkpoint
 from avworld.models.imagination import Imagination
 from avworld.models.registry import encode, load_model
-from avworld.sim.simulator import Action
+from avworld.sim.backends.base import Action
 from avworld.train.tokenizers import DataRef
 from avworld.train.trainer import TrainConfig
 from avworld.train.world_model import (

@@ -12,8 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from avworld.sim.backend import SimulatorBackend
-from avworld.sim.simulator import Action, ShortestPathFollower
+from avworld.sim.backends.base import Action, ShortestPathFollower, SimulatorBackend
 
 BEHAVIOURS = ("toward", "away", "explore")
 

@@ -44,9 +44,9 @@ from gymnasium.envs.registration import EnvSpec
 
 from avworld.data.behaviours import BEHAVIOURS, make_behaviour
 from avworld.envs.audio_nav import AudioNavEnv, load_scenes
-from avworld.sim.acoustics import ACOUSTICS_VERSION
-from avworld.sim.procedural import SPLITS
-from avworld.sim.simulator import SimConfig
+from avworld.sim.acoustics.responses import ACOUSTICS_VERSION
+from avworld.sim.config import SimConfig
+from avworld.sim.scenes.procedural import SPLITS
 
 NAMESPACE = "avworld"
 FORMAT_VERSION = 1

@@ -14,7 +14,7 @@ import numpy as np
 
 from avworld.data.storage import flatten, open_collection
 from avworld.data.windows import WindowConfig, WindowDataset
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 
 class CollectionContexts:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from avworld.data.collect import NAMESPACE
-from avworld.sim.acoustics import ACOUSTICS_VERSION
+from avworld.sim.acoustics.responses import ACOUSTICS_VERSION
 
 CHECKED_KEYS = ("format_version", "sample_rate", "audio_shape", "rgb_shape")
 STEP_FIELDS = ("actions", "rewards", "terminations", "truncations")
@@ -85,7 +85,7 @@ def read_shard(shard_dir: Path) -> Shard:
         raise DataError(
             data,
             f"acoustics_version {version}: its sound was simulated by an older avworld, this one simulates version "
-            f"{ACOUSTICS_VERSION} (avworld.sim.acoustics.ACOUSTICS_VERSION); collect it again",
+            f"{ACOUSTICS_VERSION} (avworld.sim.acoustics.responses.ACOUSTICS_VERSION); collect it again",
         )
     return Shard(shard_dir, meta, ds.total_episodes, ds.total_steps)
 

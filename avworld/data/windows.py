@@ -20,9 +20,10 @@ import torch
 from torch.utils.data import Dataset
 
 from avworld.data.storage import FlatData
+from avworld.sim.backends.base import Action
+from avworld.sim.config import SimConfig
 from avworld.sim.episodes import step_reward
-from avworld.sim.procedural import SPLITS
-from avworld.sim.simulator import Action, SimConfig
+from avworld.sim.scenes.procedural import SPLITS
 
 SPLIT_NAMES = ("train", "val", "test")
 

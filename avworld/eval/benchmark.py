@@ -30,7 +30,7 @@ from scipy import stats
 from avworld.eval.navigation import METRICS, NavigationResult, evaluate_navigation
 from avworld.policies.base import Policy
 from avworld.policies.worlds import training_data
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 SOUNDS = ("heard", "unheard", "all")
 NAMES = {"success": "SR", "spl": "SPL", "sna": "SNA", "dtg": "DTG"}

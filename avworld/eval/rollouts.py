@@ -13,7 +13,7 @@ import numpy as np
 
 from avworld.models.imagination import Imagination
 from avworld.policies.base import Policy
-from avworld.sim.simulator import SimConfig
+from avworld.sim.config import SimConfig
 
 
 @dataclass
@@ -94,8 +94,8 @@ def write_rollout_video(path: Path, rollout: Rollout, sim: SimConfig, fps: float
     soundtrack, and the caption; the soundtrack is the real or the ``sound="imagined"`` binaural audio."""
     from collections.abc import Iterator
 
-    from avworld.sim.audio import log_spectrogram
-    from avworld.sim.simulator import Action
+    from avworld.sim.acoustics.audio import log_spectrogram
+    from avworld.sim.backends.base import Action
     from avworld.viz.panels import PanelConfig, compose
     from avworld.viz.video import write_video
 

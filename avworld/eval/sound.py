@@ -17,9 +17,9 @@ import numpy as np
 
 from avworld.data.behaviours import make_behaviour
 from avworld.envs.audio_nav import AudioNavEnv
-from avworld.sim.acoustics import SceneAcoustics
-from avworld.sim.audio import AudioRenderer, Emitter
-from avworld.sim.backend import SimulatorBackend
+from avworld.sim.acoustics.audio import AudioRenderer, Emitter
+from avworld.sim.acoustics.responses import SceneAcoustics
+from avworld.sim.backends.base import SimulatorBackend
 
 CUE_BAND = (1500.0, 6000.0)
 """Hz: the band of the direction cue."""

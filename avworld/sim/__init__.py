@@ -1,1 +1,3 @@
-"""The real world: scenes, procedural generation, navigation, rendering (numpy/scipy only, no torch)."""
+"""The real world (numpy/scipy/pyroomacoustics, no torch): :mod:`~avworld.sim.scenes`, :mod:`~avworld.sim.navigation`,
+the :mod:`~avworld.sim.renderer`, :mod:`~avworld.sim.acoustics`, the simulator :mod:`~avworld.sim.backends`, and their
+settings :class:`~avworld.sim.config.SimConfig`."""

@@ -18,7 +18,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from avworld.sim.scene import Scene, SceneError
+from avworld.sim.scenes.scene import Scene, SceneError
 
 MAX_GRID_CELLS = 1_100_000
 """Cells a navigation grid may have (a 50 m square scene at 5 cm: 1,014² cells, 2.8 s and ~0.5 GB with one distance

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avworld.sim.materials import TEXTURE_PX_PER_M, TILE_PX, texture
-from avworld.sim.scene import Color, Scene
+from avworld.sim.scenes.materials import TEXTURE_PX_PER_M, TILE_PX, texture
+from avworld.sim.scenes.scene import Color, Scene
 
 MAX_LAYERS = 4
 """Boxes kept per column; partial-height boxes in front of the nearest wall beyond MAX_LAYERS - 1 are dropped."""

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from avworld.sim.materials import MATERIALS
-from avworld.sim.scene import Scene
+from avworld.sim.scenes.materials import MATERIALS
+from avworld.sim.scenes.scene import Scene
 
 FLOOR_RGB = (238, 235, 228)
 FREE_RGB = (205, 230, 200)

@@ -2,7 +2,7 @@
 
 habitat-sim renders RGB and depth and moves the agent: its navmesh gives collisions (with
 sliding, as habitat-sim's own ``move_forward``) and geodesic distances. avworld's acoustics run
-on a floor plan of the same scene (:mod:`avworld.sim.floorplan`): the outline of habitat-sim's
+on a floor plan of the same scene (:mod:`avworld.sim.scenes.floorplan`): the outline of habitat-sim's
 navmesh pushed out to the walls (``floorplan=navmesh``) or a horizontal slice of the scene mesh
 (``floorplan=mesh``), extruded to the scene's height, so that sound and sight share geometry.
 
@@ -19,31 +19,20 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from avworld.sim.backend import Action, Pose, SimulatorBackend, wrap_angle
-from avworld.sim.floorplan import (
-    FLOOR_TOLERANCE,
-    FloorPlan,
-    ceiling_height,
-    load_mesh,
-    navmesh_floorplan,
-    slice_floorplan,
-)
+from avworld.sim.acoustics.sounds import SOUND_SETS
+from avworld.sim.backends.base import Action, Pose, SimulatorBackend, wrap_angle
+from avworld.sim.config import SimConfig
 from avworld.sim.navigation import NavGrid
-from avworld.sim.scene import AgentStart, SceneError, SoundSource
-from avworld.sim.sounds import SOUND_SETS
-
-if TYPE_CHECKING:
-    from avworld.sim.simulator import SimConfig
+from avworld.sim.scenes.floorplan import FLOOR_TOLERANCE, FloorPlan, ceiling_height, load_mesh, navmesh_floorplan, slice_floorplan
+from avworld.sim.scenes.scene import AgentStart, SceneError, SoundSource
 
 INSTALL = "conda install habitat-sim -c conda-forge -c aihabitat"
 """habitat-sim's official installation (add ``headless`` on machines without a display); it has no PyPI wheel."""
-FLOORPLANS = ("navmesh", "mesh")
 ACTIONS = {Action.FORWARD: "move_forward", Action.TURN_LEFT: "turn_left", Action.TURN_RIGHT: "turn_right"}
 COLLISION_EPS = 1e-5
 """A move collided when it went this much (squared metres) less far than asked, as habitat-sim decides."""
@@ -52,56 +41,6 @@ EPISODE_TRIES = 200
 ACOUSTIC_GRID_RADIUS = 0.5
 """The floor plan's grid (acoustics, distractors, map) uses this fraction of the agent radius: the navmesh's
 edge is the agent radius from the walls, and a cell on it must stay free despite the grid's rounding."""
-
-
-@dataclass
-class HabitatConfig:
-    """The habitat-sim backend (``sim.backend=habitat``): which scanned scene, and how its floor plan is made."""
-
-    scene: str = ""
-    """Scene file habitat-sim loads (.glb, .ply), or a scene id of ``dataset``."""
-    dataset: str = ""
-    """Optional ``*.scene_dataset_config.json`` (HM3D, Matterport3D); empty: habitat-sim's default."""
-    floorplan: str = "navmesh"
-    """Walls the acoustics run on: ``navmesh`` (habitat-sim's navmesh outline, closed) or ``mesh`` (slice of ``mesh``)."""
-    mesh: str = ""
-    """Mesh file read with trimesh for ``floorplan=mesh`` and to measure the ceiling; empty: ``scene``."""
-    mesh_up: str = "y"
-    """Up axis of ``mesh`` as stored: ``y`` (glTF, HM3D) or ``z`` (Replica's mesh.ply, Matterport3D); docs/habitat.md."""
-    slice_height: float = 1.0
-    """Height (m) above the floor where ``floorplan=mesh`` cuts the mesh."""
-    scene_height: float | None = None
-    """Floor to ceiling (m) the walls are extruded to; None: measured on ``mesh``."""
-    wall_thickness: float = 0.1
-    simplify: float = 0.05
-    """Tolerance (m) of the outline's simplification and of merging collinear walls."""
-    start: list[float] | None = None
-    """Start position [X, Y, Z] in habitat-sim's world frame (as in habitat episode files); None: drawn with ``seed``."""
-    start_yaw: float | None = None
-    """Start yaw (radians, avworld's convention: 0 faces habitat +X, counter-clockwise seen from above); None: drawn."""
-    source: list[float] | None = None
-    """Sound source [X, Y, Z] in habitat-sim's world frame; None: drawn at least ``sim.episode.min_geodesic`` away."""
-    sound: str = ""
-    """Sound id of the source; empty: drawn from the categories of ``sim.acoustics.sounds``."""
-    seed: int = 0
-    """Seed of what is drawn: start, source, sound."""
-    gpu_device_id: int = 0
-
-    def __post_init__(self) -> None:
-        checks = {
-            "floorplan": self.floorplan in FLOORPLANS,
-            "mesh_up": self.mesh_up in ("y", "z"),
-            "slice_height": 0.1 <= self.slice_height <= 3.0,
-            "scene_height": self.scene_height is None or 1.5 <= self.scene_height <= 20.0,
-            "wall_thickness": 0.0 < self.wall_thickness <= 2.0,
-            "simplify": 0.0 < self.simplify <= 0.5,
-            "start": self.start is None or len(self.start) == 3,
-            "source": self.source is None or len(self.source) == 3,
-            "seed": self.seed >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"sim.habitat.{name}: invalid value {getattr(self, name)!r}")
 
 
 def require_habitat() -> ModuleType:

@@ -50,9 +50,9 @@ from functools import cache, lru_cache
 
 import numpy as np
 
-from avworld.sim.acoustic_room import Reverb
-from avworld.sim.hrtf import HRTF, head_frame
-from avworld.sim.propagation import DIFFRACTED, Arrivals
+from avworld.sim.acoustics.hrtf import HRTF, head_frame
+from avworld.sim.acoustics.propagation import DIFFRACTED, Arrivals
+from avworld.sim.acoustics.room import Reverb
 
 SPEED_OF_SOUND = 343.0
 _TAPS = 16  # windowed-sinc fractional-delay length
@@ -163,7 +163,7 @@ def binaural_ir(
 
     Channel 0 is the left ear. Delays are absolute (time 0 = emission); pressure at 1 m of
     a direct path is 1/(4π), as in pyroomacoustics. ``hrtf``: measured band gains for every
-    arrival instead of the spherical head's shadow (:mod:`avworld.sim.hrtf`).
+    arrival instead of the spherical head's shadow (:mod:`avworld.sim.acoustics.hrtf`).
     """
     n_bands = len(centers)
     ears = ear_positions(center, yaw, head.ear_distance)  # (2, 3)

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from avworld.sim.acoustic_room import AcousticRoom
-from avworld.sim.binaural import HeadConfig, binaural_ir
-from avworld.sim.hrtf import HRTFError, load_hrtf
-from avworld.sim.ir_cache import DiskCache, LRUCache, digest
+from avworld.sim.acoustics.binaural import HeadConfig, binaural_ir
+from avworld.sim.acoustics.hrtf import HRTFError, load_hrtf
+from avworld.sim.acoustics.ir_cache import DiskCache, LRUCache, digest
+from avworld.sim.acoustics.propagation import Arrivals, WallOutline, diffracted_path, image_sources
+from avworld.sim.acoustics.room import AcousticRoom
 from avworld.sim.navigation import GoalField, NavGrid
-from avworld.sim.propagation import Arrivals, WallOutline, diffracted_path, image_sources
-from avworld.sim.scene import Scene
+from avworld.sim.scenes.scene import Scene
 
 ACOUSTICS_VERSION = 2
 """What the sound of the real world is, as data and checkpoints record it (``acoustics_version`` in their metadata).
@@ -62,7 +62,7 @@ class AcousticsConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     hrtf: str | None = None
     """A SOFA file of measured HRIRs (SimpleFreeFieldHRIR) for the direct sound and the image sources, so front and back
-    differ; None: the spherical head (avworld.sim.hrtf). Read when the config is made: a bad file is refused at once."""
+    differ; None: the spherical head (avworld.sim.acoustics.hrtf). Read when the config is made: a bad file is refused at once."""
     source_level: float = 1.0
     """Amplitude gain of sources: with 1, a source's direct sound at 1 m has its own amplitude."""
     agent_sounds: bool = True
@@ -74,7 +74,7 @@ class AcousticsConfig:
     """RMS of the background noise in dB re a source's level (before ``headroom_db``); -inf or None (standard JSON's
     spelling of -inf in metadata) turns it off."""
     headroom_db: float = 12.0
-    """Master gain (dB down) of the whole mix, so loud moments fit in full scale; a soft limiter takes the rare rest (sim/audio.py)."""
+    """Master gain (dB down) of the whole mix, so loud moments fit in full scale; a soft limiter takes the rare rest (audio.py)."""
     sounds: str = "heard"
     """Which sound categories episodes draw from: heard (training), unheard (held out), all, or user (the ids of ``user_sounds``)."""
     user_sounds: dict[str, str] = field(default_factory=dict)

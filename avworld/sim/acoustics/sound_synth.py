@@ -1,7 +1,7 @@
 """How each sound is made: the per-category synthesisers and the agent's one-shots, with their DSP helpers.
 
 Every synthesiser draws all its parameters from the ``rng`` it is given, so the caller's seeding
-(:mod:`avworld.sim.sounds`) makes its output reproducible. Output is raw float64 at any level; the
+(:mod:`avworld.sim.acoustics.sounds`) makes its output reproducible. Output is raw float64 at any level; the
 caller normalises and loops it. Time is in s, frequency in Hz; partials past 0.45 fs are left out.
 """
 

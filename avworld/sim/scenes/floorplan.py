@@ -1,7 +1,7 @@
 """Floor plans of triangle meshes: the walls of one storey, for avworld's acoustics on scanned scenes.
 
 avworld's acoustics and navigation grid work on a 2.5-D plan: wall segments extruded from the
-floor to one height (:mod:`avworld.sim.scene`). A scanned scene (Replica, Matterport3D, HM3D, as
+floor to one height (:mod:`avworld.sim.scenes.scene`). A scanned scene (Replica, Matterport3D, HM3D, as
 habitat-sim loads them) is a triangle mesh; this module makes such a plan of one storey of it, in
 one of two ways:
 
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from avworld.sim.polylines import chains, drop_covered, merge_collinear, offset, simplify
-from avworld.sim.scene import AgentStart, Scene, SoundSource, Wall
+from avworld.sim.scenes.polylines import chains, drop_covered, merge_collinear, offset, simplify
+from avworld.sim.scenes.scene import AgentStart, Scene, SoundSource, Wall
 
 UP_AXES = ("y", "z")
 MIN_WALL = 0.05

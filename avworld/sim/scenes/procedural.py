@@ -24,10 +24,10 @@ import numpy as np
 from scipy import ndimage
 
 from avworld.sim.episodes import EpisodeConfig, EpisodeSamplingError, sample_episode
-from avworld.sim.loading import validate_scene
-from avworld.sim.materials import CEILING_MATERIALS, FLOOR_MATERIALS, MATERIALS, WALL_MATERIALS
 from avworld.sim.navigation import NavGrid, Solids
-from avworld.sim.scene import AgentStart, Color, Door, Furniture, Scene, SceneError, SoundSource, Vec2, Wall
+from avworld.sim.scenes.loading import validate_scene
+from avworld.sim.scenes.materials import CEILING_MATERIALS, FLOOR_MATERIALS, MATERIALS, WALL_MATERIALS
+from avworld.sim.scenes.scene import AgentStart, Color, Door, Furniture, Scene, SceneError, SoundSource, Vec2, Wall
 
 Rect = tuple[float, float, float, float]
 """Axis-aligned rectangle (x0, y0, x1, y1), metres."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from avworld.sim.navigation import NavGrid
-from avworld.sim.scene import Scene, SceneError
+from avworld.sim.scenes.scene import Scene, SceneError
 
 
 def validate_scene(scene: Scene, radius: float, cell: float = 0.05, source: str | None = None) -> NavGrid:

@@ -1,6 +1,6 @@
 """Oriented polylines in the plane: chained from segments, simplified, offset, turned into non-overlapping wall pieces.
 
-The geometry under :mod:`avworld.sim.floorplan`. A polyline is an (N, 2) array of points; a
+The geometry under :mod:`avworld.sim.scenes.floorplan`. A polyline is an (N, 2) array of points; a
 closed one repeats its first point at its end. Orientation matters: floor plans keep the air on
 a polyline's left, so that "to the right" is into the solid.
 """

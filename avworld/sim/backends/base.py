@@ -1,10 +1,10 @@
-"""What every simulator backend shares: the actions, the agent's pose, and the episode's sound.
+"""What every simulator backend shares: the actions, the agent's pose, the episode's sound, the shortest-path follower.
 
 A backend owns the physics of one scene: it places the agent, applies actions with collision,
 renders what the agent sees and measures geodesic distances to the episode's source. The
 Gymnasium env composes a backend through :class:`SimulatorBackend`'s methods and attributes
-only, so the built-in simulator (:mod:`avworld.sim.simulator`) and habitat-sim
-(:mod:`avworld.sim.habitat`) are interchangeable under it. Both hear through avworld's
+only, so the built-in simulator (:mod:`avworld.sim.backends.builtin`) and habitat-sim
+(:mod:`avworld.sim.backends.habitat`) are interchangeable under it. Both hear through avworld's
 acoustics on the backend's floor plan (``scene``), which this base class runs.
 """
 
@@ -14,18 +14,15 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from avworld.sim.acoustics import SceneAcoustics
-from avworld.sim.audio import AudioRenderer, Emitter
+from avworld.sim.acoustics.audio import AudioRenderer, Emitter
+from avworld.sim.acoustics.responses import SceneAcoustics
+from avworld.sim.acoustics.sounds import SOUND_SETS, SoundLibrary
+from avworld.sim.config import SimConfig
 from avworld.sim.navigation import NavGrid
-from avworld.sim.scene import Scene
-from avworld.sim.sounds import SOUND_SETS, SoundLibrary
-
-if TYPE_CHECKING:
-    from avworld.sim.simulator import SimConfig
+from avworld.sim.scenes.scene import Scene
 
 DISTRACTOR_HEIGHT = 1.0
 
@@ -161,3 +158,50 @@ class SimulatorBackend(ABC):
 
     def _head(self) -> tuple[float, float, float]:
         return (self.pose.x, self.pose.y, self.pose.yaw)
+
+
+class ShortestPathFollower:
+    """Greedy follower of the geodesic shortest path (the oracle behaviour).
+
+    Aims at the farthest point of the shortest path, up to ``lookahead`` metres ahead,
+    that is in straight navigable sight; turns while that aim is more than half a turn
+    away, otherwise moves forward; stops once within the success distance, and at once
+    where the source cannot be reached from the pose (no path to follow).
+    """
+
+    def __init__(self, sim: SimulatorBackend, lookahead: float = 1.5) -> None:
+        self.sim, self.lookahead = sim, lookahead
+
+    def action(self, pose: Pose | None = None) -> Action:
+        sim = self.sim
+        p = pose or sim.pose
+        distance = sim.geodesic_distance(p)
+        if distance <= sim.config.episode.success_distance or not math.isfinite(distance):
+            return Action.STOP
+        aim = self._aim(np.array([p.x, p.y]))
+        error = wrap_angle(math.atan2(aim[1] - p.y, aim[0] - p.x) - p.yaw)
+        half_turn = math.radians(sim.config.agent.turn_deg) / 2
+        if error > half_turn:
+            return Action.TURN_LEFT
+        if error < -half_turn:
+            return Action.TURN_RIGHT
+        return Action.FORWARD
+
+    def _aim(self, xy: np.ndarray) -> np.ndarray:
+        path = self.sim.shortest_path((float(xy[0]), float(xy[1])))  # (N, 2)
+        along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
+        candidates = path[(along <= self.lookahead) & (along > 0)][::-1]
+        for c in candidates:
+            if self.sim.clear_line(xy, c):
+                return c
+        return path[min(1, len(path) - 1)]
+
+    def count_actions(self, start: Pose, max_steps: int) -> int:
+        """Number of actions (STOP included) the follower takes from ``start``; runs on a scratch pose."""
+        pose = start
+        for n in range(1, max_steps + 1):
+            act = self.action(pose)
+            if act == Action.STOP:
+                return n
+            pose, _ = self.sim.transition(pose, act)
+        return max_steps

@@ -1,6 +1,6 @@
 """Measured head-related transfer functions (HRTFs) from a SOFA file, as octave-band gains per direction.
 
-The default head is Brown & Duda's sphere (:mod:`avworld.sim.binaural`): it cannot tell front
+The default head is Brown & Duda's sphere (:mod:`avworld.sim.acoustics.binaural`): it cannot tell front
 from back. A measured HRTF (``sim.acoustics.hrtf=PATH``, AES69 SOFA, convention
 ``SimpleFreeFieldHRIR``, read with `sofar <https://sofar.readthedocs.io>`_) replaces the
 sphere's shadow for the direct sound and every image source: each arrival takes the band

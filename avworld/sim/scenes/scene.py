@@ -5,7 +5,7 @@ with a thickness; doors are gaps cut into the walls they lie on; furniture are
 (possibly rotated) boxes standing on the floor; sound sources are points with a
 sound id. ``Scene.from_dict`` checks every field and raises :class:`SceneError`
 naming the first bad one; geometric checks (inside a wall, reachability) need
-the navigation grid and live in :func:`avworld.sim.loading.validate_scene`.
+the navigation grid and live in :func:`avworld.sim.scenes.loading.validate_scene`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from avworld.sim.materials import MATERIALS
+from avworld.sim.scenes.materials import MATERIALS
 
 SCENE_FORMAT_VERSION = 1
 MAX_COORD = 1000.0

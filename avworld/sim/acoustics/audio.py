@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as sfft
 
-from avworld.sim.acoustics import SELF, AcousticsConfig, SceneAcoustics
-from avworld.sim.sounds import AGENT_SOUNDS, agent_sound
+from avworld.sim.acoustics.responses import SELF, AcousticsConfig, SceneAcoustics
+from avworld.sim.acoustics.sounds import AGENT_SOUNDS, agent_sound
 
 EMIT_AT = 0.1
 """Where in its step an agent sound starts, as a fraction of the step."""

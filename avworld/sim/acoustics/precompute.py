@@ -14,9 +14,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from avworld.sim.acoustics import SELF, AcousticsConfig, SceneAcoustics
+from avworld.sim.acoustics.responses import SELF, AcousticsConfig, SceneAcoustics
 from avworld.sim.navigation import NavGrid
-from avworld.sim.scene import Scene
+from avworld.sim.scenes.scene import Scene
 
 _worker: SceneAcoustics | None = None
 

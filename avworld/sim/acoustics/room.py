@@ -34,9 +34,9 @@ from pyroomacoustics import libroom
 from pyroomacoustics.acoustics import AntoniOctaveFilterBank
 from pyroomacoustics.room import find_non_convex_walls, wall_factory
 
-from avworld.sim.materials import MATERIALS
 from avworld.sim.navigation import NavGrid
-from avworld.sim.scene import Scene
+from avworld.sim.scenes.materials import MATERIALS
+from avworld.sim.scenes.scene import Scene
 
 SPEED_OF_SOUND = 343.0
 OUTSIDE_MARGIN = 0.5

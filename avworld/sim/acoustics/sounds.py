@@ -25,7 +25,7 @@ import numpy as np
 from scipy.io import wavfile
 from scipy.signal import resample_poly
 
-from avworld.sim.sound_synth import GENERATORS, ONE_SHOTS
+from avworld.sim.acoustics.sound_synth import GENERATORS, ONE_SHOTS
 
 SAMPLE_RATE = 16_000
 MIN_SAMPLE_RATE = 8_000

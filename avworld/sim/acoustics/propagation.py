@@ -1,7 +1,7 @@
 """Sound paths from a source to a listener point: image sources, and diffraction around door edges.
 
 The early part of a response comes from pyroomacoustics' image-source model on the
-scene's room (:class:`~avworld.sim.acoustic_room.AcousticRoom`): specular paths up
+scene's room (:class:`~avworld.sim.acoustics.room.AcousticRoom`): specular paths up
 to a reflection order, each checked for visibility, so walls block the direct path.
 
 Image sources alone leave a listener in another room silent whenever no specular
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avworld.sim.acoustic_room import AcousticRoom
+from avworld.sim.acoustics.room import AcousticRoom
 from avworld.sim.navigation import GoalField
 
 DIFFRACTION_DB_125HZ = 4.0
