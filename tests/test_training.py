@@ -375,3 +375,91 @@ def test_tokenizer_logs_validation_quality(collection: Any, tmp_path: Path) -> N
     train_tokenizer(TokenizerJob(kind="video_vae", model="tiny", data=data, train=train), tmp_path, progress=False)
     events = _events(tmp_path / "tb")
     assert [e.step for e in events.Scalars("val/psnr")] == [2] and [e.step for e in events.Scalars("val/loss")] == [2]
+
+
+class Read:
+    """A log value that records the step whose forward made it each time the trainer reads it as a number (reading a
+    device tensor waits for the device)."""
+
+    def __init__(self, value: torch.Tensor, step: int, reads: list[int]) -> None:
+        self.value, self.step, self.reads = value, step, reads
+
+    def __float__(self) -> float:
+        self.reads.append(self.step)
+        return float(self.value)
+
+
+class LazyLogs(Regression):
+    """The toy returning its log as a :class:`Read`; keeps each step's loss as it computed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.losses: list[float] = []
+        self.reads: list[int] = []
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+        loss = ((self.net(batch["x"]).squeeze(-1) - batch["y"]) ** 2).mean()
+        self.losses.append(float(loss.detach()))
+        return loss, {"loss": Read(loss.detach(), len(self.losses), self.reads)}
+
+
+def test_logs_are_read_only_on_logged_steps_and_logged_as_computed(tmp_path: Path) -> None:
+    """The steps between logged ones never read the model's logs (no wait for the device); the logged values are those
+    the model computed at the logged steps, and ``fit`` returns the last step's as numbers."""
+    torch.manual_seed(0)
+    model = LazyLogs()
+    config = TrainConfig(steps=10, batch_size=16, lr=1e-2, warmup=2, log_every=3, sample_every=100, checkpoint_every=100, val_every=0)
+    logs = Trainer(model, Points(), config, tmp_path, lambda: ("regression", {}, {})).fit(progress=False)
+    assert model.reads == [3, 6, 9, 10, 10]  # the logged steps, then the returned logs
+    logged = _events(tmp_path / "tb").Scalars("train/loss")
+    assert [e.step for e in logged] == [3, 6, 9, 10]
+    assert [e.value for e in logged] == [float(np.float32(model.losses[e.step - 1])) for e in logged]
+    assert logs["loss"] == model.losses[-1] and isinstance(logs["loss"], float)
+
+
+class FailingBackward(torch.autograd.Function):
+    """Identity whose backward pass raises, as a compiled backward that fails to compile does at its first call."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("backward failed to compile")
+
+
+@pytest.mark.parametrize("fails", [None, "forward", "backward"])
+def test_a_failing_compile_falls_back_to_eager_from_the_step_it_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: Any) -> None:
+    """``train.compile``: a compile that fails at the first forward or backward pass warns, retakes that step eagerly from
+    the same random state and trains eagerly from then on, so the run equals an eager one bit for bit (dropout included)."""
+    calls: list[str] = []
+
+    def fake_compile(fn: Any, mode: str | None = None) -> Any:
+        def call(batch: dict[str, torch.Tensor]) -> Any:
+            calls.append("compiled")
+            if fails == "forward":
+                raise RuntimeError("forward failed to compile")
+            loss, logs = fn(batch)
+            return (FailingBackward.apply(loss) if fails == "backward" else loss), logs
+
+        return call
+
+    def run(out: Path, compile: bool) -> Trainer:
+        torch.manual_seed(0)
+        config = TrainConfig(steps=6, batch_size=16, lr=1e-2, warmup=2, log_every=2, sample_every=100, checkpoint_every=6, compile=compile)
+        t = Trainer(NoisyRegression(), Points(), config, out, lambda: ("regression", {}, {}))
+        t.fit(progress=False)
+        return t
+
+    eager = run(tmp_path / "eager", False)
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    if fails is None:
+        t = run(tmp_path / "compiled", True)
+    else:
+        with pytest.warns(UserWarning, match="eager"):
+            t = run(tmp_path / "compiled", True)
+    assert (t.train_model is t.eager_model) == (fails == "backward")  # a failed forward falls back inside ``compiled``
+    assert calls == ["compiled"] * (6 if fails is None else 1)
+    for (name, a), (_, b) in zip(eager.model.state_dict().items(), t.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name

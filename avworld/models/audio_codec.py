@@ -135,12 +135,12 @@ class AudioCodec(nn.Module):
         log_gain = (z[:, :1].mean(dim=-1, keepdim=True) - GAIN_OFFSET).clamp(*GAIN_RANGE)  # (B, 1, 1)
         return self.decoder(z[:, 1:]) * 10.0**log_gain
 
-    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Training loss on ``batch["audio"]``: float (B, 2, N) or (B, T, 2, N), T flattened into the batch.
 
         On gain-normalised audio: loss = multi-resolution STFT loss + waveform_weight · L1
         + ild_weight · per-band ILD loss. Logs: ``loss``, ``stft``, ``l1``, ``ild`` and
-        ``ild_db``, the mean absolute broadband ILD error in dB.
+        ``ild_db``, the mean absolute broadband ILD error in dB; detached 0-d tensors (read as numbers only when logged).
         """
         audio = batch["audio"]
         n = self.config.samples
@@ -156,7 +156,7 @@ class AudioCodec(nn.Module):
             with torch.no_grad():
                 ild_error = (ild_db(y) - ild_db(x)).abs().mean()
         logs = {"loss": loss, "stft": stft, "l1": l1, "ild": ild, "ild_db": ild_error}
-        return loss, {k: float(v.detach()) for k, v in logs.items()}
+        return loss, {k: v.detach() for k, v in logs.items()}
 
 
 AUDIO_CODEC_PRESETS: dict[str, AudioCodecConfig] = {

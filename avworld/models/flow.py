@@ -91,7 +91,7 @@ class WorldModel(nn.Module):
             return torch.rand(batch, device=device)
         return torch.sigmoid(self.flow.logit_mean + self.flow.logit_std * torch.randn(batch, device=device))
 
-    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Flow-matching loss of one batch of (context, action, target) windows.
 
         batch: "ctx_video" (B, m, C, h, w), "ctx_audio" (B, m, C_a, n) context latents and "video" (B, C, h, w),
@@ -102,7 +102,8 @@ class WorldModel(nn.Module):
 
         loss = video_weight · MSE(v) + audio_weight · MSE(v) + reward_weight · MSE(reward) + termination_weight · BCE(termination),
         MSEs averaged over elements (those of v over the observed windows).
-        Logs: ``loss``, ``{video,audio}_mse``, ``reward_mse``, ``termination_bce``.
+        Logs: ``loss``, ``{video,audio}_mse``, ``reward_mse``, ``termination_bce``, detached 0-d tensors on the batch's
+        device: reading one as a number waits for the device, so the trainer does it only on the steps it logs.
         """
         modalities = self.modalities
         action = batch["action"]
@@ -134,7 +135,7 @@ class WorldModel(nn.Module):
         logit = out["termination_logit"]
         losses["termination_bce"] = F.binary_cross_entropy_with_logits(logit, batch["termination"].to(logit.dtype))
         loss = sum(weights[k] * v for k, v in losses.items())
-        return loss, {"loss": float(loss.detach())} | {k: float(v.detach()) for k, v in losses.items()}
+        return loss, {"loss": loss.detach()} | {k: v.detach() for k, v in losses.items()}
 
 
 Velocity = Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]]

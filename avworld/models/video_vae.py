@@ -126,12 +126,13 @@ class VideoVAE(nn.Module):
         """Latents (B, C, h, w) → frames (B, 3, h · d, w · d), unbounded floats (≈ [-1, 1]; callers clamp)."""
         return self.decoder(z)
 
-    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Training loss on ``batch["rgb"]``: uint8 (B, H, W, 3) or (B, T, H, W, 3), T flattened into the batch.
 
         The frames are rebuilt from a reparameterised posterior sample (the mean in eval
         mode); loss = L1 + MSE + kl_weight · KL, all means per element, on [-1, 1] pixels.
-        Logs: ``loss``, ``l1``, ``mse``, ``kl`` and ``psnr`` (dB, on [0, 1] pixels, batch mean).
+        Logs: ``loss``, ``l1``, ``mse``, ``kl`` and ``psnr`` (dB, on [0, 1] pixels, batch mean), detached 0-d tensors (read
+        as numbers only when logged: each read waits for the device).
         """
         rgb = batch["rgb"]
         size = self.config.image_size
@@ -149,8 +150,8 @@ class VideoVAE(nn.Module):
         with torch.no_grad():
             per_item = (y.clamp(-1.0, 1.0) - x).square().mean(dim=(1, 2, 3)) / 4.0  # MSE on [0, 1]
             psnr = (-10.0 * torch.log10(per_item.clamp(min=1e-10))).mean()
-        logs = {"loss": float(loss.detach()), "l1": float(l1.detach()), "mse": float(mse.detach()), "kl": float(kl.detach())}
-        return loss, logs | {"psnr": float(psnr)}
+        logs = {"loss": loss, "l1": l1, "mse": mse, "kl": kl, "psnr": psnr}
+        return loss, {k: v.detach() for k, v in logs.items()}
 
 
 VIDEO_VAE_PRESETS: dict[str, VideoVAEConfig] = {

@@ -1,5 +1,8 @@
 """One training loop for everything trainable: any module with ``forward(batch) -> (loss, logs)``.
 
+``logs`` are detached 0-d tensors (or numbers): the loop reads them as numbers only on the steps it logs, so the steps
+between never wait for the device.
+
 Batches are drawn by index from a map-style dataset with a generator seeded by
 (seed, step), so the batch of step k is the same whether the run went straight
 through or resumed at k: together with the saved weights, optimiser, schedule and
@@ -68,7 +71,8 @@ class TrainConfig:
     """bf16 autocast on CPUs with native bf16 arithmetic (AMX or AVX512-BF16; see :func:`cpu_has_bf16`). It pays for
     wide convolutions (the small tokenizers: 1.4-1.5x) and costs for narrow ones (the tiny presets: up to 1.8x slower)."""
     compile: bool = False
-    """``torch.compile`` the model for the training steps."""
+    """``torch.compile`` the model for the training steps. If compiling fails, at the first forward or backward pass, the run
+    warns and trains eagerly from that step on (the step itself is retaken eagerly from the same random state)."""
     val_every: int = 250
     """Steps between validation passes (``val/*`` in TensorBoard, and at the last step); 0 turns them off."""
     val_size: int = 64
@@ -168,6 +172,11 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+        self._amp = self._autocast()
+        self.eager_model = self.train_model
+        """The model the training steps call without ``torch.compile``: what a failed compile falls back to."""
+        self._compile_pending = config.compile
+        """Whether the next step is the first with the compiled model (see :meth:`_first_compiled_step`)."""
         if config.compile:
             self.train_model = compiled(self.train_model, what="the training step")  # type: ignore[assignment]
 
@@ -289,6 +298,33 @@ class Trainer:
 
             dist.barrier()
 
+    def _step(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Forward and backward passes of one training step (the gradients left for the update); returns the model's logs
+        as it gave them (detached tensors, read as numbers only when logged, or numbers)."""
+        with self._amp:
+            loss, logs = self.train_model(batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return logs
+
+    def _first_compiled_step(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """:meth:`_step` with the compiled model, guarded: ``torch.compile`` compiles the backward pass at its first call,
+        after :func:`compiled`'s guard around the forward one. If the step raises, it is retaken eagerly from the random state
+        it started from, and the rest of the run trains eagerly (with a warning); an error of the eager step is the model's
+        own and raises."""
+        cuda = self.device.type == "cuda"
+        rng = torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None
+        self._compile_pending = False
+        try:
+            return self._step(batch)
+        except Exception as error:
+            warnings.warn(f"the compiled training step failed ({type(error).__name__}: {error}); training eagerly", stacklevel=3)
+            torch.set_rng_state(rng[0])
+            if rng[1] is not None:
+                torch.cuda.set_rng_state(rng[1], self.device)
+            self.train_model = self.eager_model
+            return self._step(batch)
+
     def fit(self, progress: bool = True, until: int | None = None) -> dict[str, float]:
         """Train to ``config.steps`` (or stop early at ``until``), resuming if possible; returns the last logs and throughput."""
         from torch.utils.tensorboard import SummaryWriter
@@ -299,17 +335,13 @@ class Trainer:
         self._clock = time.perf_counter()
         lead = self.rank == 0
         writer = SummaryWriter(str(self.out_dir / "tb")) if lead else None
-        logs: dict[str, float] = {}
+        logs: dict[str, Any] = {}
         start, first = time.perf_counter(), self.step
         self.model.train()
-        amp = self._autocast()
         with tqdm(total=c.steps, initial=self.step, desc="train", unit="step", disable=not (progress and lead)) as bar:
             while self.step < min(c.steps, until if until is not None else c.steps):
                 batch = self.batch(self.step)
-                with amp:
-                    loss, logs = self.train_model(batch)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+                logs = self._first_compiled_step(batch) if self._compile_pending else self._step(batch)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip)
                 self.opt.step()
                 self.sched.step()
@@ -318,8 +350,9 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 if writer is not None and (self.step % c.log_every == 0 or self.step == c.steps):
-                    bar.set_postfix(loss=f"{logs['loss']:.4f}")
-                    for k, v in logs.items():
+                    values = {k: float(v) for k, v in logs.items()}  # the one wait for the device between logged steps
+                    bar.set_postfix(loss=f"{values['loss']:.4f}")
+                    for k, v in values.items():
                         writer.add_scalar(f"train/{k}", v, self.step)
                     writer.add_scalar("train/grad_norm", float(grad_norm), self.step)
                     writer.add_scalar("train/lr", self.sched.get_last_lr()[0], self.step)
@@ -338,7 +371,7 @@ class Trainer:
             writer.close()
         elapsed = time.perf_counter() - start
         return {
-            **logs,
+            **{k: float(v) for k, v in logs.items()},
             "steps": float(self.step),
             "seconds": elapsed,
             "samples_per_s": (self.step - first) * c.batch_size / max(elapsed, 1e-9),
