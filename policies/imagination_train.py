@@ -1,0 +1,424 @@
+"""Training an agent inside a world model from offline data alone: behaviour cloning, then actor-critic in imagination.
+
+As Dreamer 4 (Hafner et al., 2025) trains its agent purely in a world model learned from offline data, and with
+DreamerV3's actor-critic (Hafner et al., 2023):
+
+1. **Offline latents.** Every observation of the collection's ``split`` scenes with a next action is encoded once by the
+   world model's tokenizers (:meth:`Imagination.encode`, what :meth:`Imagination.start` does to contexts) into its
+   context window of the last m steps (padded at an episode's start with the first step, as the core pads), beside the
+   previous action and the action the collection took (:class:`OfflineLatents`).
+2. **Behaviour cloning** (``bc_steps``): the actor is fitted to the collection's actions by cross-entropy; a frozen copy
+   is kept as the prior of step 3.
+3. **Imagination** (``updates``): B worlds start from real contexts of the collection, the actor samples actions for
+   ``horizon`` imagined steps (one batched :meth:`Imagination.step` per step; rewards and termination probabilities
+   from the world model's heads, continuation c = 1 − p), λ-returns are bootstrapped with a slow (EMA) critic, the critic
+   regresses them and the actor follows REINFORCE with percentile-normalised advantages, an entropy bonus and an
+   optional KL to the cloned prior (:func:`~avworld.policies.actor_critic.actor_critic_losses`).
+
+No real env is stepped: the collection is the only real data. ``out/checkpoint`` (kind ``imagination_agent``) holds
+``model.safetensors`` (``net.*``: the actor-critic; ``slow.*``: the slow critic; ``prior.*``: the cloned actor),
+``config.yaml`` (the network and training settings), ``meta.json``, the world model attached as ``world/`` (the agent
+encodes its real observations with its tokenizers) and, for resuming, ``training.safetensors`` (Adam moments, the torch
+generator) + ``training.json`` (phase and step counters, the return scale, the numpy generator). A resumed run restores
+all of it and continues bit for bit. TensorBoard logs go to ``out/tb``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from avworld.data.storage import flatten, open_collection
+from avworld.data.windows import scene_split
+from avworld.models.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    optimizer_from_checkpoint,
+    optimizer_to_checkpoint,
+    save_checkpoint,
+)
+from avworld.models.imagination import Imagination, ImaginedState, load_world
+from avworld.models.pretrained import resolve_checkpoint
+from avworld.policies.actor_critic import (
+    NO_ACTION,
+    ActorCriticConfig,
+    LatentActorCritic,
+    ReturnScale,
+    actor_critic_losses,
+    ema_update,
+    lambda_returns,
+)
+from avworld.sim.backends.base import Action
+
+KIND = "imagination_agent"
+TERMINATIONS = ("model", "stop")
+STOP = int(Action.STOP)
+
+
+@dataclass
+class OfflineData:
+    """The offline collection (``avworld collect`` output): its ``split`` scenes give the start states and the cloning labels."""
+
+    root: str = "datasets"
+    name: str = "audionav"
+    cache: str | None = None
+    fractions: list[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])
+    split: str = "train"
+
+
+@dataclass
+class ImaginationTrainConfig:
+    """Imagination training (module docstring). ``checkpoint``: the world model (a directory or ``pretrained[:<name>]``)."""
+
+    checkpoint: str = ""
+    data: OfflineData = field(default_factory=OfflineData)
+    steps: int | None = None
+    """Context steps the networks read (the last ones of the window); None: all m."""
+    hidden: int = 256
+    layers: int = 2
+    batch: int = 16
+    """Imagined worlds per update (B)."""
+    horizon: int = 15
+    """Imagined steps per update (H)."""
+    updates: int = 1000
+    discount: float = 0.99
+    lam: float = 0.95
+    actor_lr: float = 1e-4
+    critic_lr: float = 3e-4
+    entropy: float = 3e-3
+    """η, the entropy bonus (advantages are normalised: DreamerV3's 3e-4 is tuned for its returns)."""
+    prior: float = 0.0
+    """β, the weight of KL(π ‖ π_cloned) in the actor's loss (Dreamer 4's behavioural prior); 0: none."""
+    slow_rate: float = 0.02
+    """EMA rate of the slow critic that bootstraps the λ-returns."""
+    grad_clip: float = 10.0
+    bc_steps: int = 500
+    bc_batch: int = 64
+    bc_lr: float = 1e-3
+    sampler_steps: int = 4
+    termination: str = "model"
+    """model: continuation 1 − the termination head's probability; stop: 0 exactly after STOP, as the real env ends."""
+    checkpoint_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    device: str | None = "cpu"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, dict):
+            self.data = OfflineData(**self.data)
+        if self.termination not in TERMINATIONS:
+            raise ValueError(f"termination must be one of {', '.join(TERMINATIONS)}, got {self.termination!r}")
+        counts = {"batch": self.batch, "horizon": self.horizon, "bc_batch": self.bc_batch, "sampler_steps": self.sampler_steps,
+                  "checkpoint_every": self.checkpoint_every, "log_every": self.log_every}
+        if bad := [k for k, v in counts.items() if v < 1]:
+            raise ValueError(f"imagination: {', '.join(bad)} must be ≥ 1")
+        if self.updates < 0 or self.bc_steps < 0:
+            raise ValueError(f"imagination: updates and bc_steps must be ≥ 0, got {self.updates}, {self.bc_steps}")
+        if not (0.0 < self.discount <= 1.0 and 0.0 <= self.lam <= 1.0 and 0.0 < self.slow_rate <= 1.0):
+            raise ValueError(f"imagination: discount in (0, 1], lam in [0, 1], slow_rate in (0, 1]; got {self.discount}, {self.lam}, "
+                             f"{self.slow_rate}")
+
+
+IDENTITY = ("checkpoint", "steps", "hidden", "layers")
+"""Settings that define the agent: a resumed run must keep them."""
+
+
+class OfflineLatents:
+    """Labelled latent states of a collection (module docstring, step 1), on the world model's device.
+
+    ``latents`` {modality: (R, *latent)} of the R encoded observations; ``rows`` (N, m) int64, each state's context
+    window as rows of ``latents`` (oldest first); ``previous`` (N,) the action before its newest step (4: none, an
+    episode's start) and ``actions`` (N,) the action the collection took from it.
+    """
+
+    def __init__(self, world: Imagination, data: OfflineData, chunk: int = 64, progress: bool = False) -> None:
+        from tqdm import tqdm
+
+        flat = flatten(open_collection(data.root, data.name), data.cache or os.path.join(data.root, "cache"))
+        m, ep = world.context, flat.episodes
+        fractions = tuple(data.fractions)
+        keep = [scene_split(int(s), fractions) == data.split for s in ep["scene_seed"]]  # type: ignore[arg-type]
+        obs, rows, previous, actions = [], [], [], []
+        for o, t, n, k in zip(ep["obs_start"], ep["step_start"], ep["length"], keep, strict=True):
+            if not k or n < 1:
+                continue
+            first = sum(len(x) for x in obs)
+            obs.append(np.arange(o, o + n))  # observations with a next action
+            local = np.arange(n)
+            rows.append(first + np.maximum(local[:, None] - np.arange(m)[::-1], 0))  # (n, m), padded with the first step
+            steps = np.asarray(flat.arrays["actions"][t : t + n], np.int64)
+            previous.append(np.concatenate([[NO_ACTION], steps[:-1]]))
+            actions.append(steps)
+        if not obs:
+            raise ValueError(f"collection {data.root}/{data.name} has no episode in split {data.split!r}; pick another split")
+        index = np.concatenate(obs)
+        fields = {"video": "rgb", "audio": "audio"}
+        parts: dict[str, list[torch.Tensor]] = {mod: [] for mod in world.modalities}
+        for start in tqdm(range(0, len(index), chunk), desc="encode collection", unit="chunk", disable=not progress):
+            sel = index[start : start + chunk]
+            real = {fields[mod]: torch.from_numpy(np.asarray(flat.arrays[fields[mod]][sel])) for mod in world.modalities}
+            for mod, z in world.encode(real).items():
+                parts[mod].append(z)
+        self.latents = {mod: torch.cat(z) for mod, z in parts.items()}
+        device = world.device
+        self.rows = torch.from_numpy(np.concatenate(rows)).to(device)
+        self.previous = torch.from_numpy(np.concatenate(previous)).to(device)
+        self.actions = torch.from_numpy(np.concatenate(actions)).to(device)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def states(self, idx: torch.Tensor) -> tuple[ImaginedState, torch.Tensor, torch.Tensor]:
+        """States ``idx`` (B,): their :class:`ImaginedState` {modality: (B, m, *latent)}, previous actions (B,) and the
+        collection's actions (B,)."""
+        rows = self.rows[idx]  # (B, m)
+        return ImaginedState({mod: z[rows] for mod, z in self.latents.items()}), self.previous[idx], self.actions[idx]
+
+
+@dataclass
+class Imagined:
+    """B imagined trajectories of H steps: the networks' ``features`` (B, H + 1, D) of every state, ``actions``,
+    ``rewards``, ``continues`` (B, H)."""
+
+    features: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    continues: torch.Tensor
+
+
+@torch.no_grad()
+def imagine(
+    world: Any,
+    net: LatentActorCritic,
+    state: ImaginedState,
+    previous: torch.Tensor,
+    horizon: int,
+    sampler_steps: int,
+    generator: torch.Generator,
+    termination: str = "model",
+) -> Imagined:
+    """Roll the actor ``horizon`` steps in ``world`` (anything with :meth:`Imagination.step`'s signature) from ``state``,
+    sampling actions and world noise from ``generator``; one batched world step per imagined step."""
+    features, actions, rewards, continues = [], [], [], []
+    for _ in range(horizon):
+        f = net.features(state.context, previous)  # (B, D)
+        action = torch.multinomial(torch.softmax(net.logits(f), dim=-1), 1, generator=generator)[:, 0]  # (B,)
+        step = world.step(state, action, sampler_steps, generator)
+        stop = (action != STOP).float()
+        continues.append(stop if termination == "stop" else 1.0 - step.termination.float())
+        features.append(f)
+        actions.append(action)
+        rewards.append(step.reward.float())
+        state, previous = step.state, action
+    features.append(net.features(state.context, previous))
+    stack = torch.stack
+    return Imagined(stack(features, 1), stack(actions, 1), stack(rewards, 1), stack(continues, 1))
+
+
+class ImaginationTrainer:
+    """Behaviour cloning, then actor-critic updates in ``world`` from the states of ``data`` (module docstring).
+
+    ``world`` is an :class:`Imagination` (or any object with its ``step``, ``context``, ``modalities`` and
+    ``latent_shapes``, e.g. a scripted world in tests); ``data`` an :class:`OfflineLatents` (or the same interface).
+    """
+
+    def __init__(self, config: ImaginationTrainConfig, world: Any, data: Any) -> None:
+        self.config, self.world, self.data = config, world, data
+        c = config
+        shapes = {m: list(s) for m, s in world.latent_shapes().items()}
+        self.net_config = ActorCriticConfig(tuple(world.modalities), shapes, c.steps or world.context, c.hidden, c.layers)
+        torch.manual_seed(c.seed)
+        device = torch.device(getattr(world, "device", "cpu"))
+        self.net = LatentActorCritic(self.net_config).to(device)
+        self.slow = copy.deepcopy(self.net.critic).requires_grad_(False)
+        self.prior = copy.deepcopy(self.net.actor).requires_grad_(False)
+        self.opt = torch.optim.Adam(
+            [{"params": self.net.actor.parameters(), "lr": c.actor_lr}, {"params": self.net.critic.parameters(), "lr": c.critic_lr}]
+        )
+        self.bc_opt = torch.optim.Adam(self.net.actor.parameters(), lr=c.bc_lr)
+        self.scale = ReturnScale()
+        self.rng = np.random.default_rng(c.seed)
+        self.generator = torch.Generator(device).manual_seed(c.seed)
+        self.bc_step = self.update = 0
+        self.device = device
+
+    # -- one step of each phase ---------------------------------------------------------------------------------------
+
+    def bc_batch(self) -> torch.Tensor:
+        return torch.from_numpy(self.rng.integers(len(self.data), size=self.config.bc_batch)).to(self.device)
+
+    def bc_loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Cross-entropy of the actor on the collection's actions at states ``idx``, and its accuracy."""
+        state, previous, actions = self.data.states(idx)
+        logits = self.net.logits(self.net.features(state.context, previous))  # (B, 4)
+        return F.cross_entropy(logits, actions), float((logits.argmax(1) == actions).float().mean())
+
+    def clone_step(self) -> dict[str, float]:
+        loss, accuracy = self.bc_loss(self.bc_batch())
+        self.bc_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.actor.parameters(), self.config.grad_clip)
+        self.bc_opt.step()
+        self.bc_step += 1
+        if self.bc_step == self.config.bc_steps:
+            self.prior.load_state_dict(self.net.actor.state_dict())
+        return {"bc/loss": float(loss.detach()), "bc/accuracy": accuracy}
+
+    def imagination_step(self) -> dict[str, float]:
+        c = self.config
+        idx = torch.from_numpy(self.rng.integers(len(self.data), size=c.batch)).to(self.device)
+        state, previous, _ = self.data.states(idx)
+        traj = imagine(self.world, self.net, state, previous, c.horizon, c.sampler_steps, self.generator, c.termination)
+        b, h = traj.actions.shape
+        with torch.no_grad():
+            slow_values = self.slow(traj.features.flatten(0, 1))[:, 0].view(b, h + 1)  # (B, H + 1)
+            returns = lambda_returns(traj.rewards, slow_values, traj.continues, c.discount, c.lam)  # (B, H)
+            weights = torch.cumprod(torch.cat([torch.ones_like(traj.continues[:, :1]), traj.continues[:, :-1]], 1), 1)  # (B, H)
+            divisor = self.scale.update(returns)
+        flat = traj.features[:, :h].flatten(0, 1)  # (B · H, D)
+        logits = self.net.logits(flat)
+        losses = actor_critic_losses(
+            logits, traj.actions.flatten(), self.net.value(flat), returns.flatten(), slow_values[:, :h].flatten(), weights.flatten(),
+            divisor, c.entropy, self.prior(flat) if c.prior > 0 else None, c.prior,
+        )
+        self.opt.zero_grad(set_to_none=True)
+        (losses.actor + losses.critic).backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
+        self.opt.step()
+        ema_update(self.slow, self.net.critic, c.slow_rate)
+        self.update += 1
+        discounts = c.discount ** torch.arange(h, dtype=torch.float32, device=self.device)
+        imagined = (weights * traj.rewards * discounts).sum(1).mean()
+        return {
+            "imagination/return": float(imagined),
+            "imagination/lambda_return": float(returns[:, 0].mean()),
+            "imagination/return_scale": divisor,
+            "critic/loss": float(losses.critic.detach()),
+            "actor/loss": float(losses.actor.detach()),
+            "actor/entropy": float(losses.entropy.detach()),
+            "actor/prior_kl": float(losses.prior_kl.detach()),
+        }
+
+    # -- the loop, checkpoints ----------------------------------------------------------------------------------------
+
+    def fit(self, out: Path, progress: bool = True, until: int | None = None, attach: Path | None = None) -> dict[str, float]:
+        """Clone, then imagine, to the configured counts (or stop after ``until`` steps of both phases together), resuming
+        from ``out/checkpoint``; saves every ``checkpoint_every`` steps and at the end. Returns the last logs."""
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        c = self.config
+        self.resume(out / "checkpoint")
+        total = c.bc_steps + c.updates
+        stop_at = total if until is None else min(total, until)
+        logs: dict[str, float] = {}
+        writer = SummaryWriter(str(out / "tb"))
+        with tqdm(total=total, initial=self.done, desc="imagination", unit="step", disable=not progress) as bar:
+            while self.done < stop_at:
+                if self.bc_step < c.bc_steps:
+                    logs, step = self.clone_step(), self.bc_step
+                else:
+                    logs, step = self.imagination_step(), self.update
+                    if self.update % c.log_every == 0 or self.update == c.updates:
+                        with torch.no_grad():
+                            logs["bc/loss"] = float(self.bc_loss(self.bc_batch())[0])
+                        bar.set_postfix(ret=f"{logs['imagination/return']:.3f}", ent=f"{logs['actor/entropy']:.2f}")
+                if step % c.log_every == 0 or self.done == stop_at:
+                    for k, v in logs.items():
+                        writer.add_scalar(k, v, self.done)
+                bar.update(1)
+                if self.done % c.checkpoint_every == 0 or self.done == stop_at:
+                    self.save(out / "checkpoint", attach)
+        writer.close()
+        if self.done == 0:
+            self.save(out / "checkpoint", attach)
+        return logs
+
+    @property
+    def done(self) -> int:
+        return self.bc_step + self.update
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        tensors |= {f"slow.{k}": v for k, v in self.slow.state_dict().items()}
+        return tensors | {f"prior.{k}": v for k, v in self.prior.state_dict().items()}
+
+    def save(self, path: Path, attach: Path | None = None) -> None:
+        c = self.config
+        opt_state, opt_tensors = optimizer_to_checkpoint(self.opt)
+        bc_state, bc_tensors = optimizer_to_checkpoint(self.bc_opt)
+        tensors = {f"ac.{k}": v for k, v in opt_tensors.items()} | {f"bc.{k}": v for k, v in bc_tensors.items()}
+        tensors["generator"] = self.generator.get_state()
+        state = {
+            "bc_step": self.bc_step,
+            "update": self.update,
+            "return_range": self.scale.range,
+            "numpy_rng": self.rng.bit_generator.state,
+            "optimizer": opt_state,
+            "bc_optimizer": bc_state,
+        }
+        config = {"net": dataclasses.asdict(self.net_config), "train": dataclasses.asdict(c)}
+        meta_world = getattr(self.world, "meta", {}) or {}
+        windows = meta_world.get("data", {}).get("windows")
+        meta = {
+            "usage": {"real_steps": 0, "offline_states": len(self.data), "imagined_steps": self.update * c.batch * c.horizon},
+            "world_model": {"checkpoint": c.checkpoint, "windows": windows if isinstance(windows, int) else None},
+            "bc_step": self.bc_step,
+            "update": self.update,
+        }
+        attachments = {"world": attach} if attach is not None else {}
+        save_checkpoint(path, Checkpoint(KIND, config, self.weights(), meta, {"state": state, "tensors": tensors}, attachments))
+
+    def resume(self, path: Path) -> None:
+        """Restore everything :meth:`save` wrote, if ``path`` holds a checkpoint; its identity settings must match."""
+        if not path.exists() and not path.with_name(path.name + ".old").exists():
+            return
+        ckpt = load_checkpoint(path, KIND, training=True)
+        saved = ckpt.config.get("train", {})
+        if changed := [k for k in IDENTITY if saved.get(k) != getattr(self.config, k)]:
+            raise CheckpointError(path / "config.yaml", f"resuming with other {', '.join(changed)} than the saved run; use a new out_dir")
+        if ckpt.training is None:
+            raise CheckpointError(path / "training.json", "no training state to resume from")
+        groups: dict[str, dict[str, torch.Tensor]] = {"net": {}, "slow": {}, "prior": {}}
+        for k, v in ckpt.weights.items():
+            group, name = k.split(".", 1)
+            groups[group][name] = v.to(self.device)
+        self.net.load_state_dict(groups["net"])
+        self.slow.load_state_dict(groups["slow"])
+        self.prior.load_state_dict(groups["prior"])
+        state, tensors = ckpt.training["state"], ckpt.training["tensors"]
+        optimizer_from_checkpoint(self.opt, state["optimizer"], {k[3:]: v for k, v in tensors.items() if k.startswith("ac.")})
+        optimizer_from_checkpoint(self.bc_opt, state["bc_optimizer"], {k[3:]: v for k, v in tensors.items() if k.startswith("bc.")})
+        self.generator.set_state(tensors["generator"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.scale.range = state["return_range"]
+        self.bc_step, self.update = int(state["bc_step"]), int(state["update"])
+
+
+def train_imagination(
+    config: ImaginationTrainConfig, out: str | os.PathLike[str], progress: bool = True, until: int | None = None,
+    on_world: Callable[[Imagination], None] | None = None,
+) -> dict[str, Any]:
+    """``avworld train agent agent=imagination``: load the world model, encode the collection, clone, imagine; the agent
+    lands in ``out/checkpoint``. ``on_world`` sees the loaded world model first (e.g. to check its settings)."""
+    if not config.checkpoint:
+        raise ValueError("checkpoint: the world model to imagine in (checkpoint=DIR or checkpoint=pretrained)")
+    path = Path(resolve_checkpoint(config.checkpoint))
+    world = load_world(path, config.device)
+    if on_world is not None:
+        on_world(world)
+    data = OfflineLatents(world, config.data, progress=progress)
+    trainer = ImaginationTrainer(config, world, data)
+    out = Path(out)
+    logs = trainer.fit(out, progress, until, attach=path)
+    return {**logs, "bc_steps": trainer.bc_step, "updates": trainer.update, "offline_states": len(data)}

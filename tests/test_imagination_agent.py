@@ -1,0 +1,130 @@
+"""Training in imagination (policies/actor_critic.py, imagination_train.py, imagination_agent.py): λ-returns by hand, learning
+on a scripted world whose best action is known, exact resume, and the trained agent in the real env."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import avworld  # noqa: F401  (registers the envs)
+from avworld.eval.navigation import evaluate_navigation
+from avworld.models.imagination import ImaginedState, ImaginedStep
+from avworld.policies.actor_critic import NO_ACTION, ReturnScale, lambda_returns
+from avworld.policies.imagination_agent import ImaginationAgent
+from avworld.policies.imagination_train import ImaginationTrainConfig, ImaginationTrainer, OfflineData, train_imagination
+from avworld.sim.backends.base import Action
+
+
+def test_lambda_returns_match_a_hand_computation() -> None:
+    r = torch.tensor([[1.0, 0.0, 2.0]])
+    v = torch.tensor([[0.5, 1.0, -1.0, 3.0]])
+    c = torch.tensor([[1.0, 0.5, 1.0]])
+    g, lam = 0.9, 0.8
+    r2 = 2.0 + g * 1.0 * 3.0  # R_2 = r_2 + γ c_2 v_3 (λ-mix of v_3 and R_3 = v_3)
+    r1 = 0.0 + g * 0.5 * ((1 - lam) * -1.0 + lam * r2)
+    r0 = 1.0 + g * 1.0 * ((1 - lam) * 1.0 + lam * r1)
+    assert torch.allclose(lambda_returns(r, v, c, g, lam), torch.tensor([[r0, r1, r2]]))
+    assert torch.allclose(lambda_returns(r, v, c, g, 0.0), r + g * c * v[:, 1:])  # λ = 0: one-step TD targets
+    with pytest.raises(ValueError, match="H \\+ 1"):
+        lambda_returns(r, v[:, :3], c)
+
+
+def test_the_return_scale_shrinks_large_spreads_only() -> None:
+    scale = ReturnScale(decay=0.0)
+    assert scale.update(torch.linspace(0, 0.5, 101)) == 1.0  # a spread under 1 is not scaled up
+    assert scale.update(torch.linspace(0, 100, 101)) == pytest.approx(90.0)  # Per 95 − Per 5
+
+
+class SideWorld:
+    """A scripted world model: the latent (1, 1, 2) one-hot says on which side the goal is; turning to it earns +1, any
+    other action −0.1; every step draws a new side; episodes never end (termination probability 0)."""
+
+    modalities = ("video",)
+    context = 2
+    device = torch.device("cpu")
+
+    def latent_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"video": (1, 1, 2)}
+
+    def step(self, state: ImaginedState, actions: torch.Tensor, steps: int, generator: torch.Generator) -> ImaginedStep:
+        side = state.latest["video"][:, 0, 0, 1].round().long()  # (B,) 0: left, 1: right
+        right = torch.where(side == 1, Action.TURN_RIGHT, Action.TURN_LEFT)
+        reward = torch.where(actions == right, 1.0, -0.1)
+        new = torch.randint(0, 2, (len(actions),), generator=generator)
+        latest = {"video": torch.nn.functional.one_hot(new, 2).float().view(-1, 1, 1, 2)}
+        return ImaginedStep(state.push(latest), latest, reward, torch.zeros(len(actions)))
+
+
+class SideData:
+    """Offline states of :class:`SideWorld`: sides at random, the collection's actions uniformly random."""
+
+    def __init__(self, n: int = 64) -> None:
+        g = torch.Generator().manual_seed(0)
+        sides = torch.randint(0, 2, (n, 2), generator=g)
+        self.video = torch.nn.functional.one_hot(sides, 2).float().view(n, 2, 1, 1, 2)
+        self.actions = torch.randint(0, 4, (n,), generator=g)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def states(self, idx: torch.Tensor) -> tuple[ImaginedState, torch.Tensor, torch.Tensor]:
+        return ImaginedState({"video": self.video[idx]}), torch.full((len(idx),), NO_ACTION), self.actions[idx]
+
+
+def side_config(**kw: object) -> ImaginationTrainConfig:
+    base = dict(checkpoint="side", batch=32, horizon=5, hidden=32, layers=1, bc_steps=4, bc_batch=16, updates=60,
+                actor_lr=3e-3, critic_lr=3e-3, checkpoint_every=1000, log_every=10, seed=3)
+    return ImaginationTrainConfig(**(base | kw))  # type: ignore[arg-type]
+
+
+def test_imagination_training_learns_the_known_best_action(tmp_path: Path, one_thread: None) -> None:
+    trainer = ImaginationTrainer(side_config(), SideWorld(), SideData())
+    trainer.fit(tmp_path, progress=False, until=4)  # cloning random actions: about uniform
+    before = trainer.imagination_step()["imagination/return"]
+    logs = trainer.fit(tmp_path, progress=False)
+    assert trainer.update == 60 and before < 1.5
+    assert logs["imagination/return"] > 2.5, logs  # 5 steps of +1 with γ = 0.99 would be 4.9; uniform play ≈ 0.86
+    ctx = SideData(4).states(torch.arange(4))[0]
+    side = ctx.latest["video"][:, 0, 0, 1].round().long()
+    probs = torch.softmax(trainer.net.logits(trainer.net.features(ctx.context, torch.full((4,), NO_ACTION))), -1)
+    best = torch.where(side == 1, Action.TURN_RIGHT, Action.TURN_LEFT)
+    assert (probs.argmax(1) == best).all() and (probs.gather(1, best[:, None]) > 0.6).all()
+    assert (tmp_path / "tb").is_dir() and (tmp_path / "checkpoint" / "model.safetensors").is_file()
+
+
+def test_a_resumed_run_ends_with_identical_weights(tmp_path: Path, one_thread: None) -> None:
+    config = side_config(updates=6, bc_steps=3, checkpoint_every=2)
+    whole = ImaginationTrainer(config, SideWorld(), SideData())
+    whole.fit(tmp_path / "whole", progress=False)
+    ImaginationTrainer(config, SideWorld(), SideData()).fit(tmp_path / "split", progress=False, until=5)  # stops mid-imagination
+    resumed = ImaginationTrainer(config, SideWorld(), SideData())
+    resumed.fit(tmp_path / "split", progress=False)
+    assert resumed.update == 6 and resumed.bc_step == 3
+    a, b = whole.weights(), resumed.weights()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="hidden"):
+        ImaginationTrainer(dataclasses.replace(config, hidden=16), SideWorld(), SideData()).fit(tmp_path / "split", progress=False)
+
+
+def test_trained_in_a_tiny_world_model_it_acts_in_the_real_env(world_checkpoint: str, collection, tmp_path: Path, one_thread: None) -> None:
+    config = ImaginationTrainConfig(
+        checkpoint=world_checkpoint, data=OfflineData(root=collection.root, name=collection.name, split="train"),
+        hidden=16, layers=1, batch=2, horizon=2, updates=2, bc_steps=2, bc_batch=4, sampler_steps=1, checkpoint_every=10,
+    )
+    result = train_imagination(config, tmp_path, progress=False)
+    assert result["updates"] == 2 and result["bc_steps"] == 2 and result["offline_states"] > 10
+    agent = ImaginationAgent(tmp_path / "checkpoint")
+    assert agent.meta["usage"]["real_steps"] == 0
+    assert agent.sim is not None
+    sim = dataclasses.replace(agent.sim, episode=dataclasses.replace(agent.sim.episode, max_steps=4))
+    env = gym.make("avworld/AudioNav-v0", split="test", sensors=("rgb", "audio"), sim=sim)
+    result_nav = evaluate_navigation(env, agent, episodes=1)
+    assert len(result_nav.episodes) == 1 and agent.state is not None
+    assert agent.state.context["video"].shape[1] == agent.world.context
+    probs, values = agent.evaluate_latent(agent.state, np.array([agent.previous]))
+    assert probs.shape == (1, 4) and np.isclose(probs.sum(), 1.0) and values.shape == (1,)
