@@ -7,8 +7,8 @@
 # (every trainer saves every few hundred steps) and the next step starts from it. WORK (default ./pretrain) ends with
 #   WORK/wm/stage3/checkpoint   the world model with its tokenizers attached, meta.json["provenance"] filled
 #   WORK/pretrain.log           every command and its timing
-# Ship it with: python -c "from avworld.models.pretrained import install_pretrained as i; i('WORK/wm/stage3/checkpoint',
-#   'NAME', 'DESCRIPTION', default=True)"   (docs/imagination.md, "Pretrained world model").
+# and, with PRETRAIN_INSTALL=NAME, ships it as pretrained:NAME (the default; weights in bfloat16) under PRETRAIN_ROOT
+# (default: the package's own avworld/pretrained, docs/imagination.md "Pretrained world model").
 # Settings (environment), defaults for one H200:
 #   PRETRAIN_EPISODES (1200) PRETRAIN_SCENES (400) PRETRAIN_MAX_STEPS (60)      the collection, train split from scene 0
 #   PRETRAIN_TOKENIZER_PRESET (small) PRETRAIN_TOKENIZER_STEPS (2500) PRETRAIN_TOKENIZER_BATCH (64)
@@ -17,6 +17,7 @@
 #   PRETRAIN_LIMITS ("120 150 90"): seconds at most for the collection, each tokenizer, and each of stages 1 and 2
 #   (stage 3 has the rest). On a CPU the tokenizers train one after the other, on a GPU side by side.
 #   PRETRAIN_WORKERS (cores - 1), AVWORLD_COMMIT (the code's commit, where the tree has no .git)
+#   PRETRAIN_INSTALL (none), PRETRAIN_DESCRIPTION, PRETRAIN_ROOT: ship the result as pretrained:NAME
 set -u
 cd "$(dirname "$0")/.."
 WORK=${1:-${PRETRAIN_WORK:-./pretrain}}
@@ -80,5 +81,18 @@ step stage1 "$STAGE_LIMIT" avworld train world_model stage=1 $WM preset.world_mo
 step stage2 "$STAGE_LIMIT" avworld train world_model stage=2 $WM preset.world_model.stage_steps.stage2="$S2" hydra.run.dir="$WORK/hydra/stage2"
 # shellcheck disable=SC2086
 step stage3 "$BUDGET" avworld train world_model stage=3 $WM preset.world_model.stage_steps.stage3="$S3" hydra.run.dir="$WORK/hydra/stage3"
-echo "== done in $(( $(date +%s) - START )) s" | tee -a "$LOG"
 ls -la "$WORK/wm/stage3/checkpoint" >> "$LOG" 2>&1
+if [ -n "${PRETRAIN_INSTALL:-}" ]; then
+  python3 - "$WORK/wm/stage3/checkpoint" "$PRETRAIN_INSTALL" "${PRETRAIN_DESCRIPTION:-AV-CDiT trained by scripts/pretrain.sh}" \
+    "${PRETRAIN_ROOT:-}" <<'EOF' 2>&1 | tee -a "$LOG"
+import sys
+from pathlib import Path
+
+from avworld.models.pretrained import install_pretrained
+
+checkpoint, name, description, root = sys.argv[1:5]
+print("installed", install_pretrained(checkpoint, name, description, default=True, root=Path(root) if root else None,
+                                      weights_dtype="bfloat16"))
+EOF
+fi
+echo "== done in $(( $(date +%s) - START )) s" | tee -a "$LOG"

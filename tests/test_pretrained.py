@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import avworld  # noqa: F401  (registers the envs)
 from avworld.data.collect import CollectConfig
@@ -263,3 +264,22 @@ def test_provenance_records_the_command_seeds_commit_and_sim_hash(tmp_path: Path
     assert code_commit(repo) == (record["commit"], True)
     assert code_commit(tmp_path / "elsewhere") == (None, None)
     json.loads(dumps(record))  # standard JSON, for meta.json
+
+
+def test_weights_can_ship_in_bfloat16(world_checkpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half the bytes on disk; the model loads in float32 and imagines what the float32 weights imagine, to bf16's precision."""
+    source = with_provenance(world_checkpoint, tmp_path / "trained")
+    full = install_pretrained(source, "full", "float32", root=tmp_path / "a")
+    half = install_pretrained(source, "half", "bfloat16", root=tmp_path / "b", weights_dtype="bfloat16")
+    for weights in ("model.safetensors", "tokenizers/video/model.safetensors"):
+        assert (half / weights).stat().st_size < 0.6 * (full / weights).stat().st_size
+    worlds = {}
+    for name, where in (("full", tmp_path / "a"), ("half", tmp_path / "b")):
+        monkeypatch.setenv(ROOT_VARIABLE, str(where))
+        worlds[name] = load_world(f"pretrained:{name}", "cpu")
+    a, b = (dict(w.model.named_parameters()) for w in (worlds["full"], worlds["half"]))
+    for key, value in a.items():
+        assert b[key].dtype == torch.float32
+        torch.testing.assert_close(b[key], value.to(torch.bfloat16).float())
+    with pytest.raises(ValueError, match="weights_dtype"):
+        install_pretrained(source, "bad", "int8", root=tmp_path / "c", weights_dtype="int8")

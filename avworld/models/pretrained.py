@@ -165,12 +165,31 @@ def _not_shipped(folder: str, names: list[str]) -> set[str]:
     return junk | {n for n in names if (Path(folder) / n).is_file() and n not in CHECKPOINT_FILES}
 
 
+def _cast_weights(path: Path, dtype: str) -> None:
+    """Rewrite the safetensors file ``path`` with its floating-point tensors in ``dtype`` (others as they are)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    target = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
+    if target is None:
+        raise ValueError(f"weights_dtype: {dtype!r} is not bfloat16 or float16")
+    tensors = load_file(path)
+    save_file({k: v.to(target) if v.is_floating_point() else v for k, v in tensors.items()}, path)
+
+
 def install_pretrained(
-    checkpoint: str | os.PathLike[str], name: str, description: str, default: bool = False, root: Path | None = None
+    checkpoint: str | os.PathLike[str],
+    name: str,
+    description: str,
+    default: bool = False,
+    root: Path | None = None,
+    weights_dtype: str | None = None,
 ) -> Path:
     """Ship the world-model checkpoint directory ``checkpoint`` as ``pretrained:<name>``: copy its :data:`CHECKPOINT_FILES`
     and those of its attached tokenizers (no training state) to ``<root>/<name>/`` (replacing one of that name), record
     every file's sha256 and the size in the index, and make it the default when ``default`` or when there is none.
+    ``weights_dtype`` ("bfloat16", "float16"): store every floating-point weight in that type (half the bytes; loading
+    casts them back to the model's float32).
     Refused, naming the file: a checkpoint that is not a world model, or whose ``meta.json`` lacks a provenance key of
     :data:`PROVENANCE_KEYS` or records a ``sim_sha256`` that is not the hash of its ``sim``. Returns the installed directory."""
     source, root = Path(checkpoint), root or pretrained_root()
@@ -196,6 +215,9 @@ def install_pretrained(
     try:
         copy = tmp / name
         shutil.copytree(source, copy, ignore=_not_shipped)
+        if weights_dtype is not None:
+            for weights in copy.rglob("model.safetensors"):
+                _cast_weights(weights, weights_dtype)
         files = sorted(p for p in copy.rglob("*") if p.is_file())
         digests = {p.relative_to(copy).as_posix(): file_sha256(p) for p in files}
         shutil.rmtree(target, ignore_errors=True)
