@@ -7,7 +7,8 @@
                                              world_model (checkpoint=DIR baselines.joint=...)
     avworld train JOB [overrides...]         JOB: tokenizer (kind=video|audio preset=tiny|small|base data.name=...),
                                              world_model (stage=1|2|3|joint tokenizers.video=... out_dir=...),
-                                             agent (agent=ppo world=real|dream checkpoint=WORLD agent_train=tiny|small|pool)
+                                             agent (agent=ppo world=real|dream checkpoint=WORLD agent_train=tiny|small|pool;
+                                             agent=imagination checkpoint=WORLD data.name=...: actor-critic in imagination)
     avworld collect [overrides...]           collect trajectories into Minari shards (collect=tiny, collect.episodes=N)
     avworld precompute [overrides...]        fill scenes' acoustic caches (scene=PATH or scene_seed=N, workers=N)
     avworld viz [rollout] [overrides...]     a video with sound of an agent's episode (agent=random, seed=N, max_steps=N),
@@ -110,6 +111,8 @@ def train_agent_job(cfg: DictConfig) -> None:
 
     job = typed(TrainAgent, cfg)
     target = str(job.agent.get("_target_", ""))
+    if target.endswith(".ImaginationAgent"):
+        return train_imagination_job(job)
     if not target.endswith(".PPOAgent"):
         raise JobConfigError(f"agent: avworld train agent trains agent=ppo, got an agent config for {target or job.agent!r}")
     config = typed(AgentTrainConfig, OmegaConf.create({**job.agent_train, "world": job.world, "checkpoint": job.checkpoint}))
@@ -120,6 +123,23 @@ def train_agent_job(cfg: DictConfig) -> None:
     if world is not None:
         print(f"world model {world['checkpoint']}: trained on {world['windows']} real transitions (its training windows)")
     print(f"agent: {out / 'checkpoint'} (avworld eval agent=ppo agent.path={out / 'checkpoint'})")
+
+
+def train_imagination_job(job: TrainAgent) -> None:
+    """``avworld train agent agent=imagination checkpoint=WORLD data.name=...``: behaviour cloning on the collection, then
+    actor-critic in the world model's imagination (:mod:`avworld.policies.imagination_train`); no real-env steps."""
+    import dataclasses
+
+    from avworld.policies.imagination_train import ImaginationTrainConfig, train_imagination
+
+    if not job.checkpoint:
+        raise JobConfigError("checkpoint: agent=imagination trains in a world model: checkpoint=DIR (or checkpoint=pretrained)")
+    fields = {**job.imagination, "checkpoint": job.checkpoint, "data": {**dataclasses.asdict(job.data), "split": "train"}}
+    config = typed(ImaginationTrainConfig, OmegaConf.create(fields))
+    out = Path(job.out_dir) if job.out_dir else output_dir()
+    result = train_imagination(config, out)
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
+    print(f"agent: {out / 'checkpoint'} (avworld eval agent=imagination agent.path={out / 'checkpoint'})")
 
 
 def collect_job(cfg: DictConfig) -> None:
@@ -154,8 +174,8 @@ def precompute_job(cfg: DictConfig) -> None:
     in ``workers`` processes."""
     from tqdm import tqdm
 
-    from avworld.envs.audio_nav import load_scenes
     from avworld.sim.acoustics.precompute import precompute
+    from avworld.sim.scenes.files import load_scenes
     from avworld.sim.scenes.procedural import generate_apartment
 
     job = typed(Precompute, cfg)
@@ -258,7 +278,9 @@ JOBS: dict[str, dict[str, Job]] = {
     "train": {
         "tokenizer": Job(train_tokenizer_job, "train_tokenizer", "the video autoencoder or the audio codec (kind=video|audio)"),
         "world_model": Job(train_world_model_job, "train_world_model", "one AV-CDiT stage (stage=1|2|3|joint out_dir=DIR)"),
-        "agent": Job(train_agent_job, "train_agent", "a PPO agent in the real world or in imagination (world=real|dream)"),
+        "agent": Job(
+            train_agent_job, "train_agent", "PPO in the real world or in imagination (world=real|dream); agent=imagination checkpoint=WORLD"
+        ),
     },
     "collect": {"collect": Job(collect_job, "collect", "collect trajectories (rgb + binaural audio) into Minari datasets")},
     "precompute": {"precompute": Job(precompute_job, "precompute", "fill scenes' on-disk acoustic caches in parallel")},

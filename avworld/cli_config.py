@@ -235,6 +235,10 @@ class TrainAgent:
     world: str = "real"
     checkpoint: str | None = None
     out_dir: str | None = None
+    imagination: dict[str, Any] = field(default_factory=dict)
+    """``agent=imagination``: the settings of ``ImaginationTrainConfig`` (the world model is ``checkpoint``)."""
+    data: TrainData = field(default_factory=TrainData)
+    """``agent=imagination``: the offline collection (its train split) the agent clones and starts imagining from."""
 
 
 # -- the other commands ------------------------------------------------------------------------------------------------

@@ -128,3 +128,25 @@ def test_trained_in_a_tiny_world_model_it_acts_in_the_real_env(world_checkpoint:
     assert agent.state.context["video"].shape[1] == agent.world.context
     probs, values = agent.evaluate_latent(agent.state, np.array([agent.previous]))
     assert probs.shape == (1, 4) and np.isclose(probs.sum(), 1.0) and values.shape == (1,)
+
+
+def test_the_commands_train_and_evaluate_it(world_checkpoint: str, collection, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "agent"
+    settings = ["imagination.hidden=8", "imagination.layers=1", "imagination.batch=2", "imagination.horizon=2", "imagination.bc_steps=1",
+                "imagination.bc_batch=4", "imagination.sampler_steps=1"]
+    base = [sys.executable, "-m", "avworld.cli", "train", "agent", "agent=imagination", f"checkpoint={world_checkpoint}",
+            f"data.root={collection.root}", f"data.name={collection.name}", f"out_dir={out}", f"hydra.run.dir={tmp_path}", *settings]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*base, "imagination.updates=2"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "updates=2" in proc.stdout and list((out / "tb").iterdir())
+    agent = ImaginationAgent(out / "checkpoint")
+    assert agent.meta["update"] == 2 and agent.meta["bc_step"] == 1
+    evaluate = [sys.executable, "-m", "avworld.cli", "eval", "agent=imagination", f"agent.path={out / 'checkpoint'}", "eval.episodes=1",
+                "sim.episode.max_steps=3", f"hydra.run.dir={tmp_path / 'eval'}"]
+    proc = subprocess.run(evaluate, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "eval" / "navigation.json").is_file()
