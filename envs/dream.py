@@ -121,7 +121,7 @@ class DreamWorlds:
             raise ValueError(f"num_envs must be ≥ 1, got {batch}")
         assert config.checkpoint is not None
         self.config, self.batch = config, batch
-        self.world, where = dream_world(config.checkpoint, config.device, config.amp)
+        self.world, where = dream_world(config.checkpoint, config.device, config.amp, config.compile)
         if "audio" not in self.world.modalities and {"audio", "spectrogram"} & set(config.sensors):
             raise ValueError(f"sensors: the world model {where} imagines no audio; use sensors=('rgb',)")
         self.max_steps = step_limit(config)
@@ -273,7 +273,9 @@ class DreamEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
     - ``sensors``: ``("rgb", "audio")`` by default; any of ``rgb``, ``audio``, ``spectrogram``.
     - ``max_steps``: imagined steps before truncation (see Episode End). ``sampler_steps``: Euler steps of the flow sampler (4).
     - ``device``: ``"cpu"`` or ``"cuda"``. ``amp``: decode observations under bf16 where the device does bf16 in
-      hardware (CUDA, AMX / AVX512-BF16 CPUs; 1.5x faster small decoders). ``start``, ``split``: see Starting State.
+      hardware (CUDA, AMX / AVX512-BF16 CPUs; 1.5x faster small decoders). ``compile``: ``torch.compile`` the sampler's
+      net (CUDA graphs) and the decoders (:meth:`Imagination.compile`; off by default, for GPUs; a part that fails to
+      compile warns and runs eagerly). ``start``, ``split``: see Starting State.
     - ``latent``: observations are latents (see Observation Space).
     - ``termination``, ``termination_threshold``: see Episode End.
     - ``sim``: overrides of the checkpoint's simulator settings (a mapping merged over them, or a :class:`SimConfig`);

@@ -54,6 +54,7 @@ class DreamConfig:
     sampler_steps: int = 4
     device: str = "cpu"
     amp: bool = False
+    compile: bool = False
     start: str | ContextSource = "episode"
     split: str = "test"
     latent: bool = False
@@ -87,14 +88,19 @@ class DreamConfig:
             raise ValueError(f"termination_threshold must lie in (0, 1), got {self.termination_threshold}")
 
 
-def dream_world(checkpoint: str | os.PathLike[str] | Imagination, device: str, amp: bool = False) -> tuple[Imagination, Path]:
+def dream_world(
+    checkpoint: str | os.PathLike[str] | Imagination, device: str, amp: bool = False, compile: bool = False
+) -> tuple[Imagination, Path]:
     """The world model (:func:`load_world` onto ``device`` with bf16 decoding if ``amp``, or as given; a shipped one's name,
-    ``pretrained[:<name>]``, resolved to its directory) and the path its errors name; refuses one Dream-v0 cannot use."""
+    ``pretrained[:<name>]``, resolved to its directory) and the path its errors name; refuses one Dream-v0 cannot use.
+    ``compile``: :meth:`Imagination.compile` it (a given one too)."""
     if isinstance(checkpoint, Imagination):
         world, where = checkpoint, Path("<in-memory world model>")
+        if compile:
+            world.compile()
     else:
         where = resolve_checkpoint(checkpoint)
-        world = load_world(where, device, amp)
+        world = load_world(where, device, amp, compile)
     if "video" not in world.modalities:
         raise CheckpointError(where, f"Dream-v0 needs a world model that imagines video (observations have rgb), not {world.modalities}")
     if "sim" not in world.meta:

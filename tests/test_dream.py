@@ -313,3 +313,62 @@ def test_bench_dream_prints_one_json_object(capsys: pytest.CaptureFixture[str]) 
     assert result["target"] == "dream" and result["real_steps_per_s"] > 0
     for mode in ("decoded", "latent"):
         assert result["presets"]["tiny"]["cpu"][mode]["batch2"]["steps_per_s"] > 0
+
+
+def test_compile_is_opt_in_wired_through_dream_and_falls_back_to_eager(dataset: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compile=True`` (Dream-v0, its vector env, ``load_world``, a given :class:`Imagination`) routes the sampler's two
+    parts and both decoders through ``torch.compile``; a compile that fails warns and imagines exactly what eager does."""
+    assert not DreamEnv(**dataset).worlds.world.compiled  # off by default
+    modes: list[str | None] = []
+
+    def recording_compile(fn: Any, mode: str | None = None) -> Any:
+        modes.append(mode)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    envs = DreamVectorEnv(2, compile=True, **dataset)
+    assert envs.worlds.world.compiled
+    assert sorted(modes, key=str) == sorted(["reduce-overhead", None, *["max-autotune-no-cudagraphs"] * 2], key=str)
+    given = Imagination.load(dataset["checkpoint"])
+    assert DreamEnv(**(dataset | {"checkpoint": given}), compile=True).worlds.world is given and given.compiled
+
+    def broken_compile(fn: Any, mode: str | None = None) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("no C++ compiler")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    eager, fallback = DreamEnv(**dataset), DreamEnv(compile=True, **dataset)
+    eager.reset(seed=4)
+    fallback.reset(seed=4)
+    with pytest.warns(UserWarning, match=r"no C\+\+ compiler\); running it eagerly") as caught:
+        a, b = eager.step(1)[0], fallback.step(1)[0]
+    failed = {str(w.message).split(" failed")[0] for w in caught}
+    assert failed == {"torch.compile of AV-CDiT context", "torch.compile of AV-CDiT velocity"} | {
+        f"torch.compile of the {m} decoder" for m in ("video", "audio")
+    }
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    np.testing.assert_array_equal(eager.step(2)[0]["rgb"], fallback.step(2)[0]["rgb"])  # eager from then on, silently
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_compiled_imagination_imagines_what_eager_does(world_checkpoint: str) -> None:
+    """The real ``torch.compile`` of the sampler's net (its first call compiles: ~10-25 s on a 2-core CPU) imagines the
+    eager step to float tolerance; skipped where this machine cannot compile (no C++ compiler)."""
+    eager, fast = Imagination.load(world_checkpoint), Imagination.load(world_checkpoint, compile=True)
+    g = torch.Generator().manual_seed(0)
+    ctx = {"video": torch.randn(2, 4, 4, 8, 8, generator=g), "audio": torch.randn(2, 4, 8, 20, generator=g)}
+    noise = {"video": torch.randn(2, 4, 8, 8, generator=g), "audio": torch.randn(2, 8, 20, generator=g)}
+    action = torch.tensor([1, 3])
+    want = eager.predict(ctx, action, noise=noise)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = fast.predict(ctx, action, noise=noise)
+    failed = [str(w.message) for w in caught if "torch.compile of" in str(w.message)]
+    if failed:
+        pytest.skip(f"torch.compile cannot run here: {failed[0]}")
+    assert want.keys() == got.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from avworld.models.checkpoint import CheckpointError
 from avworld.models.checks import check_finite
 from avworld.models.flow import WorldModel, sample
-from avworld.models.precision import bf16_pays
+from avworld.models.precision import bf16_pays, compiled
 from avworld.models.pretrained import resolve_checkpoint
 from avworld.models.registry import encode, load_model
 from avworld.models.video_vae import tensor_to_rgb
@@ -57,7 +57,8 @@ class Imagination:
     """A world model and its tokenizers on one device, in eval mode; see the module docstring.
 
     ``meta`` is the checkpoint's ``meta.json``: ``latent`` ({modality: {"mean", "std"}}), ``rgb_shape`` [H, W, 3],
-    ``audio_shape`` [2, N], ``sample_rate``, ``sim`` (the simulator settings of the training data).
+    ``audio_shape`` [2, N], ``sample_rate``, ``sim`` (the simulator settings of the training data). ``compile``: see
+    :meth:`compile`.
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class Imagination:
         meta: dict[str, Any],
         device: str | torch.device = "cpu",
         amp: bool = False,
+        compile: bool = False,
     ) -> None:
         self.device = torch.device(device)
         self.amp = amp and bf16_pays(self.device)
@@ -81,11 +83,31 @@ class Imagination:
         missing = [m for m in self.modalities if m not in self.tokenizers]
         if missing:
             raise ValueError(f"no {missing[0]} tokenizer for a world model of {self.modalities}")
+        self.compiled = False
+        """Whether :meth:`compile` has wrapped the sampler's net and the decoders."""
+        if compile:
+            self.compile()
+
+    def compile(self) -> None:
+        """``torch.compile`` what every imagined step runs, for speed on a GPU: the sampler's net
+        (:meth:`AVCDiT.compile_velocity`: its per-step part replayed as CUDA graphs) and the tokenizer decoders, as
+        ``avworld bench dream`` compiles them. Each part compiles at its first call (tens of seconds, again for each new batch
+        size) and warns and runs eagerly if that fails (:func:`compiled`). Samples match eager ones to float tolerance
+        (compiled kernels may sum in another order). Off unless asked for: on a CPU compiling gained nothing
+        (docs/benchmarks.md). A second call does nothing."""
+        if self.compiled:
+            return
+        self.net.compile_velocity()
+        for m, tokenizer in self.tokenizers.items():
+            tokenizer.decode = compiled(tokenizer.decode, "max-autotune-no-cudagraphs", f"the {m} decoder")  # type: ignore[method-assign]
+        self.compiled = True
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], device: str | torch.device | None = "cpu", amp: bool = False) -> Imagination:
+    def load(
+        cls, path: str | os.PathLike[str], device: str | torch.device | None = "cpu", amp: bool = False, compile: bool = False
+    ) -> Imagination:
         """:func:`load_world` (on the CPU unless ``device`` says otherwise); ``path`` may be ``"pretrained[:<name>]"``."""
-        return load_world(path, device, amp)
+        return load_world(path, device, amp, compile)
 
     @torch.no_grad()
     def encode(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -229,13 +251,16 @@ class ImaginedStep:
     termination: Tensor
 
 
-def load_world(path: str | os.PathLike[str], device: str | torch.device | None = None, amp: bool = False) -> Imagination:
+def load_world(
+    path: str | os.PathLike[str], device: str | torch.device | None = None, amp: bool = False, compile: bool = False
+) -> Imagination:
     """The world model of checkpoint directory ``path`` with its attached tokenizers, on ``device`` (:func:`choose_device`);
     :class:`CheckpointError` names what is wrong. ``path`` may name a shipped world model instead: ``"pretrained"`` or
     ``"pretrained:<name>"`` (:func:`avworld.models.pretrained.resolve_checkpoint`).
 
     ``amp``: decode under bf16 autocast where the device does bf16 in hardware (the small 8-channel decoders ran 1.5x faster
-    on an AMX CPU, frames within a few levels of float32; docs/benchmarks.md)."""
+    on an AMX CPU, frames within a few levels of float32; docs/benchmarks.md). ``compile``: :meth:`Imagination.compile` (opt-in;
+    for GPUs)."""
     path = resolve_checkpoint(path)
     model, ckpt = load_model(path, "world_model")
     assert isinstance(model, WorldModel)
@@ -248,7 +273,7 @@ def load_world(path: str | os.PathLike[str], device: str | torch.device | None =
     for key in ("latent", "rgb_shape", "audio_shape", "sample_rate"):
         if key not in ckpt.meta:
             raise CheckpointError(Path(path) / "meta.json", f"missing {key!r}")
-    return Imagination(model, tokenizers, ckpt.meta, choose_device(device), amp)
+    return Imagination(model, tokenizers, ckpt.meta, choose_device(device), amp, compile)
 
 
 def push(context: Tensor, latest: Tensor) -> Tensor:
