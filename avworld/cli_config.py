@@ -166,6 +166,9 @@ class Prediction:
     seed: int = 0
     max_lag: int = 4
     device: str | None = None
+    ranking: int = 64
+    """Windows of the action ranking (how often the imagined returns rank the truly best move first); 0: none."""
+    ranking_depth: int = 2
 
 
 @dataclass

@@ -224,7 +224,8 @@ def world_model_job(job: EvalWorldModel) -> None:
     about = {name: _about(world.meta) for name, world in worlds.items()} | {"copy_last": "last context step repeated, reward 0, no end"}
     if "separate" in predictors:
         about["separate"] = f"video: {about.pop('video_only')}; audio: {about.pop('audio_only')}"
-    table = format_table(results, about)
+    ranking = _ranking(job, worlds, data, tuple(data_ref.fractions)) if run.ranking > 0 else {}
+    table = format_table(results, about, {k: r["rate"] for k, r in ranking.items()} if ranking else None)
     evaluated = results["av_cdit"].windows
     out = output_dir()
     write_json(
@@ -234,6 +235,7 @@ def world_model_job(job: EvalWorldModel) -> None:
             "data": {"root": data_ref.root, "name": data_ref.name, "split": split, "windows": len(windows), "evaluated": evaluated},
             "settings": dataclasses.asdict(run),
             "models": {name: {"about": about.get(name, ""), "seconds": seconds[name], **r.as_dict()} for name, r in results.items()},
+            "ranking": ranking,
             "table": table,
         },
     )
@@ -244,6 +246,23 @@ def world_model_job(job: EvalWorldModel) -> None:
     for note in dict.fromkeys(n for r in results.values() for n in r.notes):
         print(f"note: {note}")
     print(f"results written to {out / 'prediction.json'}")
+
+
+def _ranking(job: EvalWorldModel, worlds: dict[str, Any], data: Any, fractions: tuple[float, float, float]) -> dict[str, dict[str, Any]]:
+    """Action ranking (:mod:`avworld.eval.ranking`) of each world model that imagines both modalities, on the same windows."""
+    from tqdm import tqdm
+
+    from avworld.eval.ranking import evaluate_ranking
+
+    run, out = job.eval_model, {}
+    for name, world in worlds.items():
+        if world.modalities != ("video", "audio"):
+            continue
+        with tqdm(total=run.ranking, desc=f"{name} ranking", unit="window") as bar:
+            scores, _ = evaluate_ranking(world, data, job.data.split, fractions, run.ranking, run.ranking_depth,
+                                         sampler_steps=run.sampler_steps, seed=run.seed, on_batch=bar.update)
+        out["av_cdit" if name == "av_cdit" else name] = scores.as_dict()
+    return out
 
 
 def _report(out: Path, kind: str, agent: str, video: Any) -> None:

@@ -12,7 +12,8 @@ A PPO agent walks real episodes of ``split``, sampling its actions as it is eval
 - ``real_r1``, ``real``, ``real_value``: the same in the real simulator (:class:`RealWorldModel`, the perfect model).
 
 The truth is ``real``: the moves whose best true 2-step return is the largest (geodesic progress: the shortest path's
-next move, or moves tied with it). States where all three tie are left out. Prints, per signal, how often its best move
+next move, or moves tied with it). States where all three tie are left out (:func:`avworld.eval.ranking.hit_rate`, shared
+with the tracked metric of ``avworld eval world_model``). Prints, per signal, how often its best move
 is a true best one (with a 95 % normal interval and the chance level), and the same for the planner's choice
 ``log π + Q / τ`` with Q the imagined or true return, as JSON; ``--out`` keeps the per-state scores.
 """
@@ -30,15 +31,16 @@ import torch
 
 import avworld.envs  # noqa: F401  (registers the envs)
 from avworld.eval.navigation import evaluate_navigation
+from avworld.eval.ranking import best_per_move, hit_rate, move_sequences
+from avworld.models.imagination import load_world
 from avworld.policies.planner import MOVES
 from avworld.policies.ppo_agent import PPOAgent
 from avworld.policies.worlds import ImaginedWorld, PlanningWorld, RealWorldModel
 from avworld.sim.config import SimConfig
 
 DISCOUNT = 0.99
-SEQUENCES = np.array([[a, b] for a in MOVES for b in MOVES], np.int64)  # (9, 2): first move major
+SEQUENCES = move_sequences(2)  # (9, 2): first move major
 TAUS = (0.03, 0.1, 0.3, 1.0)
-TIE = 1e-6
 
 
 class Probe:
@@ -63,8 +65,8 @@ class Probe:
             world.observe(observation, info)
             rollout = world.rollout(SEQUENCES, DISCOUNT)
             values = self.values(world, rollout.state)
-            row[name] = rollout.returns.reshape(3, 3).max(axis=1).tolist()
-            row[f"{name}_value"] = (rollout.returns + DISCOUNT**2 * values).reshape(3, 3).max(axis=1).tolist()
+            row[name] = best_per_move(rollout.returns[None])[0].tolist()
+            row[f"{name}_value"] = best_per_move((rollout.returns + DISCOUNT**2 * values)[None])[0].tolist()
             row[f"{name}_r1"] = world.rollout(SEQUENCES[::3, :1], DISCOUNT).returns.tolist()
         self.rows.append(row)
         return int(self.agent.rng.choice(len(probs), p=probs))
@@ -73,21 +75,6 @@ class Probe:
         """The agent's values (B,) of the nodes' observations, stacked after the real history as the planner stacks them."""
         _, values = self.agent.evaluate_after(self.history, world.observations(state))
         return values
-
-
-def hit_rate(rows: list[dict[str, list[float]]], score: Any) -> dict[str, float]:
-    """How often the move ``score(row)`` (3,) ranks first is a true best one, over states whose true returns differ."""
-    hits, chance = [], []
-    for row in rows:
-        truth = np.asarray(row["real"])
-        best = np.flatnonzero(truth >= truth.max() - TIE)
-        if len(best) == len(MOVES):
-            continue
-        hits.append(int(np.argmax(score(row))) in best)
-        chance.append(len(best) / len(MOVES))
-    h = np.asarray(hits, float)
-    half_width = float(1.96 * h.std() / np.sqrt(len(h)))
-    return {"rate": float(h.mean()), "half_width": half_width, "chance": float(np.mean(chance)), "states": len(h)}
 
 
 def summary(rows: list[dict[str, list[float]]]) -> dict[str, Any]:
@@ -112,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
-    probe = Probe(PPOAgent.load(args.agent), ImaginedWorld.load(args.world_model, "cpu", amp=args.amp))
+    probe = Probe(PPOAgent.load(args.agent), ImaginedWorld(load_world(args.world_model, "cpu", amp=args.amp), name=args.world_model))
     sim = SimConfig()
     sim = dataclasses.replace(
         sim,

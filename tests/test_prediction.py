@@ -397,11 +397,15 @@ def test_cli_eval_model_writes_prediction_json(
         "eval_model.horizons=[1,2]",
         "eval_model.windows=4",
         "eval_model.sampler_steps=1",
+        "eval_model.ranking=3",
         f"hydra.run.dir={tmp_path}",
     ]
     proc = subprocess.run([sys.executable, "-m", "avworld.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "prediction.json").read_text())
+    assert set(result["ranking"]) == {"av_cdit", "joint"}  # the action ranking of the models imagining both modalities
+    assert result["ranking"]["av_cdit"]["windows"] == 3 and result["ranking"]["av_cdit"]["depth"] == 2
+    assert "best move↑" in result["table"]
     assert set(result["models"]) == {"av_cdit", "copy_last", "separate", "joint"}
     assert result["data"]["split"] == "train" and result["data"]["evaluated"] == 4
     assert set(result["models"]["av_cdit"]["metrics"]["psnr"]) == {"1", "2"}

@@ -452,10 +452,13 @@ def _table_horizons(horizons: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted({horizons[0], horizons[len(horizons) // 2], horizons[-1]}))
 
 
-def format_table(results: dict[str, PredictionScores], about: dict[str, str] | None = None) -> str:
+def format_table(
+    results: dict[str, PredictionScores], about: dict[str, str] | None = None, ranking: dict[str, float] | None = None
+) -> str:
     """A markdown table, one row per predictor, columns metric@h for the first, middle and last horizon, then AV sync.
 
-    ``about`` adds a column describing each row (preset, data size, training); "—" marks a metric that does not apply.
+    ``about`` adds a column describing each row (preset, data size, training); ``ranking`` a last column, the action
+    ranking's hit rate of the models that have one (:mod:`avworld.eval.ranking`); "—" marks a metric that does not apply.
     """
     if not results:
         raise ValueError("format_table needs at least one result")
@@ -463,6 +466,7 @@ def format_table(results: dict[str, PredictionScores], about: dict[str, str] | N
     cols = [(k, h) for k in COLUMNS if k not in AV_METRICS for h in horizons]
     cols += [(k, None) for k in AV_METRICS]
     header = ["model", *(["about"] if about else []), *(f"{COLUMNS[k][0]}@{h}" if h else COLUMNS[k][0] for k, h in cols)]
+    header += ["best move↑"] if ranking is not None else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, scores in results.items():
         cells = [name, *([about.get(name, "")] if about else [])]
@@ -470,5 +474,8 @@ def format_table(results: dict[str, PredictionScores], about: dict[str, str] | N
             per = scores.metrics[k]
             value = per.get(h if h is not None else max(scores.horizons))
             cells.append("—" if value is None or math.isnan(value) else COLUMNS[k][1].format(value))
+        if ranking is not None:
+            rate = ranking.get(name)
+            cells.append("—" if rate is None or math.isnan(rate) else f"{rate:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
