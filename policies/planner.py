@@ -19,7 +19,12 @@ planners: return + γ^depth · value. Two kinds are understood, both scoring all
   {sensor: (B, ...)} like the env's, decoded from the imagined latents;
 - frame-stacked, like :class:`avworld.policies.ppo_agent.PPOAgent`: ``evaluate_after(history, observations) ->
   (probs (B, 4), values (B,))``, each node stacked after the episode's last real observations (``history``:
-  ``frame_stack`` − 1 of them), a node's imagined ancestors left out.
+  ``frame_stack`` − 1 of them), a node's imagined ancestors left out;
+- latent, like :class:`avworld.policies.imagination_agent.ImaginationAgent` (trained in imagination):
+  ``evaluate_latent(state, previous) -> (probs (B, 4), values (B,))`` of the nodes' imagined latent states and the
+  actions that reached them, nothing decoded: its actor proposes the candidates and its critic values the leaves
+  (return + γ^depth · v, a bootstrapped return). Only in an :class:`ImaginedWorld` whose latents are the agent's
+  (``proposal.accepts(imagination)``).
 
 STOP rule: STOP ends the real episode, a failure unless the agent is within the success distance. So STOP is tried at
 every node besides the candidate moves, and a STOP node is kept only when its predicted reward reaches ``stop_reward``
@@ -59,6 +64,8 @@ from avworld.sim.backends.base import Action
 
 MOVES = np.array([Action.FORWARD, Action.TURN_LEFT, Action.TURN_RIGHT], np.int64)
 """The actions that move the agent (all but STOP)."""
+NO_ACTION = 4
+"""The previous action a latent proposal is given at an episode's first step."""
 STOP_RULES = ("world", "proposal")
 CHOICES = ("mode", "sample")
 PROBABILITY_FLOOR = 1e-12
@@ -171,8 +178,16 @@ class Planner(ABC):
         self.world = world
         self.proposal = proposal
         self.stacked = callable(getattr(proposal, "evaluate_after", None))
-        self.has_probs = self.stacked or callable(getattr(proposal, "action_probs", None))
-        self.has_value = config.use_value and (self.stacked or callable(getattr(proposal, "value", None)))
+        self.latent = callable(getattr(proposal, "evaluate_latent", None))
+        if self.latent:
+            if not isinstance(world, ImaginedWorld):
+                raise ValueError("a latent proposal (an agent trained in imagination) scores imagined latents: plan in an ImaginedWorld")
+            if why := proposal.accepts(world.imagination):
+                raise ValueError(f"the proposal cannot read this world model's latents: {why}")
+        self.has_probs = self.latent or self.stacked or callable(getattr(proposal, "action_probs", None))
+        self.has_value = config.use_value and (self.latent or self.stacked or callable(getattr(proposal, "value", None)))
+        self.last_action = NO_ACTION
+        """The action executed last this episode (a latent proposal's previous action at the root)."""
         if config.stop_rule == "proposal" and not self.has_probs:
             raise ValueError("stop_rule='proposal' needs a proposal policy with action probabilities")
         if config.prior > 0.0 and not self.has_probs:
@@ -199,6 +214,7 @@ class Planner(ABC):
             self.proposal.reset(env, seed)
         self.rng = np.random.default_rng(seed)
         self.history.clear()
+        self.last_action = NO_ACTION
 
     def act(self, observation: dict[str, np.ndarray], info: dict[str, Any]) -> int:
         self.world.observe(observation, info)
@@ -206,8 +222,10 @@ class Planner(ABC):
         self.history.append(observation)
         self._root_probs = None
         if self.stop_rule == "proposal" and self.proposal_stops():
+            self.last_action = STOP
             return STOP
-        return int(self.plan())
+        self.last_action = int(self.plan())
+        return self.last_action
 
     def proposal_stops(self) -> bool:
         """Under ``stop_rule="proposal"``: whether the proposal STOPs now, the way the planner chooses: STOP is its most
@@ -219,6 +237,8 @@ class Planner(ABC):
 
     def root_probs(self) -> np.ndarray:
         """The proposal's action probabilities (1, 4) at the real present, computed once per step."""
+        if self._root_probs is None and self.latent:
+            self._root_probs = np.asarray(self.proposal.evaluate_latent(self.world.root(), np.array([self.last_action]))[0], np.float64)
         if self._root_probs is None:
             self._root_probs = self.judge(self.observation, root=True, values=False)[0]
             assert self._root_probs is not None
@@ -241,6 +261,17 @@ class Planner(ABC):
         np.maximum.at(best, firsts, logits)  # each first action's best sequence
         weights = np.exp(best - best.max())
         return int(self.rng.choice(len(Action), p=weights / weights.sum()))
+
+    def judge_nodes(
+        self, state: Any, last: np.ndarray, probs: bool = True, values: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """:meth:`judge` of imagined nodes ``state`` reached by the actions ``last`` (B,): a latent proposal scores their
+        latent states directly; any other proposal their decoded observations."""
+        if not self.latent:
+            return self.judge(self.world.observations(state), probs=probs, values=values)
+        p, v = self.proposal.evaluate_latent(state, last)
+        p = np.asarray(p, np.float64) if probs and self.has_probs else None
+        return p, (np.asarray(v, np.float64) if values and self.has_value else None)
 
     def judge(
         self, observations: Observations, root: bool = False, probs: bool = True, values: bool = True
@@ -329,7 +360,7 @@ class BeamPlanner(Planner):
             sequences, returns, state = sequences[live], returns[live], world.take(step.state, live)
             probs, values, more = None, None, self.proposes and depth + 1 < self.horizon
             if self.has_value or more:
-                probs, values = self.judge(world.observations(state), probs=more)
+                probs, values = self.judge_nodes(state, sequences[:, -1], probs=more)
             scores = returns if values is None else returns + self.discount ** (depth + 1) * values
             keep = np.argsort(-scores, kind="stable")[: self.beam]
             sequences, returns, scores, state = sequences[keep], returns[keep], scores[keep], world.take(state, keep)
@@ -371,7 +402,7 @@ class CEMPlanner(Planner):
             roll = self.world.rollout(sequences, self.discount)
             scores = roll.returns
             if self.has_value:
-                values = self.judge(self.world.observations(roll.state), probs=False)[1]
+                values = self.judge_nodes(roll.state, sequences[:, -1], probs=False)[1]
                 assert values is not None
                 scores = scores + np.where(roll.terminal, 0.0, self.discount**k * values)
             scores[failed_stops(sequences, roll.rewards, self.stop_reward)] = -np.inf

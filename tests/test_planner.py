@@ -391,3 +391,78 @@ def test_a_ppo_agent_proposes_and_values_in_imagination(world_checkpoint: str, t
     assert result.episodes[0]["num_actions"] == 2
     assert calls == [1, 2, 4] * 2  # per real step, one call each: the root, the children of depth 1 (2 moves) and 2 (2 nodes × 2)
     assert planner.training_data[REAL_ENV] == 16 and len(planner.training_data) == 2
+
+
+class LatentChain:
+    """:class:`ChainWorld` as an imagination core: the position is a (1, 1, 1) latent, read from the red channel of a 1×1
+    frame; context 1; the termination head never fires (STOP ends the episode, as ImaginedWorld rules)."""
+
+    modalities = ("video",)
+    context = 1
+    device = torch.device("cpu")
+    meta = {"rgb_shape": [1, 1, 3], "audio_shape": [2, 4]}
+
+    def __init__(self, goal: int) -> None:
+        self.goal = goal
+
+    def observe(self, state: Any, observation: dict[str, torch.Tensor]) -> Any:
+        from avworld.models.imagination import ImaginedState
+
+        return ImaginedState({"video": observation["rgb"][:, None, :1, :1, :1].float()})  # (B, 1, 1, 1, 1)
+
+    def step(self, state: Any, actions: torch.Tensor, steps: int, generator: torch.Generator) -> Any:
+        from avworld.models.imagination import ImaginedStep
+
+        pos = state.latest["video"][:, 0, 0, 0]
+        moved = pos + (actions == Action.FORWARD).float() - (actions == Action.TURN_LEFT).float()
+        reward = -0.01 + 10.0 * ((actions == STOP) & (moved == self.goal)).float()
+        latest = {"video": moved.view(-1, 1, 1, 1)}
+        return ImaginedStep(state.push(latest), latest, reward, torch.zeros(len(actions)))
+
+
+class LatentProposal:
+    """A latent proposal like ImaginationAgent: fixed probabilities, value −|goal − position|; records the previous actions."""
+
+    def __init__(self, probs: list[float], goal: int) -> None:
+        self.probs, self.goal, self.previous = np.array(probs), goal, []
+
+    def reset(self, env: Any, seed: int | None = None) -> None:
+        pass
+
+    def accepts(self, world: Any) -> str | None:
+        return None if isinstance(world, LatentChain) else "not a chain"
+
+    def evaluate_latent(self, state: Any, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.previous.append(np.asarray(previous).tolist())
+        pos = state.latest["video"][:, 0, 0, 0].numpy()
+        return np.tile(self.probs, (len(pos), 1)), -np.abs(self.goal - pos)
+
+
+def _latent_act(planner: BeamPlanner | CEMPlanner, position: int = 0) -> int:
+    planner.reset(None, seed=0)
+    return planner.act({"rgb": np.full((1, 1, 3), position, np.uint8)}, {})
+
+
+def test_an_imagination_agent_proposes_and_values_in_the_latent_space() -> None:
+    def world(goal: int) -> ImaginedWorld:
+        return ImaginedWorld(LatentChain(goal))  # type: ignore[arg-type]
+
+    uniform = [0.25] * 4
+    assert _latent_act(BeamPlanner(world=world(3), horizon=1)) == Action.FORWARD  # all moves cost −0.01: the first wins
+    proposal = LatentProposal(uniform, goal=2)
+    planner = BeamPlanner(world=world(2), horizon=1, proposal=proposal)
+    assert _latent_act(planner, position=4) == Action.TURN_LEFT  # the critic's value at the leaves: toward the goal
+    assert proposal.previous == [[int(Action.FORWARD), int(Action.TURN_LEFT), int(Action.TURN_RIGHT)]]  # leaves, by their last action
+    assert planner.act({"rgb": np.full((1, 1, 3), 3, np.uint8)}, {}) == Action.TURN_LEFT
+    assert _latent_act(BeamPlanner(world=world(2), horizon=1, proposal=proposal, use_value=False), position=4) == Action.FORWARD
+    assert _latent_act(CEMPlanner(world=world(2), horizon=2, proposal=LatentProposal(uniform, goal=2)), position=4) == Action.TURN_LEFT
+    right = LatentProposal([0.1, 0.3, 0.2, 0.4], goal=9)  # its actor prefers TURN_RIGHT, then FORWARD
+    assert _latent_act(BeamPlanner(world=world(9), horizon=2, candidates=1, proposal=right)) == Action.TURN_RIGHT
+    assert _latent_act(BeamPlanner(world=world(9), horizon=2, candidates=2, proposal=right)) == Action.FORWARD
+    assert right.previous[0] == [4]  # the root: no action yet this episode
+    with pytest.raises(ValueError, match="ImaginedWorld"):
+        BeamPlanner(world=ChainWorld(goal=0), proposal=proposal)
+    stranger = LatentProposal(uniform, goal=0)
+    stranger.accepts = lambda world: "another world model's latents"  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="another world model"):
+        BeamPlanner(world=world(0), proposal=stranger)
