@@ -171,21 +171,17 @@ def collect_job(cfg: DictConfig) -> None:
 
 def precompute_job(cfg: DictConfig) -> None:
     """Fill ``sim.acoustics.cache_dir`` with the sound paths of the scenes ``scene`` (or the procedural one of ``scene_seed``),
-    in ``workers`` processes."""
+    in ``workers`` processes; the scenes are those the env plays under ``sim``."""
     from tqdm import tqdm
 
     from avworld.sim.acoustics.precompute import precompute
-    from avworld.sim.scenes.files import load_scenes
-    from avworld.sim.scenes.procedural import generate_apartment
+    from avworld.sim.scenes.source import scene_source
 
     job = typed(Precompute, cfg)
     sim, scene = job.sim, scenes_of(job.scene)
-    if scene is not None:
-        scenes = load_scenes(scene, sim)
-    else:
-        scenes = [generate_apartment(job.scene_seed, agent_radius=sim.agent.radius, episode=sim.episode)]
+    source = scene_source(scene, sim)
     n = 0
-    for one in scenes:
+    for one in (source.scene(i) for i in (source.ids() if scene is not None else [job.scene_seed])):
         with tqdm(desc=f"positions of {one.name or 'the scene'}", unit="pos") as bar:
             n += precompute(one, sim.acoustics, sim.agent.height, sim.agent.radius, job.workers, on_progress=bar.update)
     print(f"{n} positions cached in {sim.acoustics.cache_dir}")

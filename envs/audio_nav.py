@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -14,15 +12,15 @@ from gymnasium import spaces
 
 from avworld.envs.registration import StepLimitSpec
 from avworld.sim.acoustics.audio import log_spectrogram, spectrogram_bounds
-from avworld.sim.acoustics.sounds import AGENT_SOUNDS, CATEGORIES, SOUND_SETS, load_wav
+from avworld.sim.acoustics.sounds import AGENT_SOUNDS, CATEGORIES, load_wav
 from avworld.sim.backends import make_simulator
 from avworld.sim.backends.base import Action, Pose, ShortestPathFollower, SimulatorBackend, to_action
 from avworld.sim.config import SimConfig
 from avworld.sim.episodes import sample_start, step_reward
 from avworld.sim.navigation import GoalField
-from avworld.sim.scenes.loading import load_scene, validate_scene
-from avworld.sim.scenes.procedural import SPLITS, generate_apartment
-from avworld.sim.scenes.scene import MAX_EXTENT, Scene
+from avworld.sim.scenes.files import SceneSetting
+from avworld.sim.scenes.scene import MAX_EXTENT
+from avworld.sim.scenes.source import SceneSource, scene_source
 from avworld.sim.topdown import render_topdown
 
 SENSORS = ("rgb", "audio", "depth", "spectrogram", "pointgoal")
@@ -34,8 +32,6 @@ POINTGOAL_RANGE = float(np.float32(MAX_EXTENT * math.sqrt(2.0)))
 """Upper bound (m) of ``pointgoal``'s distance: the diagonal of the largest scene a JSON may hold (``MAX_EXTENT`` a side);
 a finite bound keeps the space, and the metadata Minari writes from it, standard JSON. Farther sources (a scanned
 habitat-sim scene) read as this distance."""
-USER_SOUNDS = "user"
-"""``sim.acoustics.sounds=user``: procedural scenes draw their source's sound from the ids of ``sim.acoustics.user_sounds``."""
 
 
 def observation_space(config: SimConfig, sensors: Sequence[str]) -> spaces.Dict:
@@ -56,41 +52,6 @@ def observation_space(config: SimConfig, sensors: Sequence[str]) -> spaces.Dict:
     return spaces.Dict(obs)
 
 
-def load_scenes(scene: Scene | str | os.PathLike[str] | Sequence[Scene | str | os.PathLike[str]], config: SimConfig) -> list[Scene]:
-    """Every scene that ``scene`` names, each checked (geometry, and that its sources' sounds exist under ``config``):
-    a :class:`Scene`, a JSON file, a folder of JSON files (sorted by name) or a sequence of those."""
-    items = [scene] if isinstance(scene, Scene | str | os.PathLike) else list(scene)
-    if not items:
-        raise ValueError("scene: an empty list of scenes")
-    radius, cell = config.agent.radius, config.nav_cell
-    scenes = []
-    for item in items:
-        if isinstance(item, Scene):
-            validate_scene(item, radius, cell)
-            loaded = [(item.name or "scene", item)]
-        elif Path(item).is_dir():
-            files = sorted(Path(item).glob("*.json"))
-            if not files:
-                raise ValueError(f"scene: no *.json scene file in the folder {os.fspath(item)}")
-            loaded = [(str(f), load_scene(f, radius, cell)) for f in files]
-        else:
-            loaded = [(os.fspath(item), load_scene(item, radius, cell))]
-        for where, one in loaded:
-            check_scene_sounds(one, config, where)
-            scenes.append(one)
-    return scenes
-
-
-def sound_set(config: SimConfig) -> tuple[str, ...]:
-    """The sound ids procedural scenes draw their source from: a built-in set, or the user's WAV ids (``sounds=user``)."""
-    ac = config.acoustics
-    if ac.sounds == USER_SOUNDS:
-        if not ac.user_sounds:
-            raise ValueError("sim.acoustics.sounds=user needs sim.acoustics.user_sounds={id: file.wav, ...}")
-        return tuple(ac.user_sounds)
-    return SOUND_SETS[ac.sounds]
-
-
 def check_user_sounds(config: SimConfig) -> None:
     """Refuse, naming the id and the file, a user sound whose id is a built-in one or whose WAV cannot be used."""
     ac = config.acoustics
@@ -104,17 +65,6 @@ def check_user_sounds(config: SimConfig) -> None:
             load_wav(path, ac.fs)
         except ValueError as err:
             raise ValueError(f"sim.acoustics.user_sounds.{sound}: {err}") from None
-
-
-def check_scene_sounds(scene: Scene, config: SimConfig, where: str) -> None:
-    """Refuse a source of ``scene`` (read from ``where``) whose sound id is neither built in nor a user id."""
-    user = config.acoustics.user_sounds
-    for k, source in enumerate(scene.sources):
-        if source.sound not in CATEGORIES and source.sound not in user:
-            raise ValueError(
-                f"{where}: sources[{k}].sound: unknown sound id {source.sound!r}; known: the built-in ids ({', '.join(CATEGORIES)})"
-                + (f" and the user ids ({', '.join(user)})" if user else "; add a WAV of yours as sim.acoustics.user_sounds={id: file.wav}")
-            )
 
 
 class AudioNavEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
@@ -148,10 +98,11 @@ class AudioNavEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
     (metres) over the step, plus 10 when STOP is called within the success distance.
 
     ## Starting State
-    Each reset draws a scene seed from the split's seed range (procedural scenes;
-    with ``scenes=N`` from its first N seeds only) and uses that scene's source and,
-    with ``starts="scene"``, its start; or uses the given ``scene`` (with several, one drawn
-    per reset, or ``options={"scene_index": i}``). With
+    Each reset draws a scene from the scene source (:mod:`avworld.sim.scenes.source`): a seed of the split's
+    range (procedural scenes; with ``scenes=N`` from its first N only), or one of the given ``scene`` (with
+    several, one drawn per reset), and uses that scene's source and, with ``starts="scene"``, its start.
+    ``options={"scene_index": i}`` picks the i-th of these scenes, ``options={"scene_seed": s}`` the scene of
+    id ``s`` (a procedural scene's seed; −1 − k for the k-th given scene). With
     ``starts="random"`` each reset draws a new start and heading for the scene's
     source, at a geodesic distance in [``sim.episode.min_geodesic``,
     ``sim.episode.max_geodesic``], as SoundSpaces has many episodes per scene. With
@@ -160,7 +111,6 @@ class AudioNavEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
     sound category comes from ``sim.acoustics.sounds`` (``heard`` categories by
     default, ``unheard`` for generalisation tests, ``user`` for the WAV files of
     ``sim.acoustics.user_sounds``); its variation is drawn per episode.
-    ``options={"scene_seed": s}`` picks a procedural scene.
 
     ## Episode End
     Terminates on STOP (success if the geodesic distance to the source is at most
@@ -178,10 +128,10 @@ class AudioNavEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
     - ``split``: ``"train"``, ``"val"`` or ``"test"``: the seed range of procedural scenes.
     - ``scene``: a :class:`Scene`, a JSON path, a folder of JSON files or a list of those; overrides
       ``split``. Each is checked when the env is made, its sources' sound ids included (built-in
-      ids or those of ``sim.acoustics.user_sounds``). One scene only with ``sim.backend=habitat``.
+      ids or those of ``sim.acoustics.user_sounds``). None with ``sim.backend=habitat`` (its scene is ``sim.habitat.scene``).
     - ``sim.acoustics.user_sounds``: ``{id: file.wav}``; checked when the env is made (the file must
       load; the id must not be a built-in one, ``doorbell`` say: pick ``my_doorbell``).
-    - ``scenes``: draw procedural scenes from the split's first ``scenes`` seeds only, and keep their
+    - ``scenes``: draw scenes from the first ``scenes`` of the split (or of the given scenes) only, and keep their
       simulators (and so their warm acoustic caches) between episodes; None (default) draws from the
       whole split and keeps only the current scene. Memory grows with the scenes visited: ~25 MB per kept
       simulator with ``sim.acoustics.cache_mb=24`` (measured: 8 envs × 64 scenes held ~12 GB).
@@ -203,7 +153,7 @@ class AudioNavEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
         self,
         render_mode: str | None = None,
         split: str = "train",
-        scene: Scene | str | os.PathLike[str] | Sequence[Scene | str | os.PathLike[str]] | None = None,
+        scene: SceneSetting | None = None,
         sensors: Sequence[str] = ("rgb", "audio"),
         sim: SimConfig | Mapping[str, Any] | None = None,
         scenes: int | None = None,
@@ -215,32 +165,34 @@ class AudioNavEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
         unknown = sorted(set(sensors) - set(SENSORS))
         if unknown:
             raise ValueError(f"unknown sensor {unknown[0]!r}; available: {', '.join(SENSORS)}")
-        if scene is None and split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         if starts not in STARTS:
             raise ValueError(f"starts must be one of {', '.join(STARTS)}, got {starts!r}")
-        if scenes is not None and not 1 <= scenes <= len(SPLITS.get(split, ())):
-            raise ValueError(f"scenes must lie in [1, {len(SPLITS.get(split, ()))}] (the {split!r} split's seeds), got {scenes}")
         self.render_mode, self.split, self.starts = render_mode, split, starts
-        self._seeds = SPLITS[split][:scenes] if scenes is not None else SPLITS.get(split)
-        self._pool: dict[int, SimulatorBackend] | None = {} if scenes is not None else None
-        self._start_fields: dict[int, GoalField] = {}
         self.sensors = tuple(s for s in SENSORS if s in {"rgb", *sensors})
         ac = self.config.acoustics
         if not ac.enabled and set(self.sensors) & set(AUDIO_SENSORS):
             raise ValueError("sensors 'audio' and 'spectrogram' need sim.acoustics.enabled=true")
         check_user_sounds(self.config)
-        self._sounds = sound_set(self.config)
-        self._scenes = load_scenes(scene, self.config) if scene is not None else None
-        if self._scenes is not None and len(self._scenes) > 1 and self.config.backend != "builtin":
-            raise ValueError(f"scene: one scene at a time with sim.backend={self.config.backend}, got {len(self._scenes)}")
-        self._scene_index = 0
+        self.scene_source: SceneSource | None = None
+        """Where the env's scenes come from (:func:`~avworld.sim.scenes.source.scene_source` of ``scene``); None with a
+        backend that brings its own scene (habitat-sim)."""
+        self._ids: Sequence[int] = ()
+        if self.config.backend == "builtin":
+            self.scene_source = scene_source(scene, self.config)
+            self._ids = self.scene_source.ids(split)
+            if scenes is not None and not 1 <= scenes <= len(self._ids):
+                raise ValueError(f"scenes must lie in [1, {len(self._ids)}] (the {split!r} split's scenes), got {scenes}")
+            self._ids = self._ids[:scenes] if scenes is not None else self._ids
+        elif scene is not None:
+            raise ValueError(f"scene: sim.backend={self.config.backend} simulates the scene of sim.habitat.scene; pass no avworld scene")
+        self._pool: dict[int, SimulatorBackend] | None = {} if scenes is not None else None
+        self._start_fields: dict[int, GoalField] = {}
         self.observation_space = observation_space(self.config, self.sensors)
         self.action_space = spaces.Discrete(len(Action))
         self.sim: SimulatorBackend | None = None
-        if self.config.backend != "builtin":  # a backend with its own scene: built now, so that a missing simulator fails here
-            self.sim = make_simulator(self._scenes[0] if self._scenes else None, self.config)
-        self._scene_seed: int | None = None
+        if self.scene_source is None:  # a backend with its own scene: built now, so that a missing simulator fails here
+            self.sim = make_simulator(None, self.config)
+        self._scene_id: int | None = None
         self._done = True
         self._hears = bool(set(self.sensors) & set(AUDIO_SENSORS))
         self._audio: np.ndarray | None = None
@@ -253,21 +205,10 @@ class AudioNavEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         options = options or {}
-        if self._scenes is not None or self.config.backend != "builtin":
-            self._scene_seed = None
-            index = self._pick_scene(options)
-            if self.sim is None or index != self._scene_index:
-                if self.sim is not None:
-                    self.sim.close()
-                    self._start_fields.clear()
-                self.sim = make_simulator(self._scenes[index] if self._scenes else None, self.config)
-                self._scene_index = index
-        else:
-            seeds = self._seeds
-            scene_seed = int(options.get("scene_seed", seeds[int(self.np_random.integers(len(seeds)))]))
-            if scene_seed != self._scene_seed or self.sim is None:
-                self.sim = self._simulator(scene_seed)
-                self._scene_seed = scene_seed
+        scene_id = self._pick_scene(options)
+        if self.scene_source is not None and (scene_id != self._scene_id or self.sim is None):
+            self.sim = self._simulator(scene_id)
+            self._scene_id = scene_id
         sim = self.sim
         source = sim.scene.sources[0].position
         start = Pose(sim.scene.start.position[0], sim.scene.start.position[1], sim.scene.start.yaw)
@@ -281,27 +222,33 @@ class AudioNavEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
         self._audio = sim.start_audio(self.np_random) if self._hears else None
         return self._observation(), self._info(collided=False, success=False)
 
-    def _pick_scene(self, options: Mapping[str, Any]) -> int:
-        """The index of the given scene this episode plays: ``options["scene_index"]``, else drawn (several scenes) or 0."""
-        n = len(self._scenes or ())
+    def _pick_scene(self, options: Mapping[str, Any]) -> int | None:
+        """The id of the scene this episode plays: the ``options["scene_index"]``-th of the env's scenes,
+        ``options["scene_seed"]`` (an id of the scene source), else one drawn from the env's scenes (None: the backend's
+        own scene). The draw is made for ``scene_seed`` too, so that the rest of the episode's randomness does not
+        depend on how its scene was named."""
+        n = len(self._ids)
         if "scene_index" in options:
             index = options["scene_index"]
             if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < max(n, 1):
                 raise ValueError(f"options['scene_index'] must be an int in [0, {max(n, 1)}), got {index!r}")
-            return int(index)
-        return int(self.np_random.integers(n)) if n > 1 else 0
+            return self._ids[int(index)] if n else None
+        drawn = self._ids[int(self.np_random.integers(n))] if n else None
+        if "scene_seed" in options and self.scene_source is not None:
+            return int(options["scene_seed"])
+        return drawn
 
-    def _simulator(self, scene_seed: int) -> SimulatorBackend:
-        """The simulator of a procedural scene: from the pool when kept there, else built (and pooled with ``scenes``)."""
-        if self._pool is not None and scene_seed in self._pool:
-            return self._pool[scene_seed]
+    def _simulator(self, scene_id: int) -> SimulatorBackend:
+        """The simulator of a scene: from the pool when kept there, else built (and pooled with ``scenes``)."""
+        assert self.scene_source is not None
+        if self._pool is not None and scene_id in self._pool:
+            return self._pool[scene_id]
         if self._pool is None and self.sim is not None:
             self.sim.close()
             self._start_fields.clear()
-        scene = generate_apartment(scene_seed, agent_radius=self.config.agent.radius, episode=self.config.episode, sounds=self._sounds)
-        sim = make_simulator(scene, self.config)
+        sim = make_simulator(self.scene_source.scene(scene_id), self.config)
         if self._pool is not None:
-            self._pool[scene_seed] = sim
+            self._pool[scene_id] = sim
         return sim
 
     def _random_start(self, sim: SimulatorBackend, source: tuple[float, float]) -> Pose:
@@ -364,7 +311,7 @@ class AudioNavEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
             "geodesic_distance": self._geodesic,
             "collided": collided,
             "success": success,
-            "scene_seed": self._scene_seed,
+            "scene_seed": self._scene_id if self.scene_source is not None and self.scene_source.generated else None,
             "scene": sim.scene.name,
         }
 
@@ -391,7 +338,7 @@ class AudioNavEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
         sims = {id(s): s for s in [self.sim, *(self._pool or {}).values()] if s is not None}
         for sim in sims.values():
             sim.close()
-        self.sim, self._scene_seed = None, None
+        self.sim, self._scene_id = None, None
         self._pool = {} if self._pool is not None else None
         self._start_fields.clear()
 

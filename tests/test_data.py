@@ -19,6 +19,7 @@ from avworld.data.collect import CollectConfig, _collect_shard, collect, marker,
 from avworld.data.storage import DataError, flatten, open_collection
 from avworld.data.windows import WindowConfig, WindowDataset, scene_split
 from avworld.sim.config import SimConfig
+from avworld.sim.scenes.source import scene_source
 
 
 def test_minari_reads_the_collection(collection: CollectConfig, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,7 +101,7 @@ def test_a_collection_plays_the_users_scenes(user_collection: tuple[CollectConfi
         np.testing.assert_allclose(ep.infos["pose"][0], [*start.position, start.yaw], atol=1e-5)  # episode k starts in scene k
     env = ds.recover_environment()
     assert env.spec is not None and env.spec.kwargs["scene"] == [str(f) for f in files]
-    assert [s.name for s in env.unwrapped._scenes] == [s.name for s in scenes]
+    assert [s.name for s in env.unwrapped.scene_source.scenes] == [s.name for s in scenes]
     data = flatten(open_collection(config.root, config.name), Path(config.root) / "cache")
     assert data.episodes["scene_seed"].tolist() == [-1, -2]  # the window splits share them out by the fractions
     assert len(WindowDataset(data, WindowConfig(context=2, horizon=1, split=scene_split(-1, (0.9, 0.05, 0.05))))) > 0
@@ -128,11 +129,13 @@ def test_a_finished_collection_is_not_redone(collection: CollectConfig) -> None:
 
 def test_the_plan_mixes_behaviours_and_is_deterministic() -> None:
     config = CollectConfig(episodes=200)
-    first = plan(config)
-    assert first == plan(config)
+    ids = scene_source(None, SimConfig()).ids(config.split)
+    first = plan(config, ids)
+    assert first == plan(config, ids)
+    assert [ep.scene_seed for ep in first[:17]] == [*range(16), 0]  # scene first_scene + i % scenes of the split's seeds
     counts = {b: sum(ep.behaviour == b for ep in first) for b in config.behaviours}
     assert all(abs(counts[b] / 200 - w) < 0.1 for b, w in config.behaviours.items())
-    assert plan(dataclasses.replace(config, seed=1)) != first
+    assert plan(dataclasses.replace(config, seed=1), ids) != first
 
 
 def test_collection_resumes_after_being_killed(tmp_path: Path) -> None:

@@ -408,7 +408,7 @@ def test_stop_prior_sets_the_first_policy_and_pool_settings_reach_the_envs(tmp_p
         assert probs[:, 0].numpy() == pytest.approx([0.05] * config.n_envs, abs=0.01)
         assert probs[:, 1:].numpy() == pytest.approx(np.full((config.n_envs, 3), 0.95 / 3), abs=0.01)
         for env in envs.venv.get_attr("unwrapped"):
-            assert env._seeds == range(2) and env.starts == "random"
+            assert env._ids == range(2) and env.starts == "random"
             assert 1.0 <= env._geodesic <= 2.05
     finally:
         envs.venv.close()

@@ -1,8 +1,8 @@
 """Collect trajectories of ``avworld/AudioNav-v0`` into one Minari dataset (``avworld collect``).
 
-Episode i of a collection is fully determined by the config and i: its scene (a
-procedural scene seed of ``split``, or with ``scene`` the user's scene ``i mod n`` of
-their n), its behaviour and its reset seed. Episodes are grouped into shards of
+Episode i of a collection is fully determined by the config and i: its scene (an id of the scene source,
+:mod:`avworld.sim.scenes.source`: a procedural scene seed of ``split``, or with ``scene`` the user's scene
+``i mod n`` of their n), its behaviour and its reset seed. Episodes are grouped into shards of
 ``shard_size``, the unit of work and of resuming: each shard is a Minari dataset
 ``avworld/<name>/shard-NNNNN-v0`` under ``root``, written by one worker process into a
 private staging folder and moved into place whole, and counts as done only once its
@@ -32,7 +32,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,10 +43,11 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
 from avworld.data.behaviours import BEHAVIOURS, make_behaviour
-from avworld.envs.audio_nav import AudioNavEnv, load_scenes
+from avworld.envs.audio_nav import AudioNavEnv
 from avworld.sim.acoustics.responses import ACOUSTICS_VERSION
 from avworld.sim.config import SimConfig
 from avworld.sim.scenes.procedural import SPLITS
+from avworld.sim.scenes.source import scene_source
 
 NAMESPACE = "avworld"
 FORMAT_VERSION = 1
@@ -115,19 +116,16 @@ class EpisodePlan:
         return {"scene_index": -1 - self.scene_seed} if self.scene_seed < 0 else {"scene_seed": self.scene_seed}
 
 
-def plan(config: CollectConfig, user_scenes: int = 0) -> list[EpisodePlan]:
-    """Every episode's scene, behaviour and reset seed: a function of the config (and of the number of the user's scenes,
-    with ``config.scene``) alone."""
+def plan(config: CollectConfig, ids: Sequence[int]) -> list[EpisodePlan]:
+    """Every episode's scene, behaviour and reset seed: a function of the config and of ``ids``, the scene ids its scene
+    source has for ``config.split`` (``first_scene`` and ``scenes`` pick among procedural ones; the user's all play)."""
     names = sorted(config.behaviours)
     weights = np.array([config.behaviours[n] for n in names], float)
     rng = np.random.default_rng([config.seed, 0xC011])
     picks = rng.choice(len(names), size=config.episodes, p=weights / weights.sum())
     resets = rng.integers(0, 2**31, size=config.episodes)
-    if config.scene is not None:
-        scene_seeds = [-1 - i % user_scenes for i in range(config.episodes)]
-    else:
-        scene_seeds = [int(SPLITS[config.split][config.first_scene + i % config.scenes]) for i in range(config.episodes)]
-    return [EpisodePlan(i, scene_seeds[i], names[int(picks[i])], int(resets[i])) for i in range(config.episodes)]
+    pool = ids if config.scene is not None else ids[config.first_scene : config.first_scene + config.scenes]
+    return [EpisodePlan(i, int(pool[i % len(pool)]), names[int(picks[i])], int(resets[i])) for i in range(config.episodes)]
 
 
 def shard_id(config: CollectConfig, shard: int) -> str:
@@ -151,8 +149,8 @@ def marker(config: CollectConfig, shard: int) -> Path:
     return Path(config.root) / NAMESPACE / config.name / f"shard-{shard:05d}.done"
 
 
-def shards(config: CollectConfig, user_scenes: int = 0) -> Iterator[tuple[int, list[EpisodePlan]]]:
-    episodes = plan(config, user_scenes)
+def shards(config: CollectConfig, ids: Sequence[int]) -> Iterator[tuple[int, list[EpisodePlan]]]:
+    episodes = plan(config, ids)
     for k in range(0, len(episodes), config.shard_size):
         yield k // config.shard_size, episodes[k : k + config.shard_size]
 
@@ -196,11 +194,11 @@ def run_episode(env: AudioNavEnv, ep: EpisodePlan, episode_id: int) -> tuple[Any
             "collided": np.asarray(infos["collided"], bool),
         },
     )
-    assert env.sim is not None
+    assert env.sim is not None and env.scene_source is not None
     meta = {
         "index": ep.index,
         "scene_seed": ep.scene_seed,
-        "split": "user" if ep.scene_seed < 0 else next((n for n in ("test", "val") if ep.scene_seed in SPLITS[n]), "train"),
+        "split": env.scene_source.split_of(ep.scene_seed),
         "sound": env.sim.scene.sources[0].sound,
         "behaviour": ep.behaviour,
         "success": bool(info["success"]),
@@ -352,8 +350,8 @@ def collect(config: CollectConfig, sim: SimConfig, on_shard: Callable[[int, int]
     import avworld  # noqa: F401  (workers import it too: registers the env)
 
     sim = dataclasses.replace(sim, episode=dataclasses.replace(sim.episode, max_steps=config.max_steps))
-    user_scenes = len(load_scenes(config.scene, sim)) if config.scene is not None else 0  # checked here, before any worker
-    every = list(shards(config, user_scenes))
+    source = scene_source(config.scene, sim)  # the user's scenes are checked here, before any worker
+    every = list(shards(config, source.ids(config.split)))
     if (Path(config.root) / dataset_id(config)).exists():
         assemble(config, sim)  # removes shards a killed earlier run left behind
         return {"shards": 0, "skipped": len(every), "steps": 0}

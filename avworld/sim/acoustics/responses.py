@@ -108,6 +108,8 @@ class AcousticsConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"acoustics.{name}: invalid value {getattr(self, name)!r}")
+        if self.sounds == "user" and not self.user_sounds:
+            raise ValueError("sim.acoustics.sounds=user needs sim.acoustics.user_sounds={id: file.wav, ...}")
         if self.hrtf is not None:
             try:
                 load_hrtf(os.fspath(self.hrtf))

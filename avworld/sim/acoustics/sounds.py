@@ -45,6 +45,15 @@ UNHEARD: tuple[str, ...] = ("doorbell", "microwave", "baby", "washing_machine", 
 HEARD: tuple[str, ...] = tuple(c for c in CATEGORIES if c not in UNHEARD)
 SOUND_SETS: dict[str, tuple[str, ...]] = {"heard": HEARD, "unheard": UNHEARD, "all": HEARD + UNHEARD}
 """The categories ``sim.acoustics.sounds`` names."""
+USER_SOUNDS = "user"
+"""``sim.acoustics.sounds=user``: scenes draw their source's sound from the ids of ``sim.acoustics.user_sounds``."""
+
+
+
+def sound_set(sounds: str, user_sounds: Mapping[str, str]) -> tuple[str, ...]:
+    """The sound ids a procedural scene draws its source from: the built-in set ``sounds`` names, or the user's WAV ids
+    (``sounds=user``)."""
+    return tuple(user_sounds) if sounds == USER_SOUNDS else SOUND_SETS[sounds]
 
 
 class AudioFileError(ValueError):

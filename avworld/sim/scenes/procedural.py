@@ -23,6 +23,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from avworld.sim.acoustics.sounds import sound_set
+from avworld.sim.config import SimConfig
 from avworld.sim.episodes import EpisodeConfig, EpisodeSamplingError, sample_episode
 from avworld.sim.navigation import NavGrid, Solids
 from avworld.sim.scenes.loading import validate_scene
@@ -141,6 +143,31 @@ def split_of(seed: int) -> str:
         if seed in seeds:
             return name
     raise ValueError(f"seed {seed!r} is in no split: " + ", ".join(f"{k} {v.start}..{v.stop - 1}" for k, v in SPLITS.items()))
+
+
+
+class ProceduralScenes:
+    """Procedural apartments as a scene source: a split's ids are its seed range, and a seed makes its scene with the
+    agent's radius, the episode settings and the sound set of ``config`` (``sim.acoustics.sounds``)."""
+
+    generated = True
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.sounds = sound_set(config.acoustics.sounds, config.acoustics.user_sounds)
+
+    def ids(self, split: str | None = None) -> Sequence[int]:
+        if split is None:
+            return range(min(r.start for r in SPLITS.values()), max(r.stop for r in SPLITS.values()))
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        return SPLITS[split]
+
+    def scene(self, scene_id: int) -> Scene:
+        return generate_apartment(scene_id, agent_radius=self.config.agent.radius, episode=self.config.episode, sounds=self.sounds)
+
+    def split_of(self, scene_id: int) -> str:
+        return split_of(scene_id)
 
 
 def generate_apartment(
