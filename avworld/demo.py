@@ -13,6 +13,7 @@ it, Ctrl-C and re-run continues, ``demo.force=true`` redoes everything. The size
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ class DemoSizes:
     """Steps per collected episode."""
     tokenizer_preset: str
     tokenizer_steps: int
+    tokenizer_batch_size: int
+    """Items (frames or sound steps) per tokenizer training step."""
     world_model_preset: str
     world_model_steps: int
     """Per stage."""
@@ -43,6 +46,7 @@ class DemoSizes:
     stop_near: float
     """Share of them drawn from windows within reach of the source (:class:`~avworld.train.world_model.WorldModelJob`)."""
     batch_size: int
+    """Windows per world-model training step."""
     eval_windows: int
     horizons: tuple[int, ...]
     nav_episodes: int
@@ -67,13 +71,27 @@ class DemoConfig:
     device: str = "auto"
     """``auto``: CUDA when available (and then, with the ``default`` preset, the ``gpu`` one)."""
     seed: int = 0
-    workers: int = 2
+    workers: int | None = None
+    """Collection processes; None: :func:`default_workers`."""
+
+    def __post_init__(self) -> None:
+        if self.workers is None:
+            self.workers = default_workers()
+        if self.workers < 1:
+            raise ValueError(f"demo.workers must be at least 1, got {self.workers}")
 
     def resolve_device(self) -> str:
         """The device of this run."""
         from avworld.models.imagination import choose_device
 
         return str(choose_device(self.device))
+
+
+def default_workers() -> int:
+    """Collection processes by default: every core but one (left to the main process), and at least two where there are
+    two cores, whose main process only waits while collection runs (1 core: 1, 2: 2, 16: 15)."""
+    cores = os.cpu_count() or 1
+    return max(cores - 1, min(cores, 2))
 
 
 @dataclass
@@ -118,21 +136,11 @@ def build_pipeline(config: DemoConfig, sim: SimConfig) -> Pipeline:
         Stage(
             "collect_test", _collect(sim, "test", s.test_episodes, s.test_scenes, s.max_steps, config), {**settings, "n": s.test_episodes}
         ),
-        Stage(
-            "video_tokenizer",
-            _tokenizer("video_vae", s, device, config.seed),
-            {"preset": s.tokenizer_preset, "steps": s.tokenizer_steps},
-            ("collect",),
-            cost=3,
-        ),
-        Stage(
-            "audio_tokenizer",
-            _tokenizer("audio_codec", s, device, config.seed),
-            {"preset": s.tokenizer_preset, "steps": s.tokenizer_steps},
-            ("collect",),
-            cost=3,
-        ),
     ]
+    tokenizer = {"preset": s.tokenizer_preset, "steps": s.tokenizer_steps}
+    tokenizer |= {"batch": s.tokenizer_batch_size} if s.tokenizer_batch_size != 16 else {}  # demo roots of before stay valid
+    for kind, name in (("video_vae", "video_tokenizer"), ("audio_codec", "audio_tokenizer")):
+        stages.append(Stage(name, _tokenizer(kind, s, device, config.seed), tokenizer, ("collect",), cost=3))
     wm = {"preset": s.world_model_preset, "steps": s.world_model_steps, "batch": s.batch_size}
     wm |= {"stop_windows": s.stop_windows} | ({"stop_near": s.stop_near} if s.stop_near else {})  # demo roots of before stay valid
     stages.append(
@@ -192,7 +200,7 @@ def _tokenizer(kind: str, s: DemoSizes, device: str, seed: int) -> Any:
 
         data = DataRef(root=needed["collect"]["root"], name=needed["collect"]["name"])
         steps = s.tokenizer_steps
-        train = _schedule(steps, 16, seed, device)
+        train = _schedule(steps, s.tokenizer_batch_size, seed, device)
         logs = train_tokenizer(TokenizerJob(kind=kind, model=s.tokenizer_preset, data=data, train=train), path, progress=False)
         return {"checkpoint": str(path / "checkpoint"), "loss": logs.get("loss")}
 
