@@ -313,7 +313,7 @@ def _report_video(job: EvalNavigation | EvalWorldModel, path: Path, checkpoint: 
     where = "one of the given scenes" if scene is not None else f"a {split} scene"
     about = f"{_agent_name(job.agent)} in {where}, seed {seed}: the real view"
     if world is not None:
-        imagine(rollout, world, sim, seed, sampler_steps)
-        about += f", and beside it the world model imagining the same actions from {rollout.context} real steps"
+        imagined = imagine(rollout, world, sim, seed, sampler_steps)
+        about += f", and beside it the world model imagining the same actions from {imagined.context} real steps"
     write_rollout_video(path, rollout, sim, fps=12.0, spectrogram_seconds=3.0)
     return about + "; the map, the binaural sound (left and right ear) and the reward."

@@ -3,8 +3,13 @@
 collect (train and test scenes) → tokenizers (video, audio) → AV-CDiT stages 1, 2, 3 →
 prediction against copy-last → navigation benchmark with and without planning in
 imagination (random, planner, oracle; heard and unheard sounds) → a rollout video with
-sound (the planner's real episode, the world model's imagination beside it) → the HTML
-report. Each step is a stage of :class:`avworld.pipeline.Pipeline` under ``demo.root``:
+sound (the planner's real episode, the world models' imaginations beside it) → the HTML
+report. Beside the model it trains from scratch, the demo shows the pretrained world model
+avworld ships (``demo.pretrained``, :func:`shipped_world`): its prediction scores on the same
+test windows and its imagination of the same episode; without one (none shipped, or trained
+with other simulator settings) those parts are skipped with a note.
+
+Each step is a stage of :class:`avworld.pipeline.Pipeline` under ``demo.root``:
 re-running reuses finished stages, a changed setting redoes its stage and those after
 it, Ctrl-C and re-run continues, ``demo.force=true`` redoes everything. The sizes are YAML presets
 (``configs/demo/``, :class:`DemoSizes`).
@@ -13,6 +18,7 @@ it, Ctrl-C and re-run continues, ``demo.force=true`` redoes everything. The size
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -73,6 +79,9 @@ class DemoConfig:
     seed: int = 0
     workers: int | None = None
     """Collection processes; None: :func:`default_workers`."""
+    pretrained: str | None = "pretrained"
+    """The world model shown beside the one trained in the demo: a shipped one's name (``pretrained``, ``pretrained:<name>``)
+    or a checkpoint directory; None: none (see :func:`shipped_world`)."""
 
     def __post_init__(self) -> None:
         if self.workers is None:
@@ -124,6 +133,47 @@ def gpu_preset() -> Any:
     return compose("demo", overrides=[*overrides, "demo=gpu"])
 
 
+PRETRAINED, OWN = "pretrained (shipped)", "trained in this demo"
+"""The names of the two world models in the report's tables."""
+
+
+def shipped_world(spec: str | None, sim: SimConfig) -> dict[str, Any]:
+    """What the demo shows of world model ``spec`` (``demo.pretrained``) beside its own, known before anything runs:
+    ``{"spec", "files": {file: sha256}, "about", "provenance"}``, or ``{"spec", "skipped": why}`` where there is none to
+    show: ``spec`` None, an install that ships none, an unknown name, a missing or edited file, or a model trained with other
+    simulator settings than ``sim`` (the refusal names each setting). The file hashes key the stages that use it, so
+    installing other weights redoes just those."""
+    from avworld.envs.dream_config import check_learned
+    from avworld.models.pretrained import CHECKPOINT_FILES, available, file_sha256, is_pretrained, resolve_checkpoint
+
+    if spec is None:
+        return {"spec": None, "skipped": "demo.pretrained=null"}
+    try:
+        folder = resolve_checkpoint(spec)  # a shipped one's files checked against the index
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        check_learned(sim, SimConfig.from_dict(meta["sim"]), "the demo's sim", str(spec))
+    except (OSError, ValueError, KeyError) as err:  # CheckpointError is a ValueError
+        return {"spec": spec, "skipped": str(err) if not isinstance(err, KeyError) else f"{spec}: meta.json has no {err}"}
+    files = {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*")) if p.name in CHECKPOINT_FILES}
+    provenance = meta.get("provenance") or {}
+    if is_pretrained(spec):
+        about = f"{PRETRAINED}: {folder.name} ({available().get(folder.name, '')})"
+    else:
+        about = f"checkpoint {spec}"
+    if provenance:
+        about += f", trained by `{provenance.get('command')}` on {_data_summary(provenance.get('data_seeds'))}"
+    return {"spec": str(spec), "files": files, "about": about, "provenance": provenance}
+
+
+def _data_summary(seeds: Any) -> str:
+    """One line on the collections a world model learned from (its provenance's ``data_seeds``)."""
+    if not isinstance(seeds, Mapping) or not seeds:
+        return json.dumps(seeds)
+    facts = ("name", "split", "episodes", "scenes", "seed")
+    parts = [", ".join(f"{k} {c[k]}" for k in facts if k in c) if isinstance(c, Mapping) else str(c) for c in seeds.values()]
+    return "; ".join(f"{key}: {part}" for key, part in zip(seeds, parts, strict=True))
+
+
 def build_pipeline(config: DemoConfig, sim: SimConfig) -> Pipeline:
     """The demo's stages under ``config.root`` for simulator settings ``sim``."""
     sizes, device = config.sizes, config.resolve_device()
@@ -148,14 +198,14 @@ def build_pipeline(config: DemoConfig, sim: SimConfig) -> Pipeline:
     )
     stages.append(Stage("world_stage2", _world_model("2", s, device, config.seed), wm, ("collect", "world_stage1"), 2))
     stages.append(Stage("world_stage3", _world_model("3", s, device, config.seed), wm, ("collect", "world_stage2"), 2))
+    shipped = shipped_world(config.pretrained, sim)
+    note = {"note": f"the pretrained world model is not shown: {shipped['skipped']}"} if "skipped" in shipped else {}
+    key = {k: shipped[k] for k in ("spec", "files", "skipped") if k in shipped}  # what the stages that use it depend on
+    stages.append(Stage("pretrained", lambda path, needed: {**shipped, **note}, key, cost=0))
+    protocol = {"windows": s.eval_windows, "horizons": list(s.horizons)}
     stages += [
-        Stage(
-            "prediction",
-            _prediction(s, device, config.seed),
-            {"windows": s.eval_windows, "horizons": list(s.horizons)},
-            ("collect_test", "world_stage3"),
-            cost=2,
-        ),
+        Stage("prediction", _prediction("world_stage3", s, device, config.seed), protocol, ("collect_test", "world_stage3"), cost=2),
+        Stage("pretrained_prediction", _prediction("pretrained", s, device, config.seed), protocol, ("collect_test", "pretrained"), cost=1),
         Stage(
             "navigation",
             _navigation(sim, s, device, config.seed),
@@ -170,7 +220,7 @@ def build_pipeline(config: DemoConfig, sim: SimConfig) -> Pipeline:
             ("world_stage3",),
             cost=4,
         ),
-        Stage("video", _video(sim, s, device, config.seed), {**settings, "steps": s.video_steps}, ("world_stage3",)),
+        Stage("video", _video(sim, s, device, config.seed), {**settings, "steps": s.video_steps}, ("world_stage3", "pretrained")),
     ]
     return Pipeline(config.root, stages)
 
@@ -247,31 +297,40 @@ def _world_model(stage: str, s: DemoSizes, device: str, seed: int) -> Any:
     return run
 
 
-def _prediction(s: DemoSizes, device: str, seed: int) -> Any:
+def _prediction(model: str, s: DemoSizes, device: str, seed: int) -> Any:
+    """Prediction scores on the test windows of one world model: ``world_stage3`` (the demo's own, beside copy-last) or
+    ``pretrained`` (nothing where it is skipped). Both read the same test collection with one protocol (windows, horizons,
+    seed, sampler steps), so with the same context length they score the same windows."""
+
     def run(path: Path, needed: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
         from avworld.data.windows import WindowConfig, WindowDataset
-        from avworld.eval.prediction import CopyLast, WorldPredictor, evaluate_prediction, format_table
-        from avworld.models.imagination import Imagination
+        from avworld.eval.prediction import CopyLast, Predictor, WorldPredictor, evaluate_prediction, format_table
+        from avworld.models.imagination import load_world
         from avworld.train.tokenizers import DataRef
 
-        world = Imagination.load(needed["world_stage3"]["checkpoint"], device)
+        if model == "pretrained":
+            shipped = needed["pretrained"]
+            if "skipped" in shipped:
+                return {"skipped": shipped["skipped"]}
+            world = load_world(shipped["spec"], device)
+            name, about = "pretrained", {"pretrained": shipped["about"]}
+        else:
+            world = load_world(needed[model]["checkpoint"], device)
+            name, about = "av_cdit", {"av_cdit": f"{s.world_model_preset}, stages 1→2→3, {3 * s.world_model_steps} steps"}
+            about["copy_last"] = "last context step repeated"
         test = needed["collect_test"]
         data = DataRef(root=test["root"], name=test["name"]).load()
         windows = WindowDataset(data, WindowConfig(context=world.context, horizon=max(s.horizons), split="test"))
-        models = {"av_cdit": WorldPredictor(world), "copy_last": CopyLast()}
+        models: dict[str, Predictor] = {name: WorldPredictor(world)} | ({"copy_last": CopyLast()} if "copy_last" in about else {})
         fs = data.meta["sample_rate"]
         scores = {
-            name: evaluate_prediction(p, windows, world.context, s.horizons, max_windows=s.eval_windows, seed=seed, sample_rate=fs)
-            for name, p in models.items()
-        }
-        about = {
-            "av_cdit": f"{s.world_model_preset}, stages 1→2→3, {3 * s.world_model_steps} steps",
-            "copy_last": "last context step repeated",
+            n: evaluate_prediction(p, windows, world.context, s.horizons, max_windows=s.eval_windows, seed=seed, sample_rate=fs)
+            for n, p in models.items()
         }
         return {
-            "data": {"name": test["name"], "split": "test", "windows": len(windows), "evaluated": scores["av_cdit"].windows},
-            "settings": {"sampler_steps": 4, "horizons": list(s.horizons)},
-            "models": {name: {"about": about[name], **r.as_dict()} for name, r in scores.items()},
+            "data": {"name": test["name"], "split": "test", "windows": len(windows), "evaluated": scores[name].windows},
+            "settings": {"sampler_steps": 4, "horizons": list(s.horizons), "context": world.context},
+            "models": {n: {"about": about[n], **r.as_dict()} for n, r in scores.items()},
             "table": format_table(scores, about),
         }
 
@@ -304,10 +363,14 @@ def _video(sim: SimConfig, s: DemoSizes, device: str, seed: int) -> Any:
 
         checkpoint = needed["world_stage3"]["checkpoint"]
         rollout = run_episode(sim, _planner(checkpoint, s, device), "test", seed, None, s.video_steps, progress=False)
-        imagine(rollout, load_world(checkpoint, device), sim, seed, 4)
+        shipped = needed["pretrained"]
+        if "skipped" not in shipped:
+            imagine(rollout, load_world(shipped["spec"], device), sim, seed, 4, name="pretrained")
+        imagine(rollout, load_world(checkpoint, device), sim, seed, 4, name="from scratch")
         video = path / "rollout.mp4"
-        write_rollout_video(video, rollout, sim, fps=12.0, spectrogram_seconds=3.0)
-        return {"video": str(video), "steps": len(rollout.actions), "return": sum(rollout.rewards)}
+        write_rollout_video(video, rollout, sim, fps=12.0, spectrogram_seconds=3.0)  # the real sound: the one the agent heard
+        worlds = [w.name for w in rollout.imagined]
+        return {"video": str(video), "steps": len(rollout.actions), "return": sum(rollout.rewards), "worlds": worlds}
 
     return run
 
@@ -320,10 +383,12 @@ def write_demo_report(root: Path, results: Mapping[str, dict[str, Any]], sizes: 
     from avworld.viz.report import Section, Table, Text, Video, prediction_sections, write_report
 
     collected = results["collect"]
+    shipped = results.get("pretrained", {})
     intro = (
         f"The whole avworld loop on the built-in simulator: {collected['episodes']} training episodes "
         f"({collected['steps']} steps) in procedural apartments, {sizes.tokenizer_preset} tokenizers, AV-CDiT "
-        f"{sizes.world_model_preset} trained in three stages ({sizes.world_model_steps} steps each), evaluated on test scenes."
+        f"{sizes.world_model_preset} trained in three stages ({sizes.world_model_steps} steps each), evaluated on test scenes"
+        + (", beside the pretrained world model avworld ships." if "about" in shipped else ".")
     )
     nav = results["navigation"]
     rows = []
@@ -331,10 +396,18 @@ def write_demo_report(root: Path, results: Mapping[str, dict[str, Any]], sizes: 
         for sound, per in agent["sounds"].items():
             summary = per["summary"]
             rows.append([name, sound, *(summary[m]["mean"] for m in ("SR", "SPL", "SNA", "DTG")), agent["real_steps"]])
-    sections = [
-        Section(
-            "Rollout", [Video(results["video"]["video"], "the planner in a test scene (left), the world model imagining the same actions")]
-        ),
+    if "pretrained" in results["video"].get("worlds", ()):
+        caption = (
+            "Left to right: the planner's real episode in a test scene; the pretrained world model and the one trained in this "
+            "demo (from scratch) imagining it from the same first real frames and the same actions, never corrected; the map; "
+            "the spectrograms of the real sound, which is the soundtrack."
+        )
+    else:
+        caption = "The planner in a test scene (left), the world model trained in this demo imagining the same actions; the real sound."
+    sections = [Section("Rollout", [Video(results["video"]["video"], caption)])]
+    if shipped:
+        sections.append(Section("Pretrained world model", _pretrained_blocks(shipped)))
+    sections += [
         Section(
             "Navigation",
             [
@@ -342,7 +415,34 @@ def write_demo_report(root: Path, results: Mapping[str, dict[str, Any]], sizes: 
                 Table(["agent", "sounds", "SR", "SPL", "SNA", "DTG (m)", "real steps"], rows),
             ],
         ),
-        *prediction_sections(results["prediction"]),
+        *prediction_sections(demo_prediction(results)),
         Section("Stages", [Table(["stage", "seconds"], [[name, r.get("seconds")] for name, r in results.items()])]),
     ]
     return write_report(root / "report", "avworld demo", sections, intro)
+
+
+def _pretrained_blocks(shipped: Mapping[str, Any]) -> list[Any]:
+    """What the report says of the pretrained world model: what it is and where it came from, or why it is not shown."""
+    from avworld.viz.report import Text
+
+    if "skipped" in shipped:
+        return [Text(f"Not shown (its prediction scores and its panel of the rollout video are skipped): {shipped['skipped']}")]
+    provenance = shipped.get("provenance", {})
+    facts = [f"{k} {provenance[k]}" for k in ("commit", "sim_sha256", "created") if provenance.get(k)]
+    return [Text(f"{shipped['about']}."), *([Text("Recorded in its meta.json: " + "; ".join(facts) + ".")] if facts else [])]
+
+
+def demo_prediction(results: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The prediction result the report shows: the pretrained world model's scores (where they were computed) beside the
+    demo's own and copy-last, under the names :data:`PRETRAINED` and :data:`OWN`."""
+    own = results["prediction"]
+    models = {OWN if name == "av_cdit" else name: m for name, m in own["models"].items()}
+    shipped = results.get("pretrained_prediction", {})
+    if "models" in shipped:
+        pretrained = dict(shipped["models"]["pretrained"])
+        theirs, ours = shipped["settings"].get("context"), own["settings"].get("context")
+        if theirs != ours and ours is not None:
+            note = f"it reads {theirs} context steps, the demo's model {ours}: its {shipped['data']['evaluated']} windows are others"
+            pretrained["notes"] = [*pretrained.get("notes", []), note]
+        models = {PRETRAINED: pretrained, **models}
+    return {**own, "models": models}

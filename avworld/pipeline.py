@@ -7,7 +7,8 @@ reuses every finished stage. A stage is finished when its ``result.json`` exists
 (written atomically, last); an interrupted stage runs again and resumes from whatever
 its own job left in its directory (trainers resume from their checkpoints, collection
 from its finished shards). One progress bar covers the whole pipeline, advancing by
-each stage's estimated cost, so its ETA speaks for the whole run.
+each stage's estimated cost, so its ETA speaks for the whole run. A result's ``"note"`` (something the user must
+see, e.g. a part of the run skipped and why) is printed each run, whether the stage ran or was reused.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from avworld.jsonfile import write_atomic
 
 StageFn = Callable[[Path, Mapping[str, dict[str, Any]]], dict[str, Any]]
-"""``run(stage_dir, results_of_needed_stages) -> result`` (JSON-able)."""
+"""``run(stage_dir, results_of_needed_stages) -> result`` (JSON-able; an optional ``"note"`` string is printed)."""
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Pipeline:
                     bar.refresh()
                     if on_stage:
                         on_stage(stage.name, "reused")
+                    _show_note(stage.name, results[stage.name])
                     continue
                 if force:
                     shutil.rmtree(path, ignore_errors=True)  # redo from nothing, not from a partial run's checkpoints
@@ -102,4 +104,13 @@ class Pipeline:
                 bar.update(stage.cost)
                 if on_stage:
                     on_stage(stage.name, "done")
+                _show_note(stage.name, result)
         return results
+
+
+def _show_note(name: str, result: Mapping[str, Any]) -> None:
+    """Print a stage result's note above the progress bar."""
+    from tqdm import tqdm
+
+    if result.get("note"):
+        tqdm.write(f"  {name}: {result['note']}")

@@ -112,6 +112,19 @@ def test_compose_shapes() -> None:
     assert compose(rgb, top, spec).shape == (256 + 20, 192 + 256 + 256, 3)  # the defaults
 
 
+def test_compose_puts_several_imagined_views_in_order_right_of_the_real_one() -> None:
+    cfg = PanelConfig(height=64, spectrogram_width=32, caption_height=16)
+    colours = {"real": (200, 0, 0), "a": (0, 200, 0), "b": (0, 0, 200)}
+    views = {name: np.full((32, 32, 3), colour, np.uint8) for name, colour in colours.items()}
+    top = np.zeros((50, 50, 3), np.uint8)
+    frame = compose(views["real"], top, np.zeros((2, 129, 4), np.float32), imagined={"a": views["a"], "b": views["b"]}, config=cfg)
+    assert frame.shape == (64 + 16, 3 * 64 + 64 + 32, 3)
+    for i, name in enumerate(("real", "a", "b")):  # below each panel's label, the panel's own colour
+        assert (frame[48, i * 64 : (i + 1) * 64] == views[name][0, 0]).all(), name
+    with pytest.raises(ValueError, match=r"^imagined\['b'\]:"):
+        compose(views["real"], imagined={"a": views["a"], "b": np.zeros((8, 8), np.uint8)})
+
+
 def test_compose_rejects_bad_views() -> None:
     with pytest.raises(ValueError, match=r"^rgb:"):
         compose(np.zeros((64, 64, 3), np.float32))

@@ -17,21 +17,29 @@ from avworld.sim.config import SimConfig
 
 
 @dataclass
+class Imagined:
+    """One world model's open-loop imagination of a rollout: ``observations``: the first ``context`` real observations,
+    then one per imagined step; ``rewards``: one per imagined step; ``name`` labels its panel and caption in the video."""
+
+    name: str
+    observations: list[dict[str, np.ndarray]]
+    rewards: list[float]
+    context: int
+
+
+@dataclass
 class Rollout:
-    """One real episode for a video, and optionally a world model's open-loop imagination of it.
+    """One real episode for a video, and the open-loop imaginations of it by any number of world models.
 
     ``observations``: the start, then one per step; ``maps``: the top-down map of each; ``actions`` and ``rewards``: one per
-    step; ``imagined``: the first ``context`` real observations, then one per imagined step; ``imagined_rewards``: one per
-    imagined step.
+    step; ``imagined``: one :class:`Imagined` per world model, in the order their panels are shown.
     """
 
     observations: list[dict[str, np.ndarray]]
     maps: list[np.ndarray]
     actions: list[int]
     rewards: list[float]
-    imagined: list[dict[str, np.ndarray]] | None = None
-    imagined_rewards: list[float] = field(default_factory=list)
-    context: int = 0
+    imagined: list[Imagined] = field(default_factory=list)
 
 
 def run_episode(
@@ -69,29 +77,33 @@ def run_episode(
     return rollout
 
 
-def imagine(rollout: Rollout, world: Imagination, sim: SimConfig, seed: int, sampler_steps: int) -> None:
-    """Fill ``rollout.imagined``: the world model's open loop (``avworld/Dream-v0``) from the first m real observations,
-    fed the actions the real agent took after them."""
+def imagine(rollout: Rollout, world: Imagination, sim: SimConfig, seed: int, sampler_steps: int, name: str = "imagined") -> Imagined:
+    """Add ``world``'s open loop (``avworld/Dream-v0``) to ``rollout.imagined`` as ``name``: started from the first m real
+    observations, fed the actions the real agent took after them. Each world model gets the same ``seed``."""
     import gymnasium as gym
 
+    if any(other.name == name for other in rollout.imagined):
+        raise ValueError(f"name: the rollout already has an imagined world named {name!r}")
     fields = ("rgb", "audio") if "audio" in world.modalities else ("rgb",)
     dream = gym.make("avworld/Dream-v0", checkpoint=world, sim=sim, sensors=fields, sampler_steps=sampler_steps)
     k = min(world.context, len(rollout.observations))
     context = {f: np.stack([o[f] for o in rollout.observations[:k]]) for f in fields}  # (k, ...) oldest first
     dream.reset(seed=seed, options={"context": context})
-    rollout.imagined, rollout.imagined_rewards, rollout.context = list(rollout.observations[:k]), [], k
+    imagined = Imagined(name, list(rollout.observations[:k]), [], k)
     for action in rollout.actions[k - 1 :]:  # actions[i] leads from observation i to i + 1
         obs, reward, terminated, truncated, _ = dream.step(action)
-        rollout.imagined.append(obs)
-        rollout.imagined_rewards.append(float(reward))
+        imagined.observations.append(obs)
+        imagined.rewards.append(float(reward))
         if terminated or truncated:
             break
     dream.close()
+    rollout.imagined.append(imagined)
+    return imagined
 
 
 def write_rollout_video(path: Path, rollout: Rollout, sim: SimConfig, fps: float, spectrogram_seconds: float, sound: str = "real") -> None:
-    """An MP4 of ``rollout``: the real view (and the imagined one beside it), the map, scrolling spectrograms of the
-    soundtrack, and the caption; the soundtrack is the real or the ``sound="imagined"`` binaural audio."""
+    """An MP4 of ``rollout``: the real view and each imagined one beside it, the map, scrolling spectrograms of the
+    soundtrack, and the caption; the soundtrack is the real or (``sound="imagined"``) the first imagined world's binaural audio."""
     from collections.abc import Iterator
 
     from avworld.sim.acoustics.audio import log_spectrogram
@@ -101,7 +113,7 @@ def write_rollout_video(path: Path, rollout: Rollout, sim: SimConfig, fps: float
 
     if sound not in ("real", "imagined"):
         raise ValueError(f"audio must be 'real' or 'imagined', got {sound!r}")
-    heard = rollout.observations if sound == "real" else rollout.imagined
+    heard = rollout.observations if sound == "real" else rollout.imagined[0].observations if rollout.imagined else None
     if heard is None or "audio" not in heard[0]:
         raise ValueError("audio=imagined needs checkpoint=DIR, a world model that imagines audio")
     audio = np.concatenate([o["audio"] for o in heard], axis=1)  # (2, T * N): step t's sound plays under frame t
@@ -114,26 +126,25 @@ def write_rollout_video(path: Path, rollout: Rollout, sim: SimConfig, fps: float
         spectrogram_range=(float(np.percentile(spec, 1)), float(spec.max()) + 1e-3),
     )
 
-    def imagined(t: int) -> tuple[np.ndarray | None, str | None]:  # the imagined frame of step t and its note
-        if rollout.imagined is None:
-            return None, None
-        frame = rollout.imagined[min(t, len(rollout.imagined) - 1)]["rgb"]
-        if t < rollout.context:
-            return frame, "imagined: real context"
-        i = t - rollout.context
-        return frame, f"imagined reward {rollout.imagined_rewards[i]:+.3f}" if i < len(rollout.imagined_rewards) else "imagination ended"
+    def imagined(world: Imagined, t: int) -> tuple[np.ndarray, str]:  # its frame of step t and its caption note
+        frame = world.observations[min(t, len(world.observations) - 1)]["rgb"]
+        if t < world.context:
+            return frame, f"{world.name}: real context"
+        i = t - world.context
+        return frame, f"{world.name} reward {world.rewards[i]:+.3f}" if i < len(world.rewards) else f"{world.name}: ended"
 
     def frames() -> Iterator[np.ndarray]:
         for t, (obs, top) in enumerate(zip(rollout.observations, rollout.maps, strict=True)):
             action = Action(rollout.actions[t - 1]).name if t else None
             reward = rollout.rewards[t - 1] if t else None
-            view, note = imagined(t)
+            seen = [imagined(world, t) for world in rollout.imagined]  # (frame, note) of each world
+            views = {world.name: frame for world, (frame, _) in zip(rollout.imagined, seen, strict=True)}
+            note = "   ".join(n for _, n in seen) or None
             for k in range(repeat):
                 played = (t * repeat + k + 1) * n // repeat  # samples played by the end of this frame
                 shown = max(0, (played - n_fft) // hop + 1)  # spectrogram columns complete by then
                 yield compose(
-                    obs["rgb"], top, spec[:, :, :shown], imagined=view, step=t, action=action, reward=reward, note=note, config=panel
+                    obs["rgb"], top, spec[:, :, :shown], imagined=views, step=t, action=action, reward=reward, note=note, config=panel
                 )
 
     write_video(path, frames(), repeat / sim.agent.step_time, audio, sim.acoustics.fs)
-

@@ -1,13 +1,14 @@
 """One video frame per step: what the agent sees, where it is, what it hears, and what it did.
 
-Layout, left to right at one height: the first-person view, an optional second first-person view (the
-imagined one), the top-down map, and the scrolling log-spectrograms of the left ear (top) and right ear
+Layout, left to right at one height: the first-person view, optional imagined first-person views (one per
+world model, each labelled), the top-down map, and the scrolling log-spectrograms of the left ear (top) and right ear
 (bottom), newest sound at the right edge, low frequencies at the bottom. A caption line below gives the
 step, action, reward and an optional note. Images are scaled by nearest neighbour, so pixels stay sharp.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,7 @@ def compose(
     topdown: np.ndarray | None = None,
     spectrogram: np.ndarray | None = None,
     *,
-    imagined: np.ndarray | None = None,
+    imagined: np.ndarray | Mapping[str, np.ndarray] | None = None,
     step: int | None = None,
     action: str | None = None,
     reward: float | None = None,
@@ -60,7 +61,8 @@ def compose(
 ) -> np.ndarray:
     """One frame, uint8 (height + caption_height, W, 3).
 
-    ``rgb`` and ``imagined``: uint8 (h, w, 3) first-person views; ``topdown``: uint8 (h', w', 3) map;
+    ``rgb``: uint8 (h, w, 3) the real first-person view; ``imagined``: one such view (labelled "imagined") or several,
+    label → view, shown in order right of the real one; ``topdown``: uint8 (h', w', 3) map;
     ``spectrogram``: (2, F, T) log-magnitudes of the left and right ear, the last column the newest (only the
     last ``spectrogram_columns`` are shown; fewer leave the left side blank, as at an episode's start).
     ``note`` ends the caption (e.g. the imagined reward, or which world is shown).
@@ -69,9 +71,12 @@ def compose(
     h = config.height
     panels = [_scale_to_height(_check_image(rgb, "rgb"), h)]
     labels: list[tuple[str, int, int]] = []  # (text, x, y) at panels' top-left corners
-    if imagined is not None:
-        labels += [("real", 0, 0), ("imagined", panels[0].shape[1], 0)]
-        panels.append(_scale_to_height(_check_image(imagined, "imagined"), h))
+    views = {"imagined": imagined} if isinstance(imagined, np.ndarray) else dict(imagined or {})
+    if views:
+        labels.append(("real", 0, 0))
+    for label, view in views.items():
+        labels.append((label, sum(p.shape[1] for p in panels), 0))
+        panels.append(_scale_to_height(_check_image(view, f"imagined[{label!r}]" if len(views) > 1 else "imagined"), h))
     if topdown is not None:
         panels.append(_scale_to_height(_check_image(topdown, "topdown"), h))
     if spectrogram is not None:
