@@ -215,7 +215,7 @@ def unfinished(tmp_path_factory: pytest.TempPathFactory) -> CollectConfig:
     """A collection still in shards (two of one episode each, not yet joined)."""
     config = CollectConfig(root=str(tmp_path_factory.mktemp("shards")), name="tiny", episodes=3, scenes=2, shard_size=1, max_steps=8)
     sim = SimConfig.from_dict({"episode": {"max_steps": 8}})
-    for k, episodes in list(shards(config))[:2]:
+    for k, episodes in list(shards(config, scene_source(None, sim).ids(config.split)))[:2]:
         _collect_shard(config, sim, k, episodes)
     return config
 
