@@ -241,8 +241,8 @@ def test_agent_stacks_as_training_did_and_scores_for_planners(real_agent: Path) 
     probs, values = agent.evaluate_after(observations[:2], nodes)
     for b, last in enumerate(observations[2:]):
         one = agent.evaluate(agent.stack([*observations[:2], last]))
-        np.testing.assert_allclose(probs[b], one[0][0], rtol=1e-6)
-        np.testing.assert_allclose(values[b], one[1][0], rtol=1e-6)
+        np.testing.assert_allclose(probs[b], one[0][0], rtol=1e-5)  # batched vs one at a time: float32 round-off
+        np.testing.assert_allclose(values[b], one[1][0], rtol=1e-5)
     with pytest.raises(ValueError, match="trained on observations"):
         agent.reset(gym.make("avworld/AudioNav-v0", sim={"render": {"width": 32, "height": 32}}))
 
