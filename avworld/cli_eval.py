@@ -193,6 +193,11 @@ def world_model_job(job: EvalWorldModel) -> None:
         for key in ("rgb_shape", "audio_shape"):
             if list(world.meta[key]) != list(data.meta[key]):
                 raise ValueError(f"{path}: trained on {key} {world.meta[key]}, the collection has {data.meta[key]}")
+        if "audio" in world.modalities and world.meta.get("acoustics_version", 1) != data.meta["acoustics_version"]:
+            raise ValueError(
+                f"{path}: trained on sound of acoustics_version {world.meta.get('acoustics_version', 1)}, the collection "
+                f"{data_ref.name} has {data.meta['acoustics_version']}"
+            )
         if "sim" in data.meta and "sim" in world.meta:
             reference = SimConfig.from_dict(world.meta["sim"])
             check_learned(SimConfig.from_dict(data.meta["sim"]), reference, f"the collection {data_ref.name}", str(path))

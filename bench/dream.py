@@ -29,6 +29,7 @@ from avworld.models.flow import WorldModel
 from avworld.models.imagination import TOKENIZERS, Imagination
 from avworld.models.precision import compiled
 from avworld.models.registry import build, encode, preset
+from avworld.sim.acoustics.responses import ACOUSTICS_VERSION
 from avworld.sim.config import SimConfig
 
 MODES = ("decoded", "latent")
@@ -58,6 +59,7 @@ def imagination(name: str, tokenizers: str, sim: SimConfig, device: torch.device
         "audio_shape": audio_shape,
         "sample_rate": sim.acoustics.fs,
         "sim": dataclasses.asdict(sim),
+        "acoustics_version": ACOUSTICS_VERSION,
     }
     world = Imagination(model, {"video": video, "audio": audio}, meta, device, amp=amp)
     if compile:

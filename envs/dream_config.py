@@ -16,6 +16,7 @@ from avworld.envs.audio_nav import SENSORS, observation_space
 from avworld.models.checkpoint import CheckpointError
 from avworld.models.imagination import Imagination, load_world
 from avworld.models.pretrained import resolve_checkpoint
+from avworld.sim.acoustics.responses import ACOUSTICS_VERSION
 from avworld.sim.config import SimConfig
 from avworld.sim.episodes import EpisodeConfig
 from avworld.sim.scenes.procedural import SPLITS
@@ -105,6 +106,13 @@ def dream_world(
         raise CheckpointError(where, f"Dream-v0 needs a world model that imagines video (observations have rgb), not {world.modalities}")
     if "sim" not in world.meta:
         raise CheckpointError(where / "meta.json", "missing 'sim' (the simulator settings of the training data)")
+    version = world.meta.get("acoustics_version", 1)
+    if "audio" in world.modalities and version != ACOUSTICS_VERSION:
+        raise CheckpointError(
+            where / "meta.json",
+            f"acoustics_version {version}: trained on sound an older avworld simulated, this one simulates version "
+            f"{ACOUSTICS_VERSION}; train it again on a new collection",
+        )
     return world, where
 
 

@@ -26,6 +26,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from avworld.models.spectral import stft
 from avworld.sim.acoustics.audio import SPECTROGRAM_FLOOR, spectrogram_bounds
 
 SUPPORTED_KEYS = ("rgb", "audio", "spectrogram")
@@ -57,12 +58,10 @@ def log_stft(audio: torch.Tensor, n_fft: int = 256, hop: int = 128) -> tuple[tor
     Same windows, frames and floor as :func:`avworld.sim.acoustics.audio.log_spectrogram`, so a policy sees in the network what the
     env's ``spectrogram`` sensor shows.
     """
-    b, c, length = audio.shape
+    length = audio.shape[-1]
     if length < n_fft:
         raise ValueError(f"audio: {length} samples per channel, fewer than one STFT window ({n_fft})")
-    window = torch.hann_window(n_fft, periodic=True, device=audio.device, dtype=audio.dtype)
-    x = torch.stft(audio.reshape(b * c, length), n_fft, hop, window=window, center=False, return_complex=True)  # (B·2, F, T)
-    x = x.reshape(b, c, *x.shape[1:])
+    x = stft(audio, n_fft, hop, center=False)  # (B, 2, F, T)
     return torch.log(x.abs() + SPECTROGRAM_FLOOR), x
 
 

@@ -320,6 +320,35 @@ def test_euler_sampler_lands_on_the_target_of_an_exact_velocity(steps: int) -> N
     assert torch.equal(out["reward"], action.float()) and torch.equal(out["termination"], torch.full((2,), 0.5))
 
 
+def test_a_change_target_is_added_to_the_newest_context_step() -> None:
+    """FlowConfig.change: the flow's data is z_next − z_last; the sampler adds z_last back (latents and callback alike),
+    and the training loss is zero for a net whose velocity points at the change."""
+    change = {"video": torch.randn(2, *TINY.video_latent), "audio": torch.randn(2, *TINY.audio_latent)}
+    ctx = {m: torch.randn(2, 3, *x.shape[1:]) for m, x in change.items()}
+    seen: list[torch.Tensor] = []
+    out = sample(
+        ExactVelocity(TINY, change), ctx["video"], ctx["audio"], torch.tensor([1, 3]), steps=3, change=("video",),
+        generator=torch.Generator().manual_seed(0), callback=lambda i, state: seen.append(state["denoised_video"]),
+    )
+    assert torch.allclose(out["video"], ctx["video"][:, -1] + change["video"], atol=1e-5)
+    assert torch.allclose(out["audio"], change["audio"], atol=1e-5)  # not listed: the next latent itself
+    assert torch.allclose(seen[-1], ctx["video"][:, -1] + change["video"], atol=1e-5)
+    with pytest.raises(ValueError, match=r"FlowConfig\.change: unknown modality 'depth'"):
+        FlowConfig(change=("depth",))
+
+    class ChangeVelocity(ExactVelocity):  # the training loss's view: noise − x0, with x0 the change
+        def forward(self, x_video, x_audio, sigma, *rest):
+            return super().forward(x_video, x_audio, sigma, *rest)
+
+    batch = {"ctx_video": ctx["video"], "ctx_audio": ctx["audio"], "video": ctx["video"][:, -1] + change["video"],
+             "audio": change["audio"], "action": torch.tensor([1, 3]), "reward": torch.zeros(2), "termination": torch.zeros(2)}
+    model = WorldModel(ChangeVelocity(TINY, change), FlowConfig(change=("video",), max_ctx_noise=0.0))
+    _, logs = model(batch)
+    assert float(logs["video_mse"]) < 1e-8 and float(logs["audio_mse"]) < 1e-8
+    _, logs = WorldModel(ChangeVelocity(TINY, change), FlowConfig(max_ctx_noise=0.0))(batch)
+    assert float(logs["video_mse"]) > 1e-2  # the same net is wrong where the next latent itself is the target
+
+
 @pytest.mark.parametrize("steps", [1, 2, 4, 8])
 def test_sample_is_deterministic_and_calls_back_every_step(steps: int) -> None:
     net = AVCDiT(TINY)

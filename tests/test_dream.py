@@ -155,12 +155,21 @@ def _corrupt(src: str, tmp_path: Path, how: str) -> Path:
         (path / "meta.json").write_text(json.dumps(meta))
     elif how == "no-tokenizer":
         shutil.rmtree(path / "tokenizers" / "audio")
+    elif how == "old-acoustics":  # trained before the sound changed: its imagined sound is not this simulator's
+        meta = json.loads((path / "meta.json").read_text())
+        meta["acoustics_version"] = 1
+        (path / "meta.json").write_text(json.dumps(meta))
     return path
 
 
 @pytest.mark.parametrize(
     ("how", "message"),
-    [("weights", r"model\.safetensors"), ("no-sim", r"meta\.json: missing 'sim'"), ("no-tokenizer", r"tokenizers/audio")],
+    [
+        ("weights", r"model\.safetensors"),
+        ("no-sim", r"meta\.json: missing 'sim'"),
+        ("no-tokenizer", r"tokenizers/audio"),
+        ("old-acoustics", r"meta\.json: acoustics_version 1: trained on sound an older avworld simulated"),
+    ],
 )
 def test_bad_checkpoints_fail_at_make(world_checkpoint: str, tmp_path: Path, how: str, message: str) -> None:
     with pytest.raises(CheckpointError, match=message):

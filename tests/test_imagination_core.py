@@ -24,6 +24,7 @@ import torch
 import avworld  # noqa: F401  (registers the envs)
 from avworld.models.checkpoint import Checkpoint, save_checkpoint
 from avworld.models.registry import build, config_to_dict, preset
+from avworld.sim.acoustics.responses import ACOUSTICS_VERSION
 from avworld.sim.config import SimConfig
 
 CONTEXT_STEPS = 3
@@ -67,6 +68,7 @@ def build_world(root: Path) -> Path:
         "sample_rate": 16000,
         "sim": dataclasses.asdict(SimConfig()),
         "data": {"windows": 123},
+        "acoustics_version": ACOUSTICS_VERSION,
     }
     path = root / "world"
     attachments = {f"tokenizers/{m}": p for m, p in tokenizers.items()}

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from avworld.models.losses import ild_db
+from avworld.models.spectral import stft
 
 SPECTROGRAM_FLOOR = 1e-5
 """Magnitude floor of :func:`log_spectrogram` (−100 dB)."""
@@ -76,10 +77,7 @@ def ssim(pred: Tensor, target: Tensor) -> Tensor:
 
 def log_spectrogram(audio: Tensor, n_fft: int = 256, hop: int = 128) -> Tensor:
     """Natural-log magnitude STFT (Hann window, centred), floored at :data:`SPECTROGRAM_FLOOR`: (B, 2, N) → (B, 2, n_fft/2 + 1, T)."""
-    b, c, n = audio.shape
-    window = torch.hann_window(n_fft, device=audio.device)
-    spec = torch.stft(audio.reshape(b * c, n).float(), n_fft, hop, window=window, center=True, return_complex=True)
-    return spec.abs().clamp(min=SPECTROGRAM_FLOOR).log().reshape(b, c, *spec.shape[-2:])
+    return stft(audio.float(), n_fft, hop).abs().clamp(min=SPECTROGRAM_FLOOR).log()
 
 
 def lsd(pred_audio: Tensor, true_audio: Tensor) -> Tensor:

@@ -41,8 +41,16 @@ class FlowConfig:
     """Training times t: "logit_normal", t = sigmoid(N(logit_mean, logit_std²)) as in SD3, or "uniform" on [0, 1]."""
     logit_mean: float = 0.0
     logit_std: float = 1.0
+    change: tuple[str, ...] = ()
+    """Modalities imagined as their change from the context's newest step (the flow's data is z_next − z_last, the
+    sampler adds z_last back) instead of as the next latent: an unchanged view costs the net nothing, and where it is
+    unsure its estimate stays near the last frame rather than a blur of all frames. () : every modality as the next latent."""
 
     def __post_init__(self) -> None:
+        self.change = tuple(self.change)
+        unknown = sorted(set(self.change) - {"video", "audio"})
+        if unknown:
+            raise ValueError(f"FlowConfig.change: unknown modality {unknown[0]!r}; choose from video, audio")
         if not 0.0 <= self.max_ctx_noise <= 1.0:
             raise ValueError(f"FlowConfig.max_ctx_noise must lie in [0, 1], got {self.max_ctx_noise}")
         for name in ("reward_weight", "termination_weight", "audio_weight", "video_weight"):
@@ -113,6 +121,8 @@ class WorldModel(nn.Module):
         noisy, ctx, velocity, losses = {}, {}, {}, {}
         for m in modalities:
             x0, c0 = batch[m], batch[f"ctx_{m}"]
+            if m in self.flow.change:
+                x0 = x0 - c0[:, -1]
             noise = torch.randn_like(x0)
             noisy[m] = interpolate(x0, noise, t.to(x0.dtype))
             velocity[m] = noise - x0
@@ -197,6 +207,7 @@ def sample(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     noise: dict[str, Tensor] | None = None,
+    change: tuple[str, ...] = (),
 ) -> dict[str, Tensor]:
     """Imagine the next step: :func:`euler` over the net's :func:`velocity_field`, from noise drawn or given.
 
@@ -210,6 +221,8 @@ def sample(
         callback: see :func:`euler`; its state holds "reward" and "termination" (probability) of the step's evaluation.
         noise: the initial noise at t = 1, {modality: (B, *latent)} for each imagined modality, instead of drawing it from
             ``generator``: callers that keep one random stream per world (the imagined vector env) draw it themselves.
+        change: the modalities the net imagines as a change from the context's newest step (:attr:`FlowConfig.change`):
+            their latents, and the callback's, get that step added back.
 
     Returns:
         "video" (B, C, h, w) and/or "audio" (B, C_a, n), the latents at t = 0; "reward" (B,) and "termination" (B,) probability,
@@ -230,8 +243,20 @@ def sample(
                 got = tuple(noise[m].shape) if m in noise else None
                 raise ValueError(f"noise[{m!r}] must be a tensor of shape {(b, *latents[m])}, got {got}")
         x = {m: noise[m].to(device=device, dtype=dtype) for m in modalities}
-    heads = None if callback is None else lambda i, state: callback(i, _with_probability(state))
-    return _with_probability(euler(velocity_field(net, ctx_video, ctx_audio, action, frame_skip), x, steps, heads))
+    context = {"video": ctx_video, "audio": ctx_audio}
+    last = {m: context[m][:, -1].to(dtype) for m in modalities if m in change}  # type: ignore[index]
+
+    def absolute(state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Latents (and denoised estimates) of changes made absolute, the termination logit made a probability."""
+        state = dict(state)
+        for m, z in last.items():
+            for key in (m, f"denoised_{m}"):
+                if key in state:
+                    state[key] = state[key] + z
+        return _with_probability(state)
+
+    heads = None if callback is None else lambda i, state: callback(i, absolute(state))
+    return absolute(euler(velocity_field(net, ctx_video, ctx_audio, action, frame_skip), x, steps, heads))
 
 
 def _with_probability(out: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -156,7 +156,8 @@ class Imagination:
         Returns the next latents {modality: (B, *latent)}, ``reward`` (B,) and ``termination`` (B,) probability.
         """
         action = action.to(self.device)
-        out = sample(self.net, context.get("video"), context.get("audio"), action, steps=steps, generator=generator, noise=noise)
+        video, audio = context.get("video"), context.get("audio")
+        out = sample(self.net, video, audio, action, steps=steps, generator=generator, noise=noise, change=self.model.flow.change)
         check_finite(out, "the imagined step")
         return out
 

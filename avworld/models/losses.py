@@ -10,6 +10,8 @@ import itertools
 import torch
 from torch import Tensor
 
+from avworld.models.spectral import stft
+
 MAGNITUDE_FLOOR = 1e-5
 """Floor of STFT magnitudes before a log, so silent bins do not dominate a log-magnitude loss."""
 
@@ -23,11 +25,9 @@ def stft_magnitude(x: Tensor, n_fft: int, hop: int) -> Tensor:
 
     The floor is taken on the power, which also keeps the gradient of the square root finite at silent bins.
     """
-    lead = x.shape[:-1]
-    window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
-    spec = torch.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, window=window, center=True, return_complex=True)
+    spec = stft(x, n_fft, hop)
     power = spec.real.square() + spec.imag.square()
-    return power.clamp(min=MAGNITUDE_FLOOR**2).sqrt().reshape(*lead, *spec.shape[-2:])
+    return power.clamp(min=MAGNITUDE_FLOOR**2).sqrt()
 
 
 def multi_resolution_stft_loss(pred: Tensor, target: Tensor, sizes: tuple[int, ...] = (256, 512, 1024)) -> Tensor:

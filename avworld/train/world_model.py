@@ -331,10 +331,14 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
 
     data = job.data.load()
     for m in modalities:
+        trained = tokenizers[m][1].meta["data"]
         key = "rgb_shape" if m == "video" else "audio_shape"
-        if list(tokenizers[m][1].meta["data"][key]) != list(data.meta[key]):
+        if list(trained[key]) != list(data.meta[key]):
+            raise ValueError(f"{paths[m]}: the {m} tokenizer was trained on {key} {trained[key]}, data has {data.meta[key]}")
+        if m == "audio" and trained.get("acoustics_version", 1) != data.meta["acoustics_version"]:
             raise ValueError(
-                f"{paths[m]}: the {m} tokenizer was trained on {key} {tokenizers[m][1].meta['data'][key]}, data has {data.meta[key]}"
+                f"{paths[m]}: the audio tokenizer was trained on sound of acoustics_version {trained.get('acoustics_version', 1)}, "
+                f"data has {data.meta['acoustics_version']}; train it again on this data"
             )
     stats = {m: (float(tokenizers[m][1].meta["latent"]["mean"]), float(tokenizers[m][1].meta["latent"]["std"])) for m in modalities}
     device = torch.device("cuda" if torch.cuda.is_available() and job.train.device != "cpu" else "cpu")
