@@ -98,6 +98,7 @@ def train_world_model_job(cfg: DictConfig) -> None:
     fields = {"model": preset["model"], "train": train, "data": dataclasses.asdict(job.data)}
     fields |= {k: getattr(job, k) for k in ("stage", "variant", "init", "stop_windows", "stop_near")}
     fields["tokenizers"] = dataclasses.asdict(job.tokenizers)
+    fields["flow"] = preset.get("flow", {})  # stages 2 and 3 keep the previous stage's (its config.yaml)
     world = typed(WorldModelJob, OmegaConf.create(fields))
     result = train_world_model(world, job.out_dir)
     print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))

@@ -193,13 +193,15 @@ def test_presets_give_each_stage_its_steps(name: str) -> None:
 
 def test_cli_trains_a_stage(collection: CollectConfig, tokenizer_checkpoints: dict[str, str], tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "avworld.cli", "train", "world_model", "stage=joint", "preset=tiny"]
-    cmd += ["preset.world_model.stage_steps.joint=2"]
+    cmd += ["preset.world_model.stage_steps.joint=2", "preset.world_model.flow.change=[video]"]
     cmd += [f"data.root={collection.root}", f"data.name={collection.name}", f"out_dir={tmp_path}", "+preset.world_model.train.device=cpu"]
     cmd += [f"tokenizers.{m}={p}" for m, p in tokenizer_checkpoints.items()]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "checkpoint:" in done.stdout and (tmp_path / "joint" / "checkpoint" / "tokenizers" / "video" / "meta.json").exists()
     assert " steps=2 " in done.stdout  # the preset's steps for this stage
+    saved = OmegaConf.load(tmp_path / "joint" / "checkpoint" / "config.yaml")
+    assert list(saved.flow.change) == ["video"]  # the preset's flow settings reach the model's config
     missing = subprocess.run([*cmd[:5], "stage=2", f"out_dir={tmp_path / 'new'}"], capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "previous stage" in missing.stderr
 
