@@ -128,6 +128,8 @@ class Benchmark:
     sensors: list[str] = field(default_factory=lambda: ["rgb", "audio"])
     level: float = 0.95
     agents: dict[str, Any] = field(default_factory=dict)
+    compare: list[list[str]] = field(default_factory=list)
+    """Pairs [A, B] of ``run``: A − B per metric, paired over the same episodes (``avworld.eval.benchmark.comparisons``)."""
 
 
 @dataclass

@@ -76,10 +76,13 @@ def benchmark_job(job: EvalBenchmark) -> None:
     from tqdm import tqdm
 
     import avworld  # noqa: F401
-    from avworld.eval.benchmark import benchmark_json, format_benchmark_table, run_benchmark
+    from avworld.eval.benchmark import benchmark_json, comparisons, format_benchmark_table, format_comparison_table, run_benchmark
 
     nav = job.nav
     scene = scenes_of(job.scene)
+    for pair in nav.compare:
+        if len(pair) != 2 or any(name not in nav.run for name in pair):
+            raise ValueError(f"nav.compare: each pair names two agents of nav.run ({', '.join(nav.run)}), got {list(pair)}")
     for name in nav.run:
         if name not in nav.agents:
             raise ValueError(f"nav.run: no agent {name!r} in nav.agents ({', '.join(nav.agents)}); add one: +agent@nav.agents.{name}=FILE")
@@ -96,13 +99,17 @@ def benchmark_job(job: EvalBenchmark) -> None:
 
         runs = run_benchmark(agents, job.sim, list(nav.sounds), nav.split, nav.episodes, nav.seed, list(nav.sensors), progress, scene)
     table = format_benchmark_table(runs, nav.level)
+    compared = comparisons(runs, nav.compare, nav.level)
+    if compared:
+        table += "\n\n" + format_comparison_table(compared, nav.level)
+    paired = {pair: {s: {k: v.as_dict() for k, v in cells.items()} for s, cells in by_sound.items()} for pair, by_sound in compared.items()}
     settings: dict[str, Any] = dataclasses.asdict(nav)
     settings |= {"agents": {n: nav.agents[n] for n in nav.run}, "world_model": job.world_model, "interval": "Student-t", "scene": scene}
     out = output_dir()
     config = {"sim": dataclasses.asdict(job.sim), "nav": dataclasses.asdict(nav), "world_model": job.world_model, "scene": scene}
     write_json(
         out / "navigation_benchmark.json",
-        {"config": config, "settings": settings, "agents": benchmark_json(runs, nav.level), "table": table},
+        {"config": config, "settings": settings, "agents": benchmark_json(runs, nav.level), "paired": paired, "table": table},
     )
     print(table)
     print(f"results written to {out / 'navigation_benchmark.json'}")

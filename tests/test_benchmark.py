@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from avworld.eval.benchmark import AgentRun, format_benchmark_table, mean_interval, run_benchmark, summarize
+from avworld.eval.benchmark import (
+    AgentRun,
+    comparisons,
+    format_benchmark_table,
+    format_comparison_table,
+    mean_interval,
+    paired,
+    run_benchmark,
+    summarize,
+)
 from avworld.eval.navigation import NavigationResult
 from avworld.models.imagination import Imagination
 from avworld.policies import OraclePolicy, RandomPolicy
@@ -59,6 +68,25 @@ def test_summary_and_table() -> None:
     assert "95% Student-t" in lines[-1]
 
 
+def test_paired_differences_with_known_answers() -> None:
+    better = [dict(e, spl=e["spl"] + d) for e, d in zip(EPISODES, (0.1, 0.1, 0.1, 0.2), strict=True)]
+    diff = paired(NavigationResult(better), NavigationResult(EPISODES))
+    assert diff["SPL"].mean == pytest.approx(0.125) and diff["SR"].mean == 0.0 and diff["SR"].half_width == 0.0
+    # differences 0.1, 0.1, 0.1, 0.2: sample std 0.05, so the half-width is t · 0.05 / 2; the episodes' own spread
+    # (SPL 0.0 to 1.0) is gone, while the unpaired intervals of the two agents overlap almost entirely
+    assert diff["SPL"].half_width == pytest.approx(T_975_3 * 0.05 / 2)
+    assert diff["SPL"].low > 0 and summarize(NavigationResult(EPISODES))["SPL"].high > summarize(NavigationResult(better))["SPL"].low
+    runs = {"a": AgentRun({}, {"heard": NavigationResult(better)}), "b": AgentRun({}, {"heard": NavigationResult(EPISODES)})}
+    compared = comparisons(runs, [["a", "b"]])
+    assert list(compared) == ["a - b"] and compared["a - b"]["heard"]["SPL"] == diff["SPL"]
+    lines = format_comparison_table(compared).splitlines()
+    assert lines[2].startswith("| heard | a - b | 4 | 0.000 ± 0.000 | 0.125 ± 0.080 | ")
+    with pytest.raises(ValueError, match="same episodes"):
+        paired(NavigationResult(EPISODES), NavigationResult(EPISODES[:2]))
+    with pytest.raises(ValueError, match=r"compare: .*got \['a', 'c'\]"):
+        comparisons(runs, [["a", "c"]])
+
+
 def test_every_agent_gets_the_same_episodes() -> None:
     sim = SimConfig.from_dict({"episode": {"max_steps": 5}})
     seen: list[tuple[str, str, int]] = []
@@ -91,6 +119,7 @@ def test_avworld_eval_nav_writes_the_benchmark(world_checkpoint: str, tmp_path: 
         "nav.agents.cem.elites=2",
         "nav.agents.cem.iterations=1",
         "nav.agents.cem.sampler_steps=1",
+        "nav.compare=[[planner,random],[cem,planner]]",
     )
     proc = run_cli("eval", "benchmark", f"world_model={world_checkpoint}", *tiny, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -104,8 +133,16 @@ def test_avworld_eval_nav_writes_the_benchmark(world_checkpoint: str, tmp_path: 
         heard = agent["sounds"]["heard"]
         assert heard["summary"]["SR"]["n"] == 2 and len(heard["episodes"]) == 2
     assert result["settings"]["agents"]["planner"]["checkpoint"] == world_checkpoint
-    assert result["table"] in proc.stdout and result["table"].count("\n| ") == 9  # header rule + 4 agents × 2 sound sets
+    # header rule + 4 agents × 2 sound sets, then header, rule and 2 pairs × 2 sound sets of the paired table
+    assert result["table"] in proc.stdout and result["table"].count("\n| ") == 9 + 6
+    spl = [e["spl"] for e in agents["planner"]["sounds"]["unheard"]["episodes"]]
+    spl_random = [e["spl"] for e in agents["random"]["sounds"]["unheard"]["episodes"]]
+    assert result["paired"]["planner - random"]["unheard"]["SPL"]["mean"] == pytest.approx((sum(spl) - sum(spl_random)) / 2)
+    assert set(result["paired"]) == {"planner - random", "cem - planner"}
 
+    bad = f"hydra.run.dir={tmp_path / 'bad'}"
+    proc = run_cli("eval", "benchmark", "nav.run=[random]", "nav.compare=[[random,oracle]]", bad, cwd=tmp_path)
+    assert proc.returncode != 0 and "nav.compare" in proc.stderr and "oracle" in proc.stderr
     proc = run_cli("eval", "benchmark", "nav.run=[random,planner]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
     assert proc.returncode != 0 and "world_model=DIR" in proc.stderr
     proc = run_cli("eval", "benchmark", "nav.run=[ppo]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)

@@ -6,6 +6,10 @@ SNA and DTG as means over episodes with a two-sided Student-t confidence interva
 
     mean ± t_{n−1, (1+level)/2} · s / √n,   s the sample standard deviation (n − 1 in its denominator).
 
+Paired comparisons (``compare``: pairs [A, B]) report A − B per metric as the mean of the per-episode differences on the
+same episodes, with the same Student-t interval over those differences: pairing removes the episodes' own spread (a hard
+scene is hard for both agents), so it tells agents apart with far fewer episodes than two separate intervals.
+
 The interval is not clipped to a metric's range: one that crosses [0, 1] says the episodes are too few. With one
 episode no interval exists (reported as null / "n/a").
 
@@ -76,6 +80,13 @@ def summarize(result: NavigationResult, level: float = 0.95) -> dict[str, Interv
     return {NAMES[m]: mean_interval([e[m] for e in result.episodes], level) for m in METRICS}
 
 
+def paired(a: NavigationResult, b: NavigationResult, level: float = 0.95) -> dict[str, Interval]:
+    """{SR, SPL, SNA, DTG: :class:`Interval` of A − B} over the per-episode differences; both ran the same episodes."""
+    if len(a.episodes) != len(b.episodes):
+        raise ValueError(f"paired differences need the same episodes, got {len(a.episodes)} and {len(b.episodes)}")
+    return {NAMES[m]: mean_interval([x[m] - y[m] for x, y in zip(a.episodes, b.episodes, strict=True)], level) for m in METRICS}
+
+
 @dataclass
 class AgentRun:
     """One agent's benchmark: the real transitions it was trained with, by source, and its episodes per sound set."""
@@ -140,6 +151,36 @@ def benchmark_json(runs: Mapping[str, AgentRun], level: float = 0.95) -> dict[st
         }
         for name, run in runs.items()
     }
+
+
+def comparisons(
+    runs: Mapping[str, AgentRun], pairs: Sequence[Sequence[str]], level: float = 0.95
+) -> dict[str, dict[str, dict[str, Interval]]]:
+    """{"A - B": {sound: :func:`paired` intervals}} for each pair [A, B] of ``pairs``, on every sound set both ran."""
+    out: dict[str, dict[str, dict[str, Interval]]] = {}
+    for pair in pairs:
+        if len(pair) != 2 or any(name not in runs for name in pair):
+            raise ValueError(f"compare: each pair names two benchmarked agents ({', '.join(runs)}), got {list(pair)}")
+        a, b = runs[pair[0]], runs[pair[1]]
+        out[f"{pair[0]} - {pair[1]}"] = {s: paired(a.results[s], b.results[s], level) for s in a.results if s in b.results}
+    return out
+
+
+def format_comparison_table(compared: Mapping[str, Mapping[str, Mapping[str, Interval]]], level: float = 0.95) -> str:
+    """A markdown table of :func:`comparisons`: one row per pair and sound set; the differences as mean ± half-width."""
+    lines = [
+        "| sounds | difference | episodes | ΔSR | ΔSPL | ΔSNA | ΔDTG (m) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    sounds = dict.fromkeys(s for by_sound in compared.values() for s in by_sound)
+    for sound in sounds:
+        for name, by_sound in compared.items():
+            if sound in by_sound:
+                cells = by_sound[sound]
+                lines.append(f"| {sound} | {name} | {cells['SR'].n} | " + " | ".join(_cell(cells[NAMES[m]]) for m in METRICS) + " |")
+    lines.append("")
+    lines.append(f"Paired: means of the per-episode differences ± half-width of their {level:.0%} Student-t interval.")
+    return "\n".join(lines)
 
 
 def _cell(interval: Interval) -> str:
