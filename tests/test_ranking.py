@@ -44,3 +44,30 @@ def test_ranking_on_a_collection_with_known_imagined_answers(world_checkpoint: s
     again, _ = evaluate_ranking(world, data, "train", fractions, windows=6, sampler_steps=1, batch_size=4)
     assert again == scores  # seeded: the same imagined returns
     assert torch.get_num_threads() == 1
+
+
+def test_ranking_rebuilds_the_users_scenes_of_a_collection(world_checkpoint: str, tmp_path, one_thread: None) -> None:
+    """A collection played on hand-made JSON scenes (``scene=``) is ranked too: its states are rebuilt in those scenes."""
+    from pathlib import Path
+
+    from avworld.data.collect import CollectConfig, collect
+    from avworld.sim.config import SimConfig
+
+    scenes = Path(__file__).resolve().parents[1] / "examples" / "scenes"
+    config = CollectConfig(root=str(tmp_path), name="user", episodes=2, shard_size=2, workers=1, max_steps=12,
+                           scene=[str(scenes / "corridor.json"), str(scenes / "l_room.json")])
+    collect(config, SimConfig())
+    data = flatten(open_collection(config.root, config.name), f"{config.root}/cache")
+    assert sorted(set(data.episodes["scene_seed"].tolist())) == [-2, -1]  # the user's scenes 0 and 1
+    world = load_world(world_checkpoint, "cpu")
+    answers: list[list[float]] = []
+    _, rows = evaluate_ranking(world, data, "test", (0.0, 0.0, 1.0), windows=4, batch_size=4,
+                               imagine=lambda state, g: np.zeros((len(state), 3)))
+    assert len(rows) == 4 and {r["scene_seed"] for r in rows} <= {-1, -2}
+    for row in rows:
+        assert row["geodesic"] == pytest.approx(row["recorded_geodesic"], abs=1e-4)
+        answers.append(row["real"])
+    replay = iter(answers)
+    oracle, _ = evaluate_ranking(world, data, "test", (0.0, 0.0, 1.0), windows=4, batch_size=4,
+                                 imagine=lambda state, g: np.array([next(replay) for _ in range(len(state))]))
+    assert oracle.states > 0 and oracle.rate == 1.0

@@ -74,21 +74,25 @@ class TrueMoves:
 
     One real env with the collection's simulator settings (``sim``; no sound is rendered), its scene rebuilt when the seed
     changes; the pose is set and the sequences are rolled in :class:`RealWorldModel`. ``geodesic`` after a call is the
-    true distance of the recorded pose (a check that the state was rebuilt: the collection records it too).
+    true distance of the recorded pose (a check that the state was rebuilt: the collection records it too). ``scene``: the
+    user's scenes of a collection made with ``scene=`` (its ``meta["collect"]["scene"]``), whose scene k has seed −1 − k.
     """
 
-    def __init__(self, sim: SimConfig, depth: int = 2, discount: float = DISCOUNT) -> None:
-        self.env = AudioNavEnv(split="train", sim=sim, sensors=("rgb",))
+    def __init__(self, sim: SimConfig, depth: int = 2, discount: float = DISCOUNT, scene: Any = None) -> None:
+        self.env = AudioNavEnv(split="train", sim=sim, sensors=("rgb",), scene=scene)
+        self.user_scenes = scene is not None
         self.sequences, self.discount = move_sequences(depth), discount
         self.world = RealWorldModel()
         self.scene_seed: int | None = None
         self.geodesic = float("nan")
 
     def __call__(self, scene_seed: int, pose: Sequence[float]) -> np.ndarray:
-        if scene_seed < 0:
-            raise ValueError("the user's scenes (scene_seed < 0) are not rebuilt from a collection: rank procedural scenes")
+        if (scene_seed < 0) != self.user_scenes:
+            raise ValueError(f"scene_seed {scene_seed}: " + ("a procedural scene, but the collection played the user's scenes"
+                             if self.user_scenes else "the user's scene, but the collection records no scene files"))
         if scene_seed != self.scene_seed:
-            self.env.reset(seed=0, options={"scene_seed": int(scene_seed)})
+            options = {"scene_index": -1 - scene_seed} if scene_seed < 0 else {"scene_seed": int(scene_seed)}
+            self.env.reset(seed=0, options=options)
             self.scene_seed = int(scene_seed)
         sim = self.env.sim
         assert sim is not None
@@ -161,7 +165,7 @@ def evaluate_ranking(
         raise ValueError(f"no windows of {m} steps in split {split!r}: nothing to rank")
     picks = np.unique(np.linspace(0, len(dataset) - 1, min(windows, len(dataset))).round().astype(int))
     starts = np.asarray(data.episodes["obs_start"])
-    truth = TrueMoves(SimConfig.from_dict(data.meta["sim"]), depth, discount)
+    truth = TrueMoves(SimConfig.from_dict(data.meta["sim"]), depth, discount, data.meta.get("collect", {}).get("scene"))
     generator = torch.Generator(world.device).manual_seed(seed)
     guess = imagine or (lambda state, g: imagined_moves(world, state, depth, discount, sampler_steps, g))
     rows: list[dict[str, Any]] = []
