@@ -23,6 +23,7 @@ import torch
 
 from avworld.models.av_cdit import AV_CDIT_PRESETS, AVCDiT, count_parameters, forward_flops
 from avworld.models.flow import FlowConfig, WorldModel, sample
+from avworld.models.imagination import choose_device
 from avworld.models.precision import compiled
 
 PEAK_TFLOPS: dict[str, dict[str, float]] = {
@@ -188,7 +189,7 @@ def run(
     ``peak_tflops``: the chip's dense peak for MFU, instead of :data:`PEAK_TFLOPS` (MFU is null where neither gives one).
     ``device``: "auto" (CUDA when present), "cpu" or "cuda".
     """
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    dev = choose_device(device)
     results = {
         name: _figures(name, train_batch, batches, sampler_steps, repeats, dev, tuple(precisions), compile, peak_tflops) for name in presets
     }

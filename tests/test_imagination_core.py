@@ -377,3 +377,17 @@ def numbers(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict[
 @pytest.mark.parametrize("path", ["dream", "latent_dream", "vector", "planner", "prediction"])
 def test_imagination_numbers_are_unchanged(numbers: dict[str, Any], path: str) -> None:
     assert numbers[path] == BEFORE[path]
+
+
+def test_one_device_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``choose_device`` is where imagination, training and the benchmarks pick their device."""
+    from avworld.models.imagination import choose_device
+
+    assert choose_device("cpu") == torch.device("cpu") and choose_device("cuda:3") == torch.device("cuda", 3)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert choose_device() == choose_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # torchrun's second process on this node
+    assert choose_device("auto") == torch.device("cuda", 1)
+    monkeypatch.delenv("LOCAL_RANK")
+    assert choose_device(None) == torch.device("cuda", 0)

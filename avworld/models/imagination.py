@@ -42,9 +42,12 @@ FIELDS = {"video": "rgb", "audio": "audio"}
 
 
 def choose_device(device: str | torch.device | None = None) -> torch.device:
-    """The device to imagine (or train) on: ``device`` itself, or with None or ``"auto"`` CUDA when available, else the CPU."""
+    """The device to imagine, train or time on, the one place avworld decides it: ``device`` itself, or with None or
+    ``"auto"`` the GPU of this process (``LOCAL_RANK`` under torchrun, else 0) when CUDA is available, else the CPU."""
     if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
     return torch.device(device)
 
 

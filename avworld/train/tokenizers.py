@@ -22,9 +22,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from avworld.data.storage import FlatData, flatten, open_collection
 from avworld.data.windows import FrameDataset
+from avworld.models.imagination import choose_device
 from avworld.models.registry import FIELDS, config_to_dict, encode, preset, reconstruct
 from avworld.models.registry import build as build_model
-from avworld.train.trainer import TrainConfig, Trainer, pick_device
+from avworld.train.trainer import TrainConfig, Trainer
 
 STATS_SAMPLES = 64
 
@@ -103,7 +104,7 @@ def train_tokenizer(job: TokenizerJob, out_dir: str | Path, progress: bool = Tru
     data = job.data.load()
     dataset: Dataset[dict[str, torch.Tensor]] = frames(data, job.kind, "train", job.data.fractions)
     val: Dataset[dict[str, torch.Tensor]] = frames(data, job.kind, "val", job.data.fractions)
-    device = pick_device(job.train.device)
+    device = choose_device(job.train.device)
     if device.type == "cuda":
         dataset = ResidentFrames(dataset, device)  # type: ignore[arg-type]
         val = ResidentFrames(val, device)  # type: ignore[arg-type]

@@ -46,6 +46,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from avworld.models.checkpoint import Checkpoint, load_checkpoint, optimizer_from_checkpoint, optimizer_to_checkpoint, save_checkpoint
+from avworld.models.imagination import choose_device
 from avworld.models.precision import compiled, cpu_has_bf16
 
 
@@ -105,12 +106,6 @@ def distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else torch.device("cpu")
-
-
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warm-up, then cosine decay to 10 % of the peak."""
     if step < warmup:
@@ -151,7 +146,7 @@ class Trainer:
         self.rank, self.world = distributed()
         if config.batch_size % self.world:
             raise ValueError(f"train.batch_size {config.batch_size} must be a multiple of the {self.world} processes")
-        self.device = pick_device(config.device)
+        self.device = choose_device(config.device)
         self.model = model.to(self.device)
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:

@@ -41,11 +41,11 @@ from avworld.data.storage import FlatData
 from avworld.data.windows import STOP, WindowConfig, WindowDataset, stop_rewards, within_reach
 from avworld.models.checkpoint import CheckpointError, load_checkpoint
 from avworld.models.flow import FlowConfig, WorldModel, WorldModelConfig
-from avworld.models.imagination import FIELDS, TOKENIZERS, Imagination, tokenizer_meta
+from avworld.models.imagination import FIELDS, TOKENIZERS, Imagination, choose_device, tokenizer_meta
 from avworld.models.registry import build, config_from_dict, config_to_dict, encode, load_model, preset
 from avworld.train.provenance import provenance
 from avworld.train.tokenizers import DataRef
-from avworld.train.trainer import TrainConfig, Trainer, pick_device
+from avworld.train.trainer import TrainConfig, Trainer
 
 STAGES = ("1", "2", "3", "joint")
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -341,14 +341,14 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
                 f"data has {data.meta['acoustics_version']}; train it again on this data"
             )
     stats = {m: (float(tokenizers[m][1].meta["latent"]["mean"]), float(tokenizers[m][1].meta["latent"]["std"])) for m in modalities}
-    device = torch.device("cuda" if torch.cuda.is_available() and job.train.device != "cpu" else "cpu")
+    device = choose_device(job.train.device)
     trained = ("video",) if job.stage == "1" else modalities  # stage 1 runs the net on video alone
     latents = {m: latent_cache(data, m, tokenizers[m][0].to(device), paths[m], device) for m in trained}
     windows = WindowConfig(context=config.net.context, horizon=1, split="train", fractions=job.data.fractions)
     dataset = LatentWindows(data, latents, stats, windows, job.stop_windows, stop_near=job.stop_near)
-    dataset.to(pick_device(job.train.device))  # on a GPU, the training windows live there: no per-step host loading
+    dataset.to(device)  # on a GPU, the training windows live there: no per-step host loading
     held_out = dataclasses.replace(windows, split="val")  # the val split's scenes, for the trainer's validation passes
-    val = LatentWindows(data, latents, stats, held_out, job.stop_windows, stop_near=job.stop_near).to(pick_device(job.train.device))
+    val = LatentWindows(data, latents, stats, held_out, job.stop_windows, stop_near=job.stop_near).to(device)
 
     torch.manual_seed(job.train.seed)
     model = build("world_model", config)
