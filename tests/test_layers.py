@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "sim": set(),  # numpy, scipy, pyroomacoustics: no torch, nothing else of avworld
     "models": set(),  # torch only: the imagination core included
     "viz": set(),  # arrays in, files out
-    "util": set(),  # avworld.jsonfile: atomic JSON files, for anyone
+    "util": set(),  # avworld.jsonfile: atomic standard JSON, for the layers that list it (sim and models stay free of avworld)
     "registration": {"envs"},  # `import avworld` registers the env ids
     "envs": {"sim", "models"},
     "data": {"sim", "envs", "registration"},
