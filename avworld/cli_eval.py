@@ -76,13 +76,11 @@ def benchmark_job(job: EvalBenchmark) -> None:
     from tqdm import tqdm
 
     import avworld  # noqa: F401
-    from avworld.eval.benchmark import benchmark_json, comparisons, format_benchmark_table, format_comparison_table, run_benchmark
+    from avworld.eval import benchmark
 
     nav = job.nav
     scene = scenes_of(job.scene)
-    for pair in nav.compare:
-        if len(pair) != 2 or any(name not in nav.run for name in pair):
-            raise ValueError(f"nav.compare: each pair names two agents of nav.run ({', '.join(nav.run)}), got {list(pair)}")
+    benchmark.check_pairs(nav.compare, nav.run, "nav.compare")  # before any episode runs
     for name in nav.run:
         if name not in nav.agents:
             raise ValueError(f"nav.run: no agent {name!r} in nav.agents ({', '.join(nav.agents)}); add one: +agent@nav.agents.{name}=FILE")
@@ -97,19 +95,20 @@ def benchmark_job(job: EvalBenchmark) -> None:
             bar.set_description(f"{agent} ({sounds})")
             bar.update()
 
-        runs = run_benchmark(agents, job.sim, list(nav.sounds), nav.split, nav.episodes, nav.seed, list(nav.sensors), progress, scene)
-    table = format_benchmark_table(runs, nav.level)
-    compared = comparisons(runs, nav.compare, nav.level)
+        sounds, sensors = list(nav.sounds), list(nav.sensors)
+        runs = benchmark.run_benchmark(agents, job.sim, sounds, nav.split, nav.episodes, nav.seed, sensors, progress, scene)
+    table = benchmark.format_benchmark_table(runs, nav.level)
+    compared = benchmark.comparisons(runs, nav.compare, nav.level)
     if compared:
-        table += "\n\n" + format_comparison_table(compared, nav.level)
-    paired = {pair: {s: {k: v.as_dict() for k, v in cells.items()} for s, cells in by_sound.items()} for pair, by_sound in compared.items()}
+        table += "\n\n" + benchmark.format_comparison_table(compared, nav.level)
     settings: dict[str, Any] = dataclasses.asdict(nav)
     settings |= {"agents": {n: nav.agents[n] for n in nav.run}, "world_model": job.world_model, "interval": "Student-t", "scene": scene}
     out = output_dir()
     config = {"sim": dataclasses.asdict(job.sim), "nav": dataclasses.asdict(nav), "world_model": job.world_model, "scene": scene}
     write_json(
         out / "navigation_benchmark.json",
-        {"config": config, "settings": settings, "agents": benchmark_json(runs, nav.level), "paired": paired, "table": table},
+        {"config": config, "settings": settings, "agents": benchmark.benchmark_json(runs, nav.level),
+         "paired": benchmark.comparisons_json(compared), "table": table},
     )
     print(table)
     print(f"results written to {out / 'navigation_benchmark.json'}")
@@ -183,6 +182,7 @@ def world_model_job(job: EvalWorldModel) -> None:
     from avworld.data.windows import WindowConfig, WindowDataset
     from avworld.envs.dream_config import check_learned
     from avworld.eval.prediction import CopyLast, Predictor, Separate, WorldPredictor, check_horizons, evaluate_prediction, format_table
+    from avworld.models.checkpoint import acoustics_version
     from avworld.models.imagination import choose_device, load_world
 
     run = job.eval_model
@@ -200,9 +200,9 @@ def world_model_job(job: EvalWorldModel) -> None:
         for key in ("rgb_shape", "audio_shape"):
             if list(world.meta[key]) != list(data.meta[key]):
                 raise ValueError(f"{path}: trained on {key} {world.meta[key]}, the collection has {data.meta[key]}")
-        if "audio" in world.modalities and world.meta.get("acoustics_version", 1) != data.meta["acoustics_version"]:
+        if "audio" in world.modalities and acoustics_version(world.meta) != data.meta["acoustics_version"]:
             raise ValueError(
-                f"{path}: trained on sound of acoustics_version {world.meta.get('acoustics_version', 1)}, the collection "
+                f"{path}: trained on sound of acoustics_version {acoustics_version(world.meta)}, the collection "
                 f"{data_ref.name} has {data.meta['acoustics_version']}"
             )
         if "sim" in data.meta and "sim" in world.meta:

@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from avworld.envs.audio_nav import SENSORS, observation_space
-from avworld.models.checkpoint import CheckpointError
+from avworld.models.checkpoint import CheckpointError, acoustics_version
 from avworld.models.imagination import Imagination, load_world
 from avworld.models.pretrained import resolve_checkpoint
 from avworld.sim.acoustics.responses import ACOUSTICS_VERSION
@@ -106,7 +106,7 @@ def dream_world(
         raise CheckpointError(where, f"Dream-v0 needs a world model that imagines video (observations have rgb), not {world.modalities}")
     if "sim" not in world.meta:
         raise CheckpointError(where / "meta.json", "missing 'sim' (the simulator settings of the training data)")
-    version = world.meta.get("acoustics_version", 1)
+    version = acoustics_version(world.meta)
     if "audio" in world.modalities and version != ACOUSTICS_VERSION:
         raise CheckpointError(
             where / "meta.json",

@@ -153,14 +153,26 @@ def benchmark_json(runs: Mapping[str, AgentRun], level: float = 0.95) -> dict[st
     }
 
 
+def check_pairs(pairs: Sequence[Sequence[str]], agents: Sequence[str], field: str = "compare") -> None:
+    """Refuse a pair of ``pairs`` (the setting ``field``) that does not name two of ``agents``; the CLI asks before any
+    episode runs."""
+    for pair in pairs:
+        if len(pair) != 2 or any(name not in agents for name in pair):
+            raise ValueError(f"{field}: each pair names two benchmarked agents ({', '.join(agents)}), got {list(pair)}")
+
+
+def comparisons_json(compared: Mapping[str, Mapping[str, Mapping[str, Interval]]]) -> dict[str, Any]:
+    """JSON-ready :func:`comparisons`: {"A - B": {sound: {metric: interval dict}}}."""
+    return {pair: {s: {k: v.as_dict() for k, v in cells.items()} for s, cells in by_sound.items()} for pair, by_sound in compared.items()}
+
+
 def comparisons(
     runs: Mapping[str, AgentRun], pairs: Sequence[Sequence[str]], level: float = 0.95
 ) -> dict[str, dict[str, dict[str, Interval]]]:
     """{"A - B": {sound: :func:`paired` intervals}} for each pair [A, B] of ``pairs``, on every sound set both ran."""
+    check_pairs(pairs, list(runs))
     out: dict[str, dict[str, dict[str, Interval]]] = {}
     for pair in pairs:
-        if len(pair) != 2 or any(name not in runs for name in pair):
-            raise ValueError(f"compare: each pair names two benchmarked agents ({', '.join(runs)}), got {list(pair)}")
         a, b = runs[pair[0]], runs[pair[1]]
         out[f"{pair[0]} - {pair[1]}"] = {s: paired(a.results[s], b.results[s], level) for s in a.results if s in b.results}
     return out

@@ -176,6 +176,12 @@ def _restore(data: Any) -> Any:
     return data
 
 
+def acoustics_version(meta: dict[str, Any]) -> int:
+    """The version of the simulated sound a checkpoint learned from (``meta["acoustics_version"]``); checkpoints written
+    before avworld recorded it learned version 1."""
+    return int(meta.get("acoustics_version", 1))
+
+
 def check_latent(stats: Any, f: Path, field: str) -> tuple[float, float]:
     """``(mean, std)`` of latent statistics ``{"mean", "std"}`` found at ``field`` of ``meta.json`` ``f``; refused, naming the
     field, unless the mean is a finite number and the std a positive finite one (latents are divided by it)."""

@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 
 from avworld.data.storage import FlatData
 from avworld.data.windows import STOP, WindowConfig, WindowDataset, stop_rewards, within_reach
-from avworld.models.checkpoint import CheckpointError, load_checkpoint
+from avworld.models.checkpoint import CheckpointError, acoustics_version, load_checkpoint
 from avworld.models.flow import FlowConfig, WorldModel, WorldModelConfig
 from avworld.models.imagination import FIELDS, TOKENIZERS, Imagination, choose_device, tokenizer_meta
 from avworld.models.registry import build, config_from_dict, config_to_dict, encode, load_model, preset
@@ -335,9 +335,9 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
         key = "rgb_shape" if m == "video" else "audio_shape"
         if list(trained[key]) != list(data.meta[key]):
             raise ValueError(f"{paths[m]}: the {m} tokenizer was trained on {key} {trained[key]}, data has {data.meta[key]}")
-        if m == "audio" and trained.get("acoustics_version", 1) != data.meta["acoustics_version"]:
+        if m == "audio" and acoustics_version(trained) != data.meta["acoustics_version"]:
             raise ValueError(
-                f"{paths[m]}: the audio tokenizer was trained on sound of acoustics_version {trained.get('acoustics_version', 1)}, "
+                f"{paths[m]}: the audio tokenizer was trained on sound of acoustics_version {acoustics_version(trained)}, "
                 f"data has {data.meta['acoustics_version']}; train it again on this data"
             )
     stats = {m: (float(tokenizers[m][1].meta["latent"]["mean"]), float(tokenizers[m][1].meta["latent"]["std"])) for m in modalities}
