@@ -161,18 +161,70 @@ def test_audio_codec_shapes_and_gain_channel(samples: int, frames: int) -> None:
 
 
 def test_audio_codec_learns_one_batch() -> None:
-    torch.manual_seed(0)
-    model = AudioCodec(dataclasses.replace(AUDIO_CODEC_PRESETS["tiny"], samples=2400))
+    """Both codecs learn; the one with band channels keeps the level difference between the ears from its first step,
+    which the plain one does not learn in these steps (as the shipped codec of 2026-12-04 did not, docs/results.md)."""
     batch = {"audio": binaural_tones(4, 2400)}
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first, first_logs = model(batch)
-    for _ in range(30):
-        loss, _ = model(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    last, last_logs = model(batch)
-    assert float(last.detach()) < 0.7 * float(first.detach()) and last_logs["ild_db"] < first_logs["ild_db"]
+    ild = {}
+    for bands in ((), (1500.0, 6000.0)):
+        torch.manual_seed(0)
+        model = AudioCodec(dataclasses.replace(AUDIO_CODEC_PRESETS["tiny"], samples=2400, latent_channels=8 + 3 * bool(bands), ild_bands_hz=bands))
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        first, first_logs = model(batch)
+        for _ in range(30):
+            loss, _ = model(batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        last, last_logs = model(batch)
+        assert float(last.detach()) < 0.7 * float(first.detach())
+        ild[bands] = (float(first_logs["ild_db"]), float(last_logs["ild_db"]))
+    assert ild[()][0] > 2.0 and ild[(1500.0, 6000.0)][0] < 0.1
+    assert ild[(1500.0, 6000.0)][1] < 0.25 * ild[()][1]
+
+
+def band_noise(b: int, n: int, ild_db: torch.Tensor, edges: tuple[float, ...], seed: int = 0) -> torch.Tensor:
+    """float (b, 2, n): white noise in both ears (independent), each band of ``edges`` (Hz) louder in the left ear by
+    ild_db (b, bands) dB, at 0.05 RMS."""
+    g = torch.Generator().manual_seed(seed)
+    spec = torch.fft.rfft(torch.randn(b, 2, n, generator=g), dim=-1)
+    band = torch.bucketize(torch.fft.rfftfreq(n, 1 / SAMPLE_RATE), torch.tensor(edges), right=True)
+    half = (10 ** (ild_db / 40))[..., band]  # (b, F): √ of the energy ratio, split between the ears
+    x = torch.fft.irfft(spec * torch.stack([half, 1 / half], dim=1), n=n, dim=-1)
+    return 0.05 * x / x.square().mean(dim=(1, 2), keepdim=True).sqrt()
+
+
+def test_audio_codec_carries_band_level_differences_through_an_untrained_network() -> None:
+    """The latent's band channels hold each band's level difference, and decoding puts them back: so even an untrained
+    codec decodes the direction a sound comes from, and changing only those channels moves it."""
+    from avworld.eval.metrics import band_ild_db
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(AUDIO_CODEC_PRESETS["tiny"], latent_channels=11, ild_bands_hz=(1000.0, 3000.0))
+    model = AudioCodec(config)
+    ild = torch.tensor([[0.0, 6.0, -9.0], [3.0, -4.0, 12.0]])  # (b, bands) dB
+    audio = band_noise(2, 4000, ild, config.ild_bands_hz)
+    bands = [(0.0, 1000.0), (1000.0, 3000.0), (3000.0, 8001.0)]  # the last with the Nyquist bin, as the codec's band
+    measured = torch.stack([band_ild_db(audio, SAMPLE_RATE, band) for band in bands], dim=1)
+    with torch.no_grad():
+        z = model.encode(audio)
+        assert z.shape == (2, 11, 20) and config.ild_channels == 3 and config.network_channels == 7
+        assert torch.allclose(z[:, 1:4], measured[..., None].float().expand(-1, -1, 20), atol=0.05)
+        decoded = torch.stack([band_ild_db(model.decode(z), SAMPLE_RATE, band) for band in bands], dim=1)
+        assert (decoded - ild).abs().max() < 0.5
+        z[:, 1:4] = -z[:, 1:4]  # the mirror image: every band now louder on the other side
+        mirrored = torch.stack([band_ild_db(model.decode(z), SAMPLE_RATE, band) for band in bands], dim=1)
+        assert (mirrored + ild).abs().max() < 0.5
+
+
+def test_audio_codec_config_refuses_bad_bands() -> None:
+    with pytest.raises(ValueError, match="ild_bands_hz"):
+        AudioCodecConfig(ild_bands_hz=(3000.0, 1500.0))
+    with pytest.raises(ValueError, match="ild_bands_hz"):
+        AudioCodecConfig(ild_bands_hz=(1500.0, 9000.0), sample_rate=16000)
+    with pytest.raises(ValueError, match="latent_channels must be ≥ 8"):
+        AudioCodecConfig(latent_channels=7, ild_bands_hz=(375.0, 750.0, 1500.0, 3000.0, 6000.0))
+    # without bands (the config's default, as codecs trained before band channels): gain + the network's channels
+    assert AudioCodecConfig().ild_channels == 0 and AudioCodec(AudioCodecConfig()).encode(binaural_tones(1, 4000)).shape == (1, 16, 20)
 
 
 def test_audio_codec_forward_is_deterministic() -> None:

@@ -87,7 +87,7 @@ def model_config(kind: str, name: str, meta: dict[str, Any]) -> Any:
         if h != w:
             raise ValueError(f"the video autoencoder needs square frames, the collection has {h}x{w}")
         return preset(kind, name, image_size=h)
-    return preset(kind, name, samples=meta["audio_shape"][1])
+    return preset(kind, name, samples=meta["audio_shape"][1], sample_rate=int(meta["sample_rate"]))
 
 
 @torch.no_grad()
