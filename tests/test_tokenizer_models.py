@@ -167,7 +167,8 @@ def test_audio_codec_learns_one_batch() -> None:
     ild = {}
     for bands in ((), (1500.0, 6000.0)):
         torch.manual_seed(0)
-        model = AudioCodec(dataclasses.replace(AUDIO_CODEC_PRESETS["tiny"], samples=2400, latent_channels=8 + 3 * bool(bands), ild_bands_hz=bands))
+        config = dataclasses.replace(AUDIO_CODEC_PRESETS["tiny"], samples=2400, latent_channels=8 + 3 * bool(bands), ild_bands_hz=bands)
+        model = AudioCodec(config)
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         first, first_logs = model(batch)
         for _ in range(30):
