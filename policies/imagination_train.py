@@ -8,7 +8,8 @@ DreamerV3's actor-critic (Hafner et al., 2023):
    context window of the last m steps (padded at an episode's start with the first step, as the core pads), beside the
    previous action and the action the collection took (:class:`OfflineLatents`).
 2. **Behaviour cloning** (``bc_steps``): the actor is fitted to the collection's actions by cross-entropy; a frozen copy
-   is kept as the prior of step 3.
+   is kept as the prior of step 3. With ``bc_top`` < 1 only the best-returning share of the collection's episodes is
+   cloned (%BC, Chen et al., 2021): a collection of mixed behaviours (toward, away, explore) has no single policy to copy.
 3. **Imagination** (``updates``): B worlds start from real contexts of the collection, the actor samples actions for
    ``horizon`` imagined steps (one batched :meth:`Imagination.step` per step; rewards and termination probabilities
    from the world model's heads, continuation c = 1 − p), λ-returns are bootstrapped with a slow (EMA) critic, the critic
@@ -105,6 +106,9 @@ class ImaginationTrainConfig:
     bc_steps: int = 500
     bc_batch: int = 64
     bc_lr: float = 1e-3
+    bc_top: float = 1.0
+    """The share of the collection's episodes, highest return first, that behaviour cloning fits (%BC); 1: all. The
+    imagination phase still starts from every state."""
     sampler_steps: int = 4
     termination: str = "model"
     """model: continuation 1 − the termination head's probability; stop: 0 exactly after STOP, as the real env ends."""
@@ -124,6 +128,8 @@ class ImaginationTrainConfig:
             raise ValueError(f"imagination: {', '.join(bad)} must be ≥ 1")
         if self.updates < 0 or self.bc_steps < 0:
             raise ValueError(f"imagination: updates and bc_steps must be ≥ 0, got {self.updates}, {self.bc_steps}")
+        if not 0.0 < self.bc_top <= 1.0:
+            raise ValueError(f"imagination.bc_top is a share of the episodes in (0, 1], got {self.bc_top}")
         if not (0.0 < self.discount <= 1.0 and 0.0 <= self.lam <= 1.0 and 0.0 < self.slow_rate <= 1.0):
             raise ValueError(f"imagination: discount in (0, 1], lam in [0, 1], slow_rate in (0, 1]; got {self.discount}, {self.lam}, "
                              f"{self.slow_rate}")
@@ -138,7 +144,8 @@ class OfflineLatents:
 
     ``latents`` {modality: (R, *latent)} of the R encoded observations; ``rows`` (N, m) int64, each state's context
     window as rows of ``latents`` (oldest first); ``previous`` (N,) the action before its newest step (4: none, an
-    episode's start) and ``actions`` (N,) the action the collection took from it.
+    episode's start), ``actions`` (N,) the action the collection took from it, ``episodes`` (N,) its episode (0 … E − 1,
+    in the order of the collection's kept episodes) and ``episode_returns`` (E,) the sum of each episode's rewards.
     """
 
     def __init__(self, world: Imagination, data: OfflineData, chunk: int = 64, progress: bool = False) -> None:
@@ -148,7 +155,7 @@ class OfflineLatents:
         m, ep = world.context, flat.episodes
         fractions = tuple(data.fractions)
         keep = [scene_split(int(s), fractions) == data.split for s in ep["scene_seed"]]  # type: ignore[arg-type]
-        obs, rows, previous, actions = [], [], [], []
+        obs, rows, previous, actions, returns = [], [], [], [], []
         for o, t, n, k in zip(ep["obs_start"], ep["step_start"], ep["length"], keep, strict=True):
             if not k or n < 1:
                 continue
@@ -159,6 +166,7 @@ class OfflineLatents:
             steps = np.asarray(flat.arrays["actions"][t : t + n], np.int64)
             previous.append(np.concatenate([[NO_ACTION], steps[:-1]]))
             actions.append(steps)
+            returns.append(float(np.sum(flat.arrays["rewards"][t : t + n], dtype=np.float64)))
         if not obs:
             raise ValueError(f"collection {data.root}/{data.name} has no episode in split {data.split!r}; pick another split")
         index = np.concatenate(obs)
@@ -174,6 +182,8 @@ class OfflineLatents:
         self.rows = torch.from_numpy(np.concatenate(rows)).to(device)
         self.previous = torch.from_numpy(np.concatenate(previous)).to(device)
         self.actions = torch.from_numpy(np.concatenate(actions)).to(device)
+        self.episodes = np.repeat(np.arange(len(obs)), [len(x) for x in obs])
+        self.episode_returns = np.asarray(returns)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -225,6 +235,18 @@ def imagine(
     return Imagined(stack(features, 1), stack(actions, 1), stack(rewards, 1), stack(continues, 1))
 
 
+def clone_rows(data: Any, top: float) -> np.ndarray:
+    """The states of ``data`` that behaviour cloning fits: all of them, or (``top`` < 1) those of the ⌈top · E⌉ episodes
+    of highest return (ties: the earlier episode). ``data`` needs ``episodes`` (N,) and ``episode_returns`` (E,) then."""
+    if top >= 1.0:
+        return np.arange(len(data))
+    if not hasattr(data, "episode_returns"):
+        raise ValueError("imagination.bc_top < 1 ranks the collection's episodes by return; this data has no episode returns")
+    returns = np.asarray(data.episode_returns)
+    best = np.argsort(-returns, kind="stable")[: max(1, int(np.ceil(top * len(returns))))]
+    return np.flatnonzero(np.isin(data.episodes, best))
+
+
 class ImaginationTrainer:
     """Behaviour cloning, then actor-critic updates in ``world`` from the states of ``data`` (module docstring).
 
@@ -251,11 +273,13 @@ class ImaginationTrainer:
         self.generator = torch.Generator(device).manual_seed(c.seed)
         self.bc_step = self.update = 0
         self.device = device
+        self.cloned = clone_rows(data, c.bc_top)
 
     # -- one step of each phase ---------------------------------------------------------------------------------------
 
     def bc_batch(self) -> torch.Tensor:
-        return torch.from_numpy(self.rng.integers(len(self.data), size=self.config.bc_batch)).to(self.device)
+        rows = self.cloned[self.rng.integers(len(self.cloned), size=self.config.bc_batch)]
+        return torch.from_numpy(rows).to(self.device)
 
     def bc_loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Cross-entropy of the actor on the collection's actions at states ``idx``, and its accuracy."""
@@ -371,7 +395,8 @@ class ImaginationTrainer:
         meta_world = getattr(self.world, "meta", {}) or {}
         windows = meta_world.get("data", {}).get("windows")
         meta = {
-            "usage": {"real_steps": 0, "offline_states": len(self.data), "imagined_steps": self.update * c.batch * c.horizon},
+            "usage": {"real_steps": 0, "offline_states": len(self.data), "cloned_states": len(self.cloned),
+                      "imagined_steps": self.update * c.batch * c.horizon},
             "world_model": {"checkpoint": c.checkpoint, "windows": windows if isinstance(windows, int) else None},
             "bc_step": self.bc_step,
             "update": self.update,
@@ -421,4 +446,4 @@ def train_imagination(
     trainer = ImaginationTrainer(config, world, data)
     out = Path(out)
     logs = trainer.fit(out, progress, until, attach=path)
-    return {**logs, "bc_steps": trainer.bc_step, "updates": trainer.update, "offline_states": len(data)}
+    return {**logs, "bc_steps": trainer.bc_step, "updates": trainer.update, "offline_states": len(data), "cloned_states": len(trainer.cloned)}

@@ -76,6 +76,43 @@ class SideData:
         return ImaginedState({"video": self.video[idx]}), torch.full((len(idx),), NO_ACTION), self.actions[idx]
 
 
+class MixedSideData(SideData):
+    """:class:`SideData` in episodes of 8 states: the even episodes turn to the goal (return +8), the odd ones away (−0.8)."""
+
+    def __init__(self, n: int = 64) -> None:
+        super().__init__(n)
+        side = self.video[:, -1, 0, 0, 1].round().long()
+        self.episodes = np.arange(n) // 8
+        good = torch.from_numpy(self.episodes % 2 == 0)
+        toward = torch.where(side == 1, Action.TURN_RIGHT, Action.TURN_LEFT)
+        away = torch.where(side == 1, Action.TURN_LEFT, Action.TURN_RIGHT)
+        self.actions = torch.where(good, toward, away)
+        self.episode_returns = np.where(np.arange(n // 8) % 2 == 0, 8.0, -0.8)
+
+
+def test_cloning_the_best_episodes_copies_the_good_behaviour_only(one_thread: None) -> None:
+    data = MixedSideData()
+    best_half = ImaginationTrainer(side_config(bc_top=0.5, bc_steps=150, updates=0), SideWorld(), data)
+    assert sorted(set(data.episodes[best_half.cloned])) == [0, 2, 4, 6]
+    assert len(ImaginationTrainer(side_config(bc_top=0.1), SideWorld(), data).cloned) == 8  # ⌈0.1 · 8⌉ = 1 episode
+    everything = ImaginationTrainer(side_config(bc_steps=150, updates=0), SideWorld(), data)
+    assert len(everything.cloned) == len(data)
+    ctx = SideData(32).states(torch.arange(32))[0]
+    best = torch.where(ctx.latest["video"][:, 0, 0, 1].round().long() == 1, Action.TURN_RIGHT, Action.TURN_LEFT)
+    accuracy = {}
+    for name, trainer in (("best", best_half), ("all", everything)):
+        for _ in range(150):
+            trainer.clone_step()
+        with torch.no_grad():
+            logits = trainer.net.logits(trainer.net.features(ctx.context, torch.full((32,), NO_ACTION)))
+        accuracy[name] = float((logits.argmax(1) == best).float().mean())
+    assert accuracy["best"] > 0.95 and accuracy["all"] < 0.8, accuracy  # half the data says the opposite
+    with pytest.raises(ValueError, match="episode returns"):
+        ImaginationTrainer(side_config(bc_top=0.5), SideWorld(), SideData())
+    with pytest.raises(ValueError, match="bc_top"):
+        side_config(bc_top=0.0)
+
+
 def side_config(**kw: object) -> ImaginationTrainConfig:
     base = dict(checkpoint="side", batch=32, horizon=5, hidden=32, layers=1, bc_steps=4, bc_batch=16, updates=60,
                 actor_lr=3e-3, critic_lr=3e-3, checkpoint_every=1000, log_every=10, seed=3)
@@ -114,10 +151,10 @@ def test_a_resumed_run_ends_with_identical_weights(tmp_path: Path, one_thread: N
 def test_trained_in_a_tiny_world_model_it_acts_in_the_real_env(world_checkpoint: str, collection, tmp_path: Path, one_thread: None) -> None:
     config = ImaginationTrainConfig(
         checkpoint=world_checkpoint, data=OfflineData(root=collection.root, name=collection.name, split="train"),
-        hidden=16, layers=1, batch=2, horizon=2, updates=2, bc_steps=2, bc_batch=4, sampler_steps=1, checkpoint_every=10,
+        hidden=16, layers=1, batch=2, horizon=2, updates=2, bc_steps=2, bc_batch=4, sampler_steps=1, checkpoint_every=10, bc_top=0.5,
     )
     result = train_imagination(config, tmp_path, progress=False)
-    assert result["updates"] == 2 and result["bc_steps"] == 2 and result["offline_states"] > 10
+    assert result["updates"] == 2 and result["bc_steps"] == 2 and 0 < result["cloned_states"] < result["offline_states"]
     agent = ImaginationAgent(tmp_path / "checkpoint")
     assert agent.meta["usage"]["real_steps"] == 0
     assert agent.sim is not None
