@@ -70,16 +70,15 @@ def demo_job(cfg: DictConfig) -> None:
 
 def train_tokenizer_job(cfg: DictConfig) -> None:
     """``avworld train tokenizer kind=video|audio``: the video autoencoder or the audio codec on a collection; resumes."""
-    from avworld.train.tokenizers import DataRef, TokenizerJob, train_tokenizer
+    from avworld.train.tokenizers import TokenizerJob, train_tokenizer
 
     job = typed(TrainTokenizer, cfg)
     kinds = {"video": "video_vae", "audio": "audio_codec"}
     if job.kind not in kinds:
         raise JobConfigError(f"kind: one of {', '.join(kinds)}, got {job.kind!r}")
-    data = DataRef(root=job.data.root, name=job.data.name, cache=job.data.cache, fractions=tuple(job.data.fractions))  # type: ignore[arg-type]
     fields = {"kind": kinds[job.kind], "model": job.preset["model"], "train": job.preset["train"]}
     tokenizer = typed(TokenizerJob, OmegaConf.create(fields))
-    tokenizer.data = data
+    tokenizer.data = job.data
     out = Path(job.out_dir) if job.out_dir else output_dir()
     result = train_tokenizer(tokenizer, out)
     print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from avworld.data.storage import DataRef, DataSplit
 from avworld.sim.config import SimConfig
 
 T = TypeVar("T")
@@ -91,17 +92,6 @@ class Episodes:
     seed: int = 0
 
 
-@dataclass
-class Data:
-    """A collection (``avworld collect`` output) and the split of it a job reads."""
-
-    root: str = "datasets"
-    name: str = "audionav"
-    cache: str | None = None
-    fractions: list[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])
-    split: str = "test"
-
-
 # -- avworld eval ------------------------------------------------------------------------------------------------------
 
 
@@ -147,7 +137,7 @@ class EvalTokenizer:
     """``avworld eval tokenizer checkpoint=DIR``: reconstruction quality on a collection's split (``tokenizer.json``)."""
 
     checkpoint: str = MISSING
-    data: Data = field(default_factory=Data)
+    data: DataSplit = field(default_factory=DataSplit)
     report: bool = False
 
 
@@ -180,7 +170,7 @@ class EvalWorldModel:
     checkpoint: str = MISSING
     baselines: Baselines = field(default_factory=Baselines)
     eval_model: Prediction = field(default_factory=Prediction)
-    data: Data = field(default_factory=Data)
+    data: DataSplit = field(default_factory=DataSplit)
     report: bool = False
     report_video_steps: int = 100
     agent: dict[str, Any] = field(default_factory=dict)
@@ -193,20 +183,12 @@ class EvalWorldModel:
 
 
 @dataclass
-class TrainData:
-    root: str = "datasets"
-    name: str = "audionav"
-    cache: str | None = None
-    fractions: list[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])
-
-
-@dataclass
 class TrainTokenizer:
     """``avworld train tokenizer kind=video|audio``."""
 
     kind: str = "video"
     preset: dict[str, Any] = field(default_factory=dict)
-    data: TrainData = field(default_factory=TrainData)
+    data: DataRef = field(default_factory=DataRef)
     out_dir: str | None = None
 
 
@@ -221,7 +203,7 @@ class TrainWorldModel:
     """``avworld train world_model stage=1|2|3|joint out_dir=DIR``."""
 
     preset: dict[str, Any] = field(default_factory=dict)
-    data: TrainData = field(default_factory=TrainData)
+    data: DataRef = field(default_factory=DataRef)
     out_dir: str = MISSING
     stage: str = "1"
     variant: str = "full"
@@ -242,7 +224,7 @@ class TrainAgent:
     out_dir: str | None = None
     imagination: dict[str, Any] = field(default_factory=dict)
     """``agent=imagination``: the settings of ``ImaginationTrainConfig`` (the world model is ``checkpoint``)."""
-    data: TrainData = field(default_factory=TrainData)
+    data: DataRef = field(default_factory=DataRef)
     """``agent=imagination``: the offline collection (its train split) the agent clones and starts imagining from."""
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from avworld.cli_config import (
-    Data,
     EvalBenchmark,
     EvalNavigation,
     EvalTokenizer,
@@ -126,13 +125,6 @@ def _checkpoint_dir(path: str, what: str, key: str) -> str:
     return path
 
 
-def _data_ref(data: Data) -> Any:
-    """The :class:`~avworld.train.tokenizers.DataRef` of ``data`` (its ``split`` aside)."""
-    from avworld.train.tokenizers import DataRef
-
-    return DataRef(root=data.root, name=data.name, cache=data.cache, fractions=tuple(data.fractions))  # type: ignore[arg-type]
-
-
 def tokenizer_job(job: EvalTokenizer) -> None:
     """Reconstruction quality of the tokenizer ``job.checkpoint`` on ``job.data``'s split (``tokenizer.json``)."""
     from avworld.eval.tokenizers import evaluate_tokenizer
@@ -140,7 +132,7 @@ def tokenizer_job(job: EvalTokenizer) -> None:
     from avworld.train.tokenizers import frames
 
     model, ckpt = load_model(_checkpoint_dir(job.checkpoint, "tokenizer", "checkpoint"))
-    data_ref = _data_ref(job.data)
+    data_ref = job.data
     data = data_ref.load()
     key = {"rgb": "rgb_shape", "audio": "audio_shape"}[FIELDS[ckpt.kind]]
     if list(data.meta[key]) != list(ckpt.meta["data"][key]):
@@ -190,7 +182,7 @@ def world_model_job(job: EvalWorldModel) -> None:
     paths |= {k: _checkpoint_dir(v, "world-model", f"baselines.{k}") for k, v in dataclasses.asdict(job.baselines).items() if v}
     device = choose_device(run.device)
     worlds = {name: load_world(path, device) for name, path in paths.items()}
-    data_ref = _data_ref(job.data)
+    data_ref = job.data
     data = data_ref.load()
     for name, world in worlds.items():
         path = paths[name]

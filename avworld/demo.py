@@ -246,7 +246,8 @@ def _collect(sim: SimConfig, split: str, episodes: int, scenes: int, max_steps: 
 
 def _tokenizer(kind: str, s: DemoSizes, device: str, seed: int) -> Any:
     def run(path: Path, needed: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-        from avworld.train.tokenizers import DataRef, TokenizerJob, train_tokenizer
+        from avworld.data.storage import DataRef
+        from avworld.train.tokenizers import TokenizerJob, train_tokenizer
 
         data = DataRef(root=needed["collect"]["root"], name=needed["collect"]["name"])
         steps = s.tokenizer_steps
@@ -269,7 +270,7 @@ def _schedule(steps: int, batch_size: int, seed: int, device: str, ema: float = 
 
 def _world_model(stage: str, s: DemoSizes, device: str, seed: int) -> Any:
     def run(path: Path, needed: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-        from avworld.train.tokenizers import DataRef
+        from avworld.data.storage import DataRef
         from avworld.train.world_model import TokenizerRefs, WorldModelJob, stage_dir, train_world_model
 
         tokenizers = TokenizerRefs()
@@ -303,10 +304,10 @@ def _prediction(model: str, s: DemoSizes, device: str, seed: int) -> Any:
     seed, sampler steps), so with the same context length they score the same windows."""
 
     def run(path: Path, needed: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+        from avworld.data.storage import DataRef
         from avworld.data.windows import WindowConfig, WindowDataset
         from avworld.eval.prediction import CopyLast, Predictor, WorldPredictor, evaluate_prediction, format_table
         from avworld.models.imagination import load_world
-        from avworld.train.tokenizers import DataRef
 
         if model == "pretrained":
             shipped = needed["pretrained"]

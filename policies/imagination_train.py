@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from avworld.data.storage import flatten, open_collection
+from avworld.data.storage import DataSplit
 from avworld.data.windows import scene_split
 from avworld.models.checkpoint import (
     Checkpoint,
@@ -67,22 +67,12 @@ STOP = int(Action.STOP)
 
 
 @dataclass
-class OfflineData:
-    """The offline collection (``avworld collect`` output): its ``split`` scenes give the start states and the cloning labels."""
-
-    root: str = "datasets"
-    name: str = "audionav"
-    cache: str | None = None
-    fractions: list[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])
-    split: str = "train"
-
-
-@dataclass
 class ImaginationTrainConfig:
     """Imagination training (module docstring). ``checkpoint``: the world model (a directory or ``pretrained[:<name>]``)."""
 
     checkpoint: str = ""
-    data: OfflineData = field(default_factory=OfflineData)
+    data: DataSplit = field(default_factory=lambda: DataSplit(split="train"))
+    """The offline collection (``avworld collect`` output): its ``split`` scenes give the start states and the cloning labels."""
     steps: int | None = None
     """Context steps the networks read (the last ones of the window); None: all m."""
     hidden: int = 256
@@ -119,7 +109,7 @@ class ImaginationTrainConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
-            self.data = OfflineData(**self.data)
+            self.data = DataSplit(**self.data)
         if self.termination not in TERMINATIONS:
             raise ValueError(f"termination must be one of {', '.join(TERMINATIONS)}, got {self.termination!r}")
         counts = {"batch": self.batch, "horizon": self.horizon, "bc_batch": self.bc_batch, "sampler_steps": self.sampler_steps,
@@ -148,10 +138,10 @@ class OfflineLatents:
     in the order of the collection's kept episodes) and ``episode_returns`` (E,) the sum of each episode's rewards.
     """
 
-    def __init__(self, world: Imagination, data: OfflineData, chunk: int = 64, progress: bool = False) -> None:
+    def __init__(self, world: Imagination, data: DataSplit, chunk: int = 64, progress: bool = False) -> None:
         from tqdm import tqdm
 
-        flat = flatten(open_collection(data.root, data.name), data.cache or os.path.join(data.root, "cache"))
+        flat = data.load()
         m, ep = world.context, flat.episodes
         fractions = tuple(data.fractions)
         keep = [scene_split(int(s), fractions) == data.split for s in ep["scene_seed"]]  # type: ignore[arg-type]
@@ -446,4 +436,5 @@ def train_imagination(
     trainer = ImaginationTrainer(config, world, data)
     out = Path(out)
     logs = trainer.fit(out, progress, until, attach=path)
-    return {**logs, "bc_steps": trainer.bc_step, "updates": trainer.update, "offline_states": len(data), "cloned_states": len(trainer.cloned)}
+    counts = {"bc_steps": trainer.bc_step, "updates": trainer.update, "offline_states": len(data), "cloned_states": len(trainer.cloned)}
+    return {**logs, **counts}

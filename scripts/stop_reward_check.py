@@ -17,10 +17,10 @@ import json
 import numpy as np
 import torch
 
+from avworld.data.storage import DataRef
 from avworld.data.windows import WindowConfig, WindowDataset, within_reach
 from avworld.models.imagination import FIELDS, Imagination
 from avworld.sim.backends.base import Action
-from avworld.train.tokenizers import DataRef
 
 BATCH = 128
 

@@ -77,7 +77,8 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> CollectConfig:
 @pytest.fixture(scope="session")
 def tokenizer_checkpoints(collection: CollectConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Tiny video and audio tokenizers trained for a few steps on ``collection``: {"video": dir, "audio": dir}."""
-    from avworld.train.tokenizers import DataRef, TokenizerJob, train_tokenizer
+    from avworld.data.storage import DataRef
+    from avworld.train.tokenizers import TokenizerJob, train_tokenizer
     from avworld.train.trainer import TrainConfig
 
     out = tmp_path_factory.mktemp("tokenizers")
@@ -96,7 +97,7 @@ def world_checkpoint(collection: CollectConfig, tokenizer_checkpoints: dict[str,
 
     Its predictions are poor; it exercises every path of imagination (load, encode, predict, decode) with the real formats.
     """
-    from avworld.train.tokenizers import DataRef
+    from avworld.data.storage import DataRef
     from avworld.train.trainer import TrainConfig
     from avworld.train.world_model import TokenizerRefs, WorldModelJob, stage_dir, train_world_model
 

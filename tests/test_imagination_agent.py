@@ -12,11 +12,12 @@ import pytest
 import torch
 
 import avworld  # noqa: F401  (registers the envs)
+from avworld.data.storage import DataSplit
 from avworld.eval.navigation import evaluate_navigation
 from avworld.models.imagination import ImaginedState, ImaginedStep
 from avworld.policies.actor_critic import NO_ACTION, ReturnScale, lambda_returns
 from avworld.policies.imagination_agent import ImaginationAgent
-from avworld.policies.imagination_train import ImaginationTrainConfig, ImaginationTrainer, OfflineData, train_imagination
+from avworld.policies.imagination_train import ImaginationTrainConfig, ImaginationTrainer, train_imagination
 from avworld.sim.backends.base import Action
 
 
@@ -150,7 +151,7 @@ def test_a_resumed_run_ends_with_identical_weights(tmp_path: Path, one_thread: N
 
 def test_trained_in_a_tiny_world_model_it_acts_in_the_real_env(world_checkpoint: str, collection, tmp_path: Path, one_thread: None) -> None:
     config = ImaginationTrainConfig(
-        checkpoint=world_checkpoint, data=OfflineData(root=collection.root, name=collection.name, split="train"),
+        checkpoint=world_checkpoint, data=DataSplit(root=collection.root, name=collection.name, split="train"),
         hidden=16, layers=1, batch=2, horizon=2, updates=2, bc_steps=2, bc_batch=4, sampler_steps=1, checkpoint_every=10, bc_top=0.5,
     )
     result = train_imagination(config, tmp_path, progress=False)

@@ -318,8 +318,8 @@ def unimodal(world: Imagination, modality: str) -> Imagination:
 
 
 def test_world_model_rollouts_are_deterministic_and_scored_at_every_horizon(world: Imagination, collection: CollectConfig) -> None:
+    from avworld.data.storage import DataRef
     from avworld.data.windows import WindowConfig, WindowDataset
-    from avworld.train.tokenizers import DataRef
 
     data = DataRef(root=collection.root, name=collection.name).load()
     windows = WindowDataset(data, WindowConfig(context=world.context, horizon=4, split="train"))
@@ -361,7 +361,7 @@ def test_separate_pairs_a_video_and_an_audio_world(world: Imagination) -> None:
 @pytest.fixture(scope="module")
 def unimodal_checkpoints(world_checkpoint: str, collection: CollectConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Tiny video-only and audio-only world models trained for one step: {variant: checkpoint dir}."""
-    from avworld.train.tokenizers import DataRef
+    from avworld.data.storage import DataRef
     from avworld.train.trainer import TrainConfig
     from avworld.train.world_model import TokenizerRefs, WorldModelJob, stage_dir, train_world_model
 

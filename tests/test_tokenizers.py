@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from avworld.data.collect import CollectConfig
+from avworld.data.storage import DataRef
 from avworld.models.checkpoint import CheckpointError
 from avworld.models.registry import FIELDS, load_model, reconstruct
-from avworld.train.tokenizers import DataRef, TokenizerJob, frames, train_tokenizer
+from avworld.train.tokenizers import TokenizerJob, frames, train_tokenizer
 from avworld.train.trainer import TrainConfig
 
 

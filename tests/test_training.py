@@ -348,7 +348,7 @@ def _holding_out_one_scene(collection: Any) -> tuple[float, float, float]:
 def test_world_model_logs_validation_and_both_ears(collection: Any, tokenizer_checkpoints: dict[str, str], tmp_path: Path) -> None:
     """A tiny joint stage with one of the collection's two scenes held out: its event file holds the validation scalars
     (loss terms and the imagined step's quality) and the audio of both ears, real and imagined."""
-    from avworld.train.tokenizers import DataRef
+    from avworld.data.storage import DataRef
     from avworld.train.world_model import TokenizerRefs, WorldModelJob, stage_dir, train_world_model
 
     data = DataRef(root=collection.root, name=collection.name, fractions=_holding_out_one_scene(collection))
@@ -368,7 +368,8 @@ def test_world_model_logs_validation_and_both_ears(collection: Any, tokenizer_ch
 
 @pytest.mark.usefixtures("one_thread")
 def test_tokenizer_logs_validation_quality(collection: Any, tmp_path: Path) -> None:
-    from avworld.train.tokenizers import DataRef, TokenizerJob, train_tokenizer
+    from avworld.data.storage import DataRef
+    from avworld.train.tokenizers import TokenizerJob, train_tokenizer
 
     data = DataRef(root=collection.root, name=collection.name, fractions=_holding_out_one_scene(collection))
     train = TrainConfig(steps=2, batch_size=4, warmup=1, checkpoint_every=2, val_every=2, val_size=8, device="cpu")

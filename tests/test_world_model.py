@@ -14,12 +14,12 @@ import torch
 from omegaconf import OmegaConf
 
 from avworld.data.collect import CollectConfig
+from avworld.data.storage import DataRef
 from avworld.data.windows import WindowConfig
 from avworld.models.checkpoint import CheckpointError, load_checkpoint
 from avworld.models.imagination import Imagination
 from avworld.models.registry import encode, load_model
 from avworld.sim.backends.base import Action
-from avworld.train.tokenizers import DataRef
 from avworld.train.trainer import TrainConfig
 from avworld.train.world_model import (
     FROZEN,

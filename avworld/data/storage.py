@@ -160,6 +160,27 @@ def flatten(shards: list[Shard], cache_root: str | os.PathLike[str]) -> FlatData
     return FlatData(arrays, episodes, table["meta"], target)
 
 
+@dataclass
+class DataRef:
+    """Which collection to read (``avworld collect`` output) and the train / val / test shares of its scenes."""
+
+    root: str = "datasets"
+    name: str = "audionav"
+    cache: str | None = None
+    """Where the flat memory-mapped cache goes; ``<root>/cache`` by default."""
+    fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)
+
+    def load(self) -> FlatData:
+        return flatten(open_collection(self.root, self.name), self.cache or os.path.join(self.root, "cache"))
+
+
+@dataclass
+class DataSplit(DataRef):
+    """A collection and the split of its scenes that a job reads."""
+
+    split: str = "test"
+
+
 def _write_flat(shards: list[Shard], out: Path) -> None:
     from minari import MinariDataset
 

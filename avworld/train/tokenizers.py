@@ -10,7 +10,6 @@ model uses to scale latents to unit variance.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from avworld.data.storage import FlatData, flatten, open_collection
+from avworld.data.storage import DataRef, FlatData
 from avworld.data.windows import FrameDataset
 from avworld.models.imagination import choose_device
 from avworld.models.registry import FIELDS, config_to_dict, encode, preset, reconstruct
@@ -28,20 +27,6 @@ from avworld.models.registry import build as build_model
 from avworld.train.trainer import TrainConfig, Trainer
 
 STATS_SAMPLES = 64
-
-
-@dataclass
-class DataRef:
-    """Which collection to read (``avworld collect`` output)."""
-
-    root: str = "datasets"
-    name: str = "audionav"
-    cache: str | None = None
-    """Where the flat memory-mapped cache goes; ``<root>/cache`` by default."""
-    fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)
-
-    def load(self) -> FlatData:
-        return flatten(open_collection(self.root, self.name), self.cache or os.path.join(self.root, "cache"))
 
 
 @dataclass
