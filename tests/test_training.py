@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from avworld.models.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from avworld.train.trainer import TrainConfig, Trainer
+from avworld.train.trainer import TrainConfig, Trainer, ema_decay
 
 
 class Regression(nn.Module):
@@ -115,6 +115,34 @@ def test_ema_weights_are_saved_for_inference(tmp_path: Path) -> None:
     for name, w in ckpt.weights.items():
         assert torch.equal(w, average[name]) and torch.equal(ckpt.training["tensors"][f"online.{name}"], online[name])
         assert not torch.equal(average[name], online[name]), name  # the average lags the online weights
+
+
+def test_the_average_warms_up_and_forgets_the_starting_weights(tmp_path: Path) -> None:
+    assert [round(ema_decay(0.999, 10, n), 4) for n in (0, 1, 290, 9000, 20000)] == [0.1, 0.1818, 0.97, 0.999, 0.999]
+    assert ema_decay(0.999, 0, 0) == 0.999
+    t = trainer(tmp_path / "warm", 6, ema=0.999)
+    initial = {k: v.clone() for k, v in t.model.state_dict().items()}
+    online = []
+    for step in range(1, 7):
+        t.fit(progress=False, until=step)
+        online.append({k: v.clone() for k, v in t.model.state_dict().items()})
+    for name, average in t.ema.module.state_dict().items():  # type: ignore[union-attr]
+        expected = online[0][name]  # the first update copies the weights
+        for n in range(1, 6):
+            expected = torch.lerp(expected, online[n][name], 1.0 - ema_decay(0.999, 10, n))
+        assert torch.allclose(average, expected, atol=1e-6), name
+    distance = {}
+    for warmup in (10, 0):  # 40 steps: the warm average follows the weights, the fixed 0.999 keeps 96 % of the start
+        torch.manual_seed(0)
+        config = TrainConfig(steps=40, batch_size=16, lr=1e-2, warmup=3, checkpoint_every=40, ema=0.999, ema_warmup=warmup)
+        run = Trainer(Regression(), Points(), config, tmp_path / f"w{warmup}", lambda: ("regression", {"hidden": 16}, {}))
+        run.fit(progress=False)
+        gap = {k: float((run.ema.module.state_dict()[k] - initial[k]).norm() / (v - initial[k]).norm())  # type: ignore[union-attr]
+               for k, v in run.model.state_dict().items()}
+        distance[warmup] = min(gap.values()), max(gap.values())
+    assert distance[10][0] > 0.7 and distance[0][1] < 0.1, distance
+    with pytest.raises(ValueError, match="ema_warmup"):
+        TrainConfig(ema_warmup=-1)
 
 
 def test_frozen_parameters_stay_put(tmp_path: Path) -> None:
