@@ -83,7 +83,8 @@ step stage2 "$STAGE_LIMIT" avworld train world_model stage=2 $WM preset.world_mo
 step stage3 "$BUDGET" avworld train world_model stage=3 $WM preset.world_model.stage_steps.stage3="$S3" hydra.run.dir="$WORK/hydra/stage3"
 ls -la "$WORK/wm/stage3/checkpoint" >> "$LOG" 2>&1
 if [ -n "${PRETRAIN_INSTALL:-}" ]; then
-  python3 - "$WORK/wm/stage3/checkpoint" "$PRETRAIN_INSTALL" "${PRETRAIN_DESCRIPTION:-AV-CDiT trained by scripts/pretrain.sh}" \
+  # -P: the repository root (the working directory) holds a bare ./avworld that would shadow the installed package
+  python3 -P - "$WORK/wm/stage3/checkpoint" "$PRETRAIN_INSTALL" "${PRETRAIN_DESCRIPTION:-AV-CDiT trained by scripts/pretrain.sh}" \
     "${PRETRAIN_ROOT:-}" <<'EOF' 2>&1 | tee -a "$LOG"
 import sys
 from pathlib import Path
