@@ -132,12 +132,11 @@ def tokenizer_job(job: EvalTokenizer) -> None:
     from avworld.train.tokenizers import frames
 
     model, ckpt = load_model(_checkpoint_dir(job.checkpoint, "tokenizer", "checkpoint"))
-    data_ref = job.data
-    data = data_ref.load()
+    data = job.data.load()
     key = {"rgb": "rgb_shape", "audio": "audio_shape"}[FIELDS[ckpt.kind]]
     if list(data.meta[key]) != list(ckpt.meta["data"][key]):
         raise ValueError(f"{job.checkpoint}: trained on {key} {ckpt.meta['data'][key]}, the collection has {data.meta[key]}")
-    scores = evaluate_tokenizer(model, ckpt.kind, frames(data, ckpt.kind, job.data.split, data_ref.fractions))
+    scores = evaluate_tokenizer(model, ckpt.kind, frames(data, ckpt.kind, job.data.split, job.data.fractions))
     out = output_dir()
     write_json(out / "tokenizer.json", {"checkpoint": job.checkpoint, "kind": ckpt.kind, "split": job.data.split, "scores": scores})
     if job.report:
@@ -182,8 +181,7 @@ def world_model_job(job: EvalWorldModel) -> None:
     paths |= {k: _checkpoint_dir(v, "world-model", f"baselines.{k}") for k, v in dataclasses.asdict(job.baselines).items() if v}
     device = choose_device(run.device)
     worlds = {name: load_world(path, device) for name, path in paths.items()}
-    data_ref = job.data
-    data = data_ref.load()
+    data = job.data.load()
     for name, world in worlds.items():
         path = paths[name]
         expected = MODALITIES_OF.get(name, ("video", "audio"))
@@ -195,11 +193,11 @@ def world_model_job(job: EvalWorldModel) -> None:
         if "audio" in world.modalities and acoustics_version(world.meta) != data.meta["acoustics_version"]:
             raise ValueError(
                 f"{path}: trained on sound of acoustics_version {acoustics_version(world.meta)}, the collection "
-                f"{data_ref.name} has {data.meta['acoustics_version']}"
+                f"{job.data.name} has {data.meta['acoustics_version']}"
             )
         if "sim" in data.meta and "sim" in world.meta:
             reference = SimConfig.from_dict(world.meta["sim"])
-            check_learned(SimConfig.from_dict(data.meta["sim"]), reference, f"the collection {data_ref.name}", str(path))
+            check_learned(SimConfig.from_dict(data.meta["sim"]), reference, f"the collection {job.data.name}", str(path))
 
     predictors: dict[str, Predictor] = {"av_cdit": WorldPredictor(worlds["av_cdit"]), "copy_last": CopyLast(device=device)}
     if {"video_only", "audio_only"} <= worlds.keys():
@@ -211,10 +209,10 @@ def world_model_job(job: EvalWorldModel) -> None:
     horizons = check_horizons(list(run.horizons))
     context = max(p.context for p in predictors.values())
     split = job.data.split
-    windows = WindowDataset(data, WindowConfig(context=context, horizon=horizons[-1], split=split, fractions=tuple(data_ref.fractions)))
+    windows = WindowDataset(data, WindowConfig(context=context, horizon=horizons[-1], split=split, fractions=tuple(job.data.fractions)))
     if len(windows) == 0:
         raise ValueError(
-            f"no windows in split {split!r} of {data_ref.name}: horizon {horizons[-1]} after {context} context steps needs episodes of "
+            f"no windows in split {split!r} of {job.data.name}: horizon {horizons[-1]} after {context} context steps needs episodes of "
             f"at least {context + horizons[-1] - 1} steps; lower eval_model.horizons or evaluate longer episodes"
         )
     results, seconds, fs = {}, {}, int(data.meta["sample_rate"])
@@ -228,7 +226,7 @@ def world_model_job(job: EvalWorldModel) -> None:
     about = {name: _about(world.meta) for name, world in worlds.items()} | {"copy_last": "last context step repeated, reward 0, no end"}
     if "separate" in predictors:
         about["separate"] = f"video: {about.pop('video_only')}; audio: {about.pop('audio_only')}"
-    ranking = _ranking(job, worlds, data, tuple(data_ref.fractions)) if run.ranking > 0 else {}
+    ranking = _ranking(job, worlds, data, tuple(job.data.fractions)) if run.ranking > 0 else {}
     table = format_table(results, about, {k: r["rate"] for k, r in ranking.items()} if ranking else None)
     evaluated = results["av_cdit"].windows
     out = output_dir()
@@ -236,7 +234,7 @@ def world_model_job(job: EvalWorldModel) -> None:
         out / "prediction.json",
         {
             "checkpoints": paths,
-            "data": {"root": data_ref.root, "name": data_ref.name, "split": split, "windows": len(windows), "evaluated": evaluated},
+            "data": {"root": job.data.root, "name": job.data.name, "split": split, "windows": len(windows), "evaluated": evaluated},
             "settings": dataclasses.asdict(run),
             "models": {name: {"about": about.get(name, ""), "seconds": seconds[name], **r.as_dict()} for name, r in results.items()},
             "ranking": ranking,
@@ -245,7 +243,7 @@ def world_model_job(job: EvalWorldModel) -> None:
     )
     if job.report:
         _report(out, "prediction", _agent_name(job.agent), lambda path: _report_video(job, path, job.checkpoint))
-    print(f"{data_ref.name}, split {split}: {evaluated} of {len(windows)} windows, context {context}, sampler steps {run.sampler_steps}")
+    print(f"{job.data.name}, split {split}: {evaluated} of {len(windows)} windows, context {context}, sampler steps {run.sampler_steps}")
     print(table)
     for note in dict.fromkeys(n for r in results.values() for n in r.notes):
         print(f"note: {note}")
