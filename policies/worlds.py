@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 from avworld.envs.dream import spectrograms
 from avworld.envs.dream_config import check_learned
 from avworld.models.imagination import FIELDS, Imagination, ImaginedState
+from avworld.models.pretrained import resolve_checkpoint
 from avworld.sim.acoustics.audio import AudioRenderer
 from avworld.sim.backends.base import Action, Pose, agent_events
 from avworld.sim.backends.builtin import BuiltinSimulator
@@ -35,8 +35,10 @@ REAL_ENV = "real env"
 
 
 def world_model_source(checkpoint: str | os.PathLike[str]) -> str:
-    """The :func:`training_data` source of a world model's training windows: its resolved checkpoint directory."""
-    return f"world model {Path(checkpoint).resolve()}"
+    """The :func:`training_data` source of a world model's training windows: its resolved checkpoint directory; a shipped
+    model's name (``pretrained[:<name>]``) stands for its folder, so an agent trained in ``pretrained`` and a planner given
+    that folder count its windows once."""
+    return f"world model {resolve_checkpoint(checkpoint, verify=False).resolve()}"
 
 
 def training_data(agent: Any) -> dict[str, int]:

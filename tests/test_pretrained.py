@@ -134,6 +134,20 @@ def test_dream_env_vector_env_and_planner_load_it_by_name(root: Path, one_thread
     assert planner.world.name == str(root / "tiny")  # type: ignore[attr-defined]
 
 
+def test_a_shipped_models_windows_count_once_whatever_name_reached_it(root: Path) -> None:
+    from avworld.policies.planner import BeamPlanner
+    from avworld.policies.worlds import REAL_ENV, world_model_source
+
+    source = world_model_source("pretrained")
+    assert source == world_model_source("pretrained:tiny") == world_model_source(root / "tiny") == f"world model {root / 'tiny'}"
+
+    class ClonedInThatModel:  # an agent whose checkpoint meta names the model as it was asked for
+        meta = {"usage": {"real_steps": 0}, "world_model": {"checkpoint": "pretrained", "windows": 11}}
+
+    planner = BeamPlanner(str(root / "tiny"), horizon=1, beam=2, proposal=ClonedInThatModel())
+    assert set(planner.training_data) == {REAL_ENV, source}
+
+
 def test_simulator_settings_it_was_not_trained_with_are_refused_naming_each(root: Path) -> None:
     sim = {"render": {"width": 128, "height": 96}, "agent": {"turn_deg": 10.0}}
     with pytest.raises(ValueError, match=r"sim\.render\.width: sim has 128 but the world model .*tiny was trained with 64") as err:
