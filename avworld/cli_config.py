@@ -154,6 +154,8 @@ class Prediction:
     horizons: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     windows: int = 256
     sampler_steps: int = 4
+    ctx_noise: float = 0.0
+    """The level the world models' context is noised at before each imagined step (``avworld.models.flow.sample``)."""
     batch_size: int = 32
     seed: int = 0
     max_lag: int = 4

@@ -181,6 +181,8 @@ def world_model_job(job: EvalWorldModel) -> None:
     paths |= {k: _checkpoint_dir(v, "world-model", f"baselines.{k}") for k, v in dataclasses.asdict(job.baselines).items() if v}
     device = choose_device(run.device)
     worlds = {name: load_world(path, device) for name, path in paths.items()}
+    for world in worlds.values():
+        world.ctx_noise = run.ctx_noise
     data = job.data.load()
     for name, world in worlds.items():
         path = paths[name]
@@ -306,6 +308,7 @@ def _report_video(job: EvalNavigation | EvalWorldModel, path: Path, checkpoint: 
     if checkpoint is not None:
         assert isinstance(job, EvalWorldModel)
         world = load_world(checkpoint, job.eval_model.device)
+        world.ctx_noise = job.eval_model.ctx_noise
         sim, sampler_steps = SimConfig.from_dict(world.meta["sim"]), job.eval_model.sampler_steps
     else:
         assert isinstance(job, EvalNavigation)

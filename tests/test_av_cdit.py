@@ -349,6 +349,44 @@ def test_a_change_target_is_added_to_the_newest_context_step() -> None:
     assert float(logs["video_mse"]) > 1e-2  # the same net is wrong where the next latent itself is the target
 
 
+class UndoingVelocity(ExactVelocity):
+    """The exact velocity towards next − (the newest context step as given to it): a net that has learnt to undo the
+    corruption of its context. Records the context noise levels it is told."""
+
+    def __init__(self, config: AVCDiTConfig, following: dict[str, torch.Tensor]) -> None:
+        super().__init__(config, {})
+        self.following = following
+        self.levels: list[torch.Tensor] = []
+
+    def forward(self, x_video, x_audio, sigma, ctx_video, ctx_audio, action, frame_skip, ctx_noise) -> dict[str, torch.Tensor]:
+        self.targets = {"video": self.following["video"] - ctx_video[:, -1], "audio": self.following["audio"]}
+        self.levels.append(ctx_noise)
+        return super().forward(x_video, x_audio, sigma, ctx_video, ctx_audio, action, frame_skip, ctx_noise)
+
+
+def test_a_change_is_taken_from_the_context_as_the_net_sees_it_noised_or_not() -> None:
+    """With context noise (training's s, or the sampler's ``ctx_noise``) the change is the one from the noised newest step,
+    so a net that undoes its context's corruption lands on the truth, in training (zero loss) and in sampling."""
+    following = {"video": torch.randn(2, *TINY.video_latent), "audio": torch.randn(2, *TINY.audio_latent)}
+    ctx = {m: torch.randn(2, 3, *x.shape[1:]) for m, x in following.items()}
+    action = torch.tensor([1, 3])
+    for level in (0.0, 0.2):
+        net = UndoingVelocity(TINY, following)
+        out = sample(net, ctx["video"], ctx["audio"], action, steps=3, change=("video",), ctx_noise=level,
+                     generator=torch.Generator().manual_seed(0))
+        assert torch.allclose(out["video"], following["video"], atol=1e-5)
+        assert all(torch.equal(s, torch.full((2,), level)) for s in net.levels) and len(net.levels) == 3
+    seeded = [sample(UndoingVelocity(TINY, following), ctx["video"], ctx["audio"], action, steps=2, ctx_noise=0.2,
+                     generator=torch.Generator().manual_seed(5))["audio"] for _ in "ab"]
+    assert torch.equal(*seeded)
+    with pytest.raises(ValueError, match=r"ctx_noise must lie in \[0, 1\), got 1.0"):
+        sample(UndoingVelocity(TINY, following), ctx["video"], ctx["audio"], action, ctx_noise=1.0)
+    batch = {"ctx_video": ctx["video"], "ctx_audio": ctx["audio"], "video": following["video"], "audio": following["audio"],
+             "action": action, "reward": torch.zeros(2), "termination": torch.zeros(2)}
+    _, logs = WorldModel(UndoingVelocity(TINY, following), FlowConfig(change=("video",), max_ctx_noise=0.5))(batch)
+    assert float(logs["video_mse"]) < 1e-8 and float(logs["audio_mse"]) < 1e-8
+
+
 @pytest.mark.parametrize("steps", [1, 2, 4, 8])
 def test_sample_is_deterministic_and_calls_back_every_step(steps: int) -> None:
     net = AVCDiT(TINY)

@@ -23,6 +23,7 @@ import torch
 
 import avworld  # noqa: F401  (registers the envs)
 from avworld.models.checkpoint import Checkpoint, save_checkpoint
+from avworld.models.imagination import Imagination
 from avworld.models.registry import build, config_to_dict, preset
 from avworld.sim.acoustics.responses import ACOUSTICS_VERSION
 from avworld.sim.config import SimConfig
@@ -391,3 +392,19 @@ def test_one_device_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert choose_device("auto") == torch.device("cuda", 1)
     monkeypatch.delenv("LOCAL_RANK")
     assert choose_device(None) == torch.device("cuda", 0)
+
+
+def test_context_noise_is_a_setting_of_the_imagination(world_checkpoint: str, one_thread: None) -> None:
+    """``Imagination.ctx_noise`` reaches every imagined step (the sampler noises the context, seeded like its own noise)."""
+    world = Imagination.load(world_checkpoint)
+    context = {m: torch.randn(2, world.context, *shape) for m, shape in world.latent_shapes().items()}
+    action = torch.tensor([0, 1])
+
+    def predict(level: float) -> torch.Tensor:
+        world.ctx_noise = level
+        return world.predict(context, action, steps=1, generator=torch.Generator().manual_seed(0))["video"]
+
+    clean, noised = predict(0.0), predict(0.3)
+    assert torch.equal(clean, predict(0.0)) and torch.equal(noised, predict(0.3)) and not torch.allclose(clean, noised)
+    with pytest.raises(ValueError, match=r"ctx_noise must lie in \[0, 1\)"):
+        Imagination(world.model, world.tokenizers, world.meta, ctx_noise=1.0)

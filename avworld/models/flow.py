@@ -12,7 +12,15 @@ t = 1 (pure noise) down to t = 0.
 Context augmentation (GameNGen, Valevski et al. 2024; DIAMOND, Alonso et al. 2024): in
 training, the context latents are corrupted along the same path at a level
 s ~ U(0, max_ctx_noise), one per sample, and s is given to the net, so that in
-imagination it tolerates its own imperfect earlier predictions.
+imagination it tolerates its own imperfect earlier predictions. The sampler may noise the
+context too (``ctx_noise``, GameNGen's inference knob): the net is then told its context
+is unreliable and leans less on the errors of its own earlier steps.
+
+A modality imagined as a change (:attr:`FlowConfig.change`) is the change from the newest
+context step *as the net sees it* (noised at s): where that step is corrupted, the change
+the net learns includes undoing the corruption, so with ``ctx_noise`` > 0 a rollout can
+pull its errors back instead of adding every step's error to the next (at s = 0 it is the
+plain change from the last step).
 """
 
 from __future__ import annotations
@@ -42,9 +50,10 @@ class FlowConfig:
     logit_mean: float = 0.0
     logit_std: float = 1.0
     change: tuple[str, ...] = ()
-    """Modalities imagined as their change from the context's newest step (the flow's data is z_next − z_last, the
-    sampler adds z_last back) instead of as the next latent: an unchanged view costs the net nothing, and where it is
-    unsure its estimate stays near the last frame rather than a blur of all frames. () : every modality as the next latent."""
+    """Modalities imagined as their change from the context's newest step (the flow's data is z_next − z_last, z_last
+    noised as the context is, and the sampler adds z_last back) instead of as the next latent: an unchanged view costs the
+    net nothing, and where it is unsure its estimate stays near the last frame rather than a blur of all frames.
+    () : every modality as the next latent."""
 
     def __post_init__(self) -> None:
         self.change = tuple(self.change)
@@ -121,12 +130,12 @@ class WorldModel(nn.Module):
         noisy, ctx, velocity, losses = {}, {}, {}, {}
         for m in modalities:
             x0, c0 = batch[m], batch[f"ctx_{m}"]
+            ctx[m] = interpolate(c0, torch.randn_like(c0), s.to(c0.dtype))
             if m in self.flow.change:
-                x0 = x0 - c0[:, -1]
+                x0 = x0 - ctx[m][:, -1]  # the change from the newest step as the net sees it
             noise = torch.randn_like(x0)
             noisy[m] = interpolate(x0, noise, t.to(x0.dtype))
             velocity[m] = noise - x0
-            ctx[m] = interpolate(c0, torch.randn_like(c0), s.to(c0.dtype))
         frame_skip = batch.get("frame_skip")
         if frame_skip is None:
             frame_skip = torch.ones_like(action)
@@ -156,9 +165,15 @@ Callback = Callable[[int, dict[str, Tensor]], None]
 
 
 def velocity_field(
-    net: AVCDiT, ctx_video: Tensor | None, ctx_audio: Tensor | None, action: Tensor, frame_skip: Tensor | None = None
+    net: AVCDiT,
+    ctx_video: Tensor | None,
+    ctx_audio: Tensor | None,
+    action: Tensor,
+    frame_skip: Tensor | None = None,
+    ctx_noise: float = 0.0,
 ) -> Velocity:
-    """The net's velocity at clean context (``ctx_noise`` 0) for one batch of windows, as a :data:`Velocity`.
+    """The net's velocity for one batch of windows, as a :data:`Velocity`, told that its context is noised at level
+    ``ctx_noise`` (0: clean; the caller noises the context itself, see :func:`sample`).
 
     ctx_video (B, m, C, h, w), ctx_audio (B, m, C_a, n): context latents (None: the modality is not imagined); action (B,)
     int64; frame_skip (B,) int64, default 1. Built by :meth:`AVCDiT.velocity_fn`, which computes the context's tokens
@@ -166,8 +181,8 @@ def velocity_field(
     """
     if frame_skip is None:
         frame_skip = torch.ones_like(action)
-    clean = torch.zeros(action.shape[0], device=action.device, dtype=next(net.parameters()).dtype)
-    return net.velocity_fn(ctx_video, ctx_audio, action, frame_skip, clean)
+    level = torch.full((action.shape[0],), float(ctx_noise), device=action.device, dtype=next(net.parameters()).dtype)
+    return net.velocity_fn(ctx_video, ctx_audio, action, frame_skip, level)
 
 
 @torch.no_grad()
@@ -208,6 +223,7 @@ def sample(
     callback: Callback | None = None,
     noise: dict[str, Tensor] | None = None,
     change: tuple[str, ...] = (),
+    ctx_noise: float = 0.0,
 ) -> dict[str, Tensor]:
     """Imagine the next step: :func:`euler` over the net's :func:`velocity_field`, from noise drawn or given.
 
@@ -223,6 +239,8 @@ def sample(
             ``generator``: callers that keep one random stream per world (the imagined vector env) draw it themselves.
         change: the modalities the net imagines as a change from the context's newest step (:attr:`FlowConfig.change`):
             their latents, and the callback's, get that step added back.
+        ctx_noise: the level s in [0, 1) the context is noised at before the net sees it (x = (1 − s) x + s ε, ε drawn from
+            ``generator``) and that the net is told, as in training (:attr:`FlowConfig.max_ctx_noise`); 0: clean.
 
     Returns:
         "video" (B, C, h, w) and/or "audio" (B, C_a, n), the latents at t = 0; "reward" (B,) and "termination" (B,) probability,
@@ -243,7 +261,15 @@ def sample(
                 got = tuple(noise[m].shape) if m in noise else None
                 raise ValueError(f"noise[{m!r}] must be a tensor of shape {(b, *latents[m])}, got {got}")
         x = {m: noise[m].to(device=device, dtype=dtype) for m in modalities}
+    if not 0.0 <= ctx_noise < 1.0:
+        raise ValueError(f"ctx_noise must lie in [0, 1), got {ctx_noise}")
     context = {"video": ctx_video, "audio": ctx_audio}
+    if ctx_noise > 0:
+        for m in modalities:
+            c = context[m]
+            assert c is not None
+            eps = torch.randn(c.shape, generator=generator, device=c.device, dtype=c.dtype)
+            context[m] = (1.0 - ctx_noise) * c + ctx_noise * eps
     last = {m: context[m][:, -1].to(dtype) for m in modalities if m in change}  # type: ignore[index]
 
     def absolute(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -256,7 +282,8 @@ def sample(
         return _with_probability(state)
 
     heads = None if callback is None else lambda i, state: callback(i, absolute(state))
-    return absolute(euler(velocity_field(net, ctx_video, ctx_audio, action, frame_skip), x, steps, heads))
+    velocity = velocity_field(net, context["video"], context["audio"], action, frame_skip, ctx_noise)
+    return absolute(euler(velocity, x, steps, heads))
 
 
 def _with_probability(out: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -61,7 +61,8 @@ class Imagination:
 
     ``meta`` is the checkpoint's ``meta.json``: ``latent`` ({modality: {"mean", "std"}}), ``rgb_shape`` [H, W, 3],
     ``audio_shape`` [2, N], ``sample_rate``, ``sim`` (the simulator settings of the training data). ``compile``: see
-    :meth:`compile`.
+    :meth:`compile`. ``ctx_noise``: the sampler's context noise level (:func:`~avworld.models.flow.sample`), an attribute
+    that may be changed between steps.
     """
 
     def __init__(
@@ -72,8 +73,13 @@ class Imagination:
         device: str | torch.device = "cpu",
         amp: bool = False,
         compile: bool = False,
+        ctx_noise: float = 0.0,
     ) -> None:
         self.device = torch.device(device)
+        if not 0.0 <= ctx_noise < 1.0:
+            raise ValueError(f"ctx_noise must lie in [0, 1), got {ctx_noise}")
+        self.ctx_noise = ctx_noise
+        """The level the context is noised at before each imagined step (:func:`~avworld.models.flow.sample`); 0: clean."""
         self.amp = amp and bf16_pays(self.device)
         """Decode under bf16 autocast (asked for, and the device does bf16 in hardware; else float32)."""
         self.model = model.to(self.device).eval()
@@ -160,7 +166,10 @@ class Imagination:
         """
         action = action.to(self.device)
         video, audio = context.get("video"), context.get("audio")
-        out = sample(self.net, video, audio, action, steps=steps, generator=generator, noise=noise, change=self.model.flow.change)
+        out = sample(
+            self.net, video, audio, action, steps=steps, generator=generator, noise=noise, change=self.model.flow.change,
+            ctx_noise=self.ctx_noise,
+        )
         check_finite(out, "the imagined step")
         return out
 
