@@ -14,7 +14,8 @@ DreamerV3's actor-critic (Hafner et al., 2023):
    ``horizon`` imagined steps (one batched :meth:`Imagination.step` per step; rewards and termination probabilities
    from the world model's heads, continuation c = 1 − p), λ-returns are bootstrapped with a slow (EMA) critic, the critic
    regresses them and the actor follows REINFORCE with percentile-normalised advantages, an entropy bonus and an
-   optional KL to the cloned prior (:func:`~avworld.policies.actor_critic.actor_critic_losses`).
+   optional KL to the cloned prior (:func:`~avworld.policies.actor_critic.actor_critic_losses`). The first
+   ``critic_warmup`` updates train the critic alone, so the actor leaves the clone only once its advantages mean something.
 
 No real env is stepped: the collection is the only real data. ``out/checkpoint`` (kind ``imagination_agent``) holds
 ``model.safetensors`` (``net.*``: the actor-critic; ``slow.*``: the slow critic; ``prior.*``: the cloned actor),
@@ -92,6 +93,9 @@ class ImaginationTrainConfig:
     """β, the weight of KL(π ‖ π_cloned) in the actor's loss (Dreamer 4's behavioural prior); 0: none."""
     slow_rate: float = 0.02
     """EMA rate of the slow critic that bootstraps the λ-returns."""
+    critic_warmup: int = 0
+    """The first imagination updates that train the critic alone, the actor kept as cloned: a fresh critic's advantages
+    are noise that would move the clone at random (the PPO warm start's critic warm-up, in imagination)."""
     grad_clip: float = 10.0
     bc_steps: int = 500
     bc_batch: int = 64
@@ -116,8 +120,9 @@ class ImaginationTrainConfig:
                   "checkpoint_every": self.checkpoint_every, "log_every": self.log_every}
         if bad := [k for k, v in counts.items() if v < 1]:
             raise ValueError(f"imagination: {', '.join(bad)} must be ≥ 1")
-        if self.updates < 0 or self.bc_steps < 0:
-            raise ValueError(f"imagination: updates and bc_steps must be ≥ 0, got {self.updates}, {self.bc_steps}")
+        if self.updates < 0 or self.bc_steps < 0 or self.critic_warmup < 0:
+            raise ValueError(f"imagination: updates, bc_steps and critic_warmup must be ≥ 0, got {self.updates}, {self.bc_steps}, "
+                             f"{self.critic_warmup}")
         if not 0.0 < self.bc_top <= 1.0:
             raise ValueError(f"imagination.bc_top is a share of the episodes in (0, 1], got {self.bc_top}")
         if not (0.0 < self.discount <= 1.0 and 0.0 <= self.lam <= 1.0 and 0.0 < self.slow_rate <= 1.0):
@@ -306,7 +311,8 @@ class ImaginationTrainer:
             divisor, c.entropy, self.prior(flat) if c.prior > 0 else None, c.prior,
         )
         self.opt.zero_grad(set_to_none=True)
-        (losses.actor + losses.critic).backward()
+        warming = self.update < c.critic_warmup  # the actor's gradients stay None: Adam leaves it as it is
+        (losses.critic if warming else losses.actor + losses.critic).backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
         self.opt.step()
         ema_update(self.slow, self.net.critic, c.slow_rate)

@@ -135,6 +135,21 @@ def test_imagination_training_learns_the_known_best_action(tmp_path: Path, one_t
     assert (tmp_path / "tb").is_dir() and (tmp_path / "checkpoint" / "model.safetensors").is_file()
 
 
+def test_the_critic_warms_up_while_the_actor_stays_the_clone(tmp_path: Path, one_thread: None) -> None:
+    trainer = ImaginationTrainer(side_config(updates=6, critic_warmup=5), SideWorld(), SideData())
+    trainer.fit(tmp_path, progress=False, until=4)  # cloned
+    clone = {k: v.clone() for k, v in trainer.net.actor.state_dict().items()}
+    critic = {k: v.clone() for k, v in trainer.net.critic.state_dict().items()}
+    for _ in range(5):
+        trainer.imagination_step()
+    assert all(torch.equal(v, clone[k]) for k, v in trainer.net.actor.state_dict().items())
+    assert not all(torch.equal(v, critic[k]) for k, v in trainer.net.critic.state_dict().items())
+    trainer.imagination_step()  # the sixth update moves the actor too
+    assert not all(torch.equal(v, clone[k]) for k, v in trainer.net.actor.state_dict().items())
+    with pytest.raises(ValueError, match="critic_warmup"):
+        side_config(critic_warmup=-1)
+
+
 def test_a_resumed_run_ends_with_identical_weights(tmp_path: Path, one_thread: None) -> None:
     config = side_config(updates=6, bc_steps=3, checkpoint_every=2)
     whole = ImaginationTrainer(config, SideWorld(), SideData())
