@@ -240,7 +240,8 @@ def sample(
         change: the modalities the net imagines as a change from the context's newest step (:attr:`FlowConfig.change`):
             their latents, and the callback's, get that step added back.
         ctx_noise: the level s in [0, 1) the context is noised at before the net sees it (x = (1 − s) x + s ε, ε drawn from
-            ``generator``) and that the net is told, as in training (:attr:`FlowConfig.max_ctx_noise`); 0: clean.
+            ``generator``, or torch's global generator when there is none, as when ``noise`` is given) and that the net is
+            told, as in training (:attr:`FlowConfig.max_ctx_noise`); 0: clean, and nothing drawn.
 
     Returns:
         "video" (B, C, h, w) and/or "audio" (B, C_a, n), the latents at t = 0; "reward" (B,) and "termination" (B,) probability,
