@@ -408,3 +408,5 @@ def test_context_noise_is_a_setting_of_the_imagination(world_checkpoint: str, on
     assert torch.equal(clean, predict(0.0)) and torch.equal(noised, predict(0.3)) and not torch.allclose(clean, noised)
     with pytest.raises(ValueError, match=r"ctx_noise must lie in \[0, 1\)"):
         Imagination(world.model, world.tokenizers, world.meta, ctx_noise=1.0)
+    with pytest.raises(ValueError, match=r"ctx_noise must lie in \[0, 1\), got -0.1"):
+        world.ctx_noise = -0.1  # refused when set, before any step

@@ -262,8 +262,7 @@ def sample(
                 got = tuple(noise[m].shape) if m in noise else None
                 raise ValueError(f"noise[{m!r}] must be a tensor of shape {(b, *latents[m])}, got {got}")
         x = {m: noise[m].to(device=device, dtype=dtype) for m in modalities}
-    if not 0.0 <= ctx_noise < 1.0:
-        raise ValueError(f"ctx_noise must lie in [0, 1), got {ctx_noise}")
+    check_ctx_noise(ctx_noise)
     context = {"video": ctx_video, "audio": ctx_audio}
     if ctx_noise > 0:
         for m in modalities:
@@ -285,6 +284,13 @@ def sample(
     heads = None if callback is None else lambda i, state: callback(i, absolute(state))
     velocity = velocity_field(net, context["video"], context["audio"], action, frame_skip, ctx_noise)
     return absolute(euler(velocity, x, steps, heads))
+
+
+def check_ctx_noise(level: float) -> float:
+    """``level`` if it is a context noise level the sampler takes, in [0, 1); else a ValueError naming ``ctx_noise``."""
+    if not 0.0 <= level < 1.0:
+        raise ValueError(f"ctx_noise must lie in [0, 1), got {level}")
+    return level
 
 
 def _with_probability(out: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from avworld.models.checkpoint import CheckpointError
 from avworld.models.checks import check_finite
-from avworld.models.flow import WorldModel, sample
+from avworld.models.flow import WorldModel, check_ctx_noise, sample
 from avworld.models.precision import bf16_pays, compiled
 from avworld.models.pretrained import resolve_checkpoint
 from avworld.models.registry import encode, load_model
@@ -76,10 +76,7 @@ class Imagination:
         ctx_noise: float = 0.0,
     ) -> None:
         self.device = torch.device(device)
-        if not 0.0 <= ctx_noise < 1.0:
-            raise ValueError(f"ctx_noise must lie in [0, 1), got {ctx_noise}")
         self.ctx_noise = ctx_noise
-        """The level the context is noised at before each imagined step (:func:`~avworld.models.flow.sample`); 0: clean."""
         self.amp = amp and bf16_pays(self.device)
         """Decode under bf16 autocast (asked for, and the device does bf16 in hardware; else float32)."""
         self.model = model.to(self.device).eval()
@@ -96,6 +93,16 @@ class Imagination:
         """Whether :meth:`compile` has wrapped the sampler's net and the decoders."""
         if compile:
             self.compile()
+
+    @property
+    def ctx_noise(self) -> float:
+        """The level the context is noised at before each imagined step (:func:`~avworld.models.flow.sample`); 0: clean.
+        Refused outside [0, 1) when set."""
+        return self._ctx_noise
+
+    @ctx_noise.setter
+    def ctx_noise(self, level: float) -> None:
+        self._ctx_noise = check_ctx_noise(float(level))
 
     def compile(self) -> None:
         """``torch.compile`` what every imagined step runs, for speed on a GPU: the sampler's net
