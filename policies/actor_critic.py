@@ -4,7 +4,8 @@ The networks read what the imagination core holds for each world: its context wi
 {modality: (B, m, *latent)} (:class:`~avworld.models.imagination.ImaginedState`), of which the last ``steps`` steps are
 flattened, and the previous action (one-hot over the 4 actions and "none" at an episode's start). No pixels are decoded.
 
-- :class:`LatentActorCritic`: actor (categorical over the 4 actions) and critic (a scalar value), separate MLPs;
+- :class:`LatentActorCritic`: actor (categorical over the 4 actions) and critic (a scalar value), separate MLPs; with
+  ``goal`` a third MLP, the goal head, says whether STOP here would succeed, and the actor chooses among the moves only;
 - :func:`lambda_returns`: the bootstrapped λ-returns of imagined trajectories;
 - :class:`ReturnScale`: DreamerV3's return normalisation by an EMA of the 5th-95th percentile range;
 - :func:`actor_critic_losses`: the critic's regression on λ-returns and the actor's REINFORCE loss with an entropy bonus
@@ -19,9 +20,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from avworld.sim.backends.base import Action
+
 ACTIONS = 4
 NO_ACTION = ACTIONS
 """The "previous action" of an episode's first step (index 4 of the one-hot)."""
+STOP = int(Action.STOP)
+MASKED = -1e9
+"""The logit of an action the actor may not take: its probability is exactly 0 in float32, and 0 · log 0 terms stay 0."""
 
 
 @dataclass
@@ -34,6 +40,10 @@ class ActorCriticConfig:
     steps: int = 4
     hidden: int = 256
     layers: int = 2
+    goal: bool = False
+    """A goal head decides STOP (:meth:`LatentActorCritic.probs`): the actor's STOP is masked, the agent STOPs exactly where
+    the head's probability that STOP succeeds exceeds ``goal_threshold``."""
+    goal_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         self.modalities = tuple(self.modalities)
@@ -42,6 +52,8 @@ class ActorCriticConfig:
             raise ValueError(f"actor-critic: no latent shape for {missing}")
         if self.steps < 1 or self.hidden < 1 or self.layers < 1:
             raise ValueError(f"actor-critic: steps, hidden and layers must be ≥ 1, got {self.steps}, {self.hidden}, {self.layers}")
+        if not 0.0 < self.goal_threshold < 1.0:
+            raise ValueError(f"actor-critic: goal_threshold is a probability in (0, 1), got {self.goal_threshold}")
 
     @property
     def inputs(self) -> int:
@@ -69,6 +81,7 @@ class LatentActorCritic(nn.Module):
         self.config = config
         self.actor = mlp(config.inputs, config.hidden, config.layers, ACTIONS)
         self.critic = mlp(config.inputs, config.hidden, config.layers, 1)
+        self.goal = mlp(config.inputs, config.hidden, config.layers, 1) if config.goal else None
         for head in (self.actor[-1], self.critic[-1]):
             assert isinstance(head, nn.Linear)
             nn.init.zeros_(head.weight)  # uniform policy and zero value at first (DreamerV3 zero-initialises its heads)
@@ -83,12 +96,35 @@ class LatentActorCritic(nn.Module):
         return torch.cat([*parts, F.one_hot(previous.long(), ACTIONS + 1).float()], dim=1)
 
     def logits(self, features: Tensor) -> Tensor:
-        """Action logits (B, 4) of flat inputs (B, inputs)."""
-        return self.actor(features)
+        """Action logits (B, 4) of flat inputs (B, inputs); with a goal head STOP's is −1e9 (never sampled, zero entropy)."""
+        logits = self.actor(features)
+        return without_stop(logits) if self.goal is not None else logits
+
+    def goal_logit(self, features: Tensor) -> Tensor:
+        """The goal head's logit (B,) that STOP at flat inputs (B, inputs) would succeed (there must be a goal head)."""
+        if self.goal is None:
+            raise ValueError("this actor-critic has no goal head (ActorCriticConfig.goal)")
+        return self.goal(features)[:, 0]
+
+    def probs(self, features: Tensor) -> Tensor:
+        """The acting policy (B, 4) of flat inputs: the actor's distribution, or with a goal head STOP where the head's
+        probability exceeds ``goal_threshold`` (probability 1 there) and the actor's moves elsewhere."""
+        probs = torch.softmax(self.logits(features).double(), dim=-1)
+        if self.goal is None:
+            return probs
+        stop = torch.sigmoid(self.goal_logit(features).double()) > self.config.goal_threshold  # (B,)
+        probs = torch.where(stop[:, None], torch.zeros_like(probs), probs)
+        probs[:, STOP] = stop.double()
+        return probs
 
     def value(self, features: Tensor) -> Tensor:
         """Values (B,) of flat inputs (B, inputs)."""
         return self.critic(features)[:, 0]
+
+
+def without_stop(logits: Tensor) -> Tensor:
+    """Action logits (B, 4) with STOP's set to :data:`MASKED`."""
+    return logits.index_fill(1, torch.tensor([STOP], device=logits.device), MASKED)
 
 
 def lambda_returns(rewards: Tensor, values: Tensor, continues: Tensor, discount: float = 0.99, lam: float = 0.95) -> Tensor:

@@ -78,12 +78,12 @@ class ImaginationAgent:
 
     @torch.no_grad()
     def evaluate_latent(self, state: ImaginedState, previous: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Action probabilities (B, 4) float64 and values (B,) of latent states {modality: (B, m, *latent)} reached by the
+        """Action probabilities (B, 4) float64 (:meth:`LatentActorCritic.probs`: with a goal head, STOP with probability 1
+        where it says so and 0 elsewhere) and values (B,) of latent states {modality: (B, m, *latent)} reached by the
         actions ``previous`` (B,) (4: none), in one network call."""
         prev = torch.as_tensor(np.asarray(previous), dtype=torch.int64, device=self.device)
         f = self.net.features(state.context, prev)
-        probs = torch.softmax(self.net.logits(f).double(), dim=-1)
-        return probs.cpu().numpy(), self.net.value(f).double().cpu().numpy()
+        return self.net.probs(f).cpu().numpy(), self.net.value(f).double().cpu().numpy()
 
     def accepts(self, world: Imagination) -> str | None:
         """None when ``world`` imagines in this agent's latent space (same modalities, shapes and latent statistics), else why not."""

@@ -17,7 +17,7 @@ from avworld.eval.navigation import evaluate_navigation
 from avworld.models.imagination import ImaginedState, ImaginedStep
 from avworld.policies.actor_critic import NO_ACTION, ReturnScale, lambda_returns
 from avworld.policies.imagination_agent import ImaginationAgent
-from avworld.policies.imagination_train import ImaginationTrainConfig, ImaginationTrainer, train_imagination
+from avworld.policies.imagination_train import ImaginationTrainConfig, ImaginationTrainer, imagine, train_imagination
 from avworld.sim.backends.base import Action
 
 
@@ -164,10 +164,44 @@ def test_a_resumed_run_ends_with_identical_weights(tmp_path: Path, one_thread: N
         ImaginationTrainer(dataclasses.replace(config, hidden=16), SideWorld(), SideData()).fit(tmp_path / "split", progress=False)
 
 
+class NearSideData(SideData):
+    """:class:`SideData` where STOP succeeds exactly when the goal is on the right (``near``), and the collection's
+    STOPs (a quarter of its random actions) fall anywhere."""
+
+    def __init__(self, n: int = 64) -> None:
+        super().__init__(n)
+        self.near = self.video[:, -1, 0, 0, 1].round().bool()
+
+
+def test_a_goal_head_decides_stop_and_the_actor_only_moves(tmp_path: Path, one_thread: None) -> None:
+    data = NearSideData()
+    trainer = ImaginationTrainer(side_config(stop="goal", bc_steps=150, updates=2), SideWorld(), data)
+    moved = data.actions != Action.STOP
+    assert len(trainer.cloned) == int(moved.sum()) < len(data)  # the collection's STOPs teach the goal head, not the actor
+    logs = {}
+    for _ in range(150):
+        logs = trainer.clone_step()
+    assert logs["bc/goal_recall"] > 0.95 and logs["bc/goal_false_stops"] < 0.05, logs
+    ctx = NearSideData(32)
+    state = ctx.states(torch.arange(32))[0]
+    probs = trainer.net.probs(trainer.net.features(state.context, torch.full((32,), NO_ACTION)))  # (32, 4)
+    assert torch.equal(probs[:, Action.STOP], ctx.near.double())  # STOP for sure exactly where it succeeds
+    assert torch.allclose(probs.sum(1), torch.ones(32, dtype=torch.float64))
+    traj = imagine(SideWorld(), trainer.net, state, torch.full((32,), NO_ACTION), 6, 1, torch.Generator().manual_seed(0))
+    assert (traj.actions != Action.STOP).all()  # imagination samples moves only
+    trainer.imagination_step()
+    trainer.save(tmp_path / "checkpoint")
+    with pytest.raises(ValueError, match="near"):
+        ImaginationTrainer(side_config(stop="goal"), SideWorld(), SideData())
+    with pytest.raises(ValueError, match=r"imagination\.stop"):
+        side_config(stop="never")
+
+
 def test_trained_in_a_tiny_world_model_it_acts_in_the_real_env(world_checkpoint: str, collection, tmp_path: Path, one_thread: None) -> None:
     config = ImaginationTrainConfig(
         checkpoint=world_checkpoint, data=DataSplit(root=collection.root, name=collection.name, split="train"),
         hidden=16, layers=1, batch=2, horizon=2, updates=2, bc_steps=2, bc_batch=4, sampler_steps=1, checkpoint_every=10, bc_top=0.5,
+        stop="goal",
     )
     result = train_imagination(config, tmp_path, progress=False)
     assert result["updates"] == 2 and result["bc_steps"] == 2 and 0 < result["cloned_states"] < result["offline_states"]
@@ -181,6 +215,7 @@ def test_trained_in_a_tiny_world_model_it_acts_in_the_real_env(world_checkpoint:
     assert agent.state.context["video"].shape[1] == agent.world.context
     probs, values = agent.evaluate_latent(agent.state, np.array([agent.previous]))
     assert probs.shape == (1, 4) and np.isclose(probs.sum(), 1.0) and values.shape == (1,)
+    assert agent.net_config.goal and probs[0, Action.STOP] in (0.0, 1.0)  # the goal head decides STOP
 
 
 def test_the_commands_train_and_evaluate_it(world_checkpoint: str, collection, tmp_path: Path) -> None:
