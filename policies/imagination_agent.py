@@ -9,6 +9,7 @@ latent space (:meth:`ImaginationAgent.evaluate_latent`): no decoding, the critic
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,10 @@ from avworld.sim.config import SimConfig
 class ImaginationAgent:
     """A saved imagination-trained agent as an avworld policy (``reset``, ``act``); loading reads safetensors, YAML and JSON
     only (:class:`CheckpointError` names a missing or broken file). ``deterministic``: the most probable action instead
-    of a sample from the per-episode generator."""
+    of a sample from the per-episode generator. ``goal_threshold``: for an agent with a goal head, the probability above
+    which it STOPs instead of the one it was trained with."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", deterministic: bool = False) -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", deterministic: bool = False, goal_threshold: float | None = None) -> None:
         self.path = Path(path)
         ckpt = load_checkpoint(self.path, kind=KIND)
         try:
@@ -35,6 +37,11 @@ class ImaginationAgent:
             self.net_config = ActorCriticConfig(**net)
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(self.path / "config.yaml", f"not an imagination agent's settings ({err!r})") from err
+        if goal_threshold is not None:
+            if not self.net_config.goal:
+                raise ValueError(f"ImaginationAgent {self.path}: goal_threshold is for agents with a goal head "
+                                 "(trained with imagination.stop=goal); this one's actor decides STOP")
+            self.net_config = dataclasses.replace(self.net_config, goal_threshold=goal_threshold)
         if "world" not in ckpt.attachments:
             raise CheckpointError(self.path / "world", "the agent's world model is missing (it encodes the agent's observations)")
         self.world: Imagination = load_world(ckpt.attachments["world"], device)
@@ -56,8 +63,9 @@ class ImaginationAgent:
         self.rng = np.random.default_rng()
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", deterministic: bool = False) -> ImaginationAgent:
-        return cls(path, device, deterministic)
+    def load(cls, path: str | Path, device: str = "cpu", deterministic: bool = False,
+             goal_threshold: float | None = None) -> ImaginationAgent:
+        return cls(path, device, deterministic, goal_threshold)
 
     def reset(self, env: Any, seed: int | None = None) -> None:
         """A new episode: empty context, no previous action, the sampling generator seeded with ``seed``."""

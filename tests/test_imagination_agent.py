@@ -216,6 +216,8 @@ def test_trained_in_a_tiny_world_model_it_acts_in_the_real_env(world_checkpoint:
     probs, values = agent.evaluate_latent(agent.state, np.array([agent.previous]))
     assert probs.shape == (1, 4) and np.isclose(probs.sum(), 1.0) and values.shape == (1,)
     assert agent.net_config.goal and probs[0, Action.STOP] in (0.0, 1.0)  # the goal head decides STOP
+    eager = ImaginationAgent(tmp_path / "checkpoint", goal_threshold=1e-6)  # STOPs wherever the head sees any chance
+    assert eager.evaluate_latent(agent.state, np.array([agent.previous]))[0][0, Action.STOP] == 1.0
 
 
 def test_the_commands_train_and_evaluate_it(world_checkpoint: str, collection, tmp_path: Path) -> None:
@@ -233,6 +235,8 @@ def test_the_commands_train_and_evaluate_it(world_checkpoint: str, collection, t
     assert "updates=2" in proc.stdout and list((out / "tb").iterdir())
     agent = ImaginationAgent(out / "checkpoint")
     assert agent.meta["update"] == 2 and agent.meta["bc_step"] == 1
+    with pytest.raises(ValueError, match="goal head"):
+        ImaginationAgent(out / "checkpoint", goal_threshold=0.3)  # trained with stop=actor
     evaluate = [sys.executable, "-m", "avworld.cli", "eval", "agent=imagination", f"agent.path={out / 'checkpoint'}", "eval.episodes=1",
                 "sim.episode.max_steps=3", f"hydra.run.dir={tmp_path / 'eval'}"]
     proc = subprocess.run(evaluate, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
