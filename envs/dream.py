@@ -122,6 +122,8 @@ class DreamWorlds:
         assert config.checkpoint is not None
         self.config, self.batch = config, batch
         self.world, where = dream_world(config.checkpoint, config.device, config.amp, config.compile)
+        if config.ctx_noise is not None:
+            self.world.ctx_noise = config.ctx_noise
         if "audio" not in self.world.modalities and {"audio", "spectrogram"} & set(config.sensors):
             raise ValueError(f"sensors: the world model {where} imagines no audio; use sensors=('rgb',)")
         self.max_steps = step_limit(config)
@@ -159,12 +161,14 @@ class DreamWorlds:
         """
         device = self.world.device
         rows = torch.as_tensor(index, device=device)
-        noise = {
-            mod: torch.from_numpy(np.stack([rng.standard_normal(shape, dtype=np.float32) for rng in rngs])).to(device)
-            for mod, shape in self.shapes.items()
-        }
+        def draw(shape: tuple[int, ...]) -> torch.Tensor:  # (n, *shape), world i's part from rngs[i]
+            return torch.from_numpy(np.stack([rng.standard_normal(shape, dtype=np.float32) for rng in rngs])).to(device)
+
+        noise = {mod: draw(shape) for mod, shape in self.shapes.items()}
+        m = self.world.context
+        ctx_eps = {mod: draw((m, *shape)) for mod, shape in self.shapes.items()} if self.world.ctx_noise > 0 else None
         action = torch.as_tensor(np.asarray(actions, np.int64), device=device)
-        step = self.world.step(self.state.take(rows), action, self.config.sampler_steps, noise=noise)
+        step = self.world.step(self.state.take(rows), action, self.config.sampler_steps, noise=noise, ctx_eps=ctx_eps)
         self.state.put(rows, step.state)
         return step.latents, step.reward.double().cpu().numpy(), step.termination.double().cpu().numpy()
 
@@ -272,6 +276,8 @@ class DreamEnv(StepLimitSpec, gym.Env[dict[str, np.ndarray], int]):
     - ``checkpoint``: a world-model checkpoint directory (or an :class:`Imagination`); checked at make time.
     - ``sensors``: ``("rgb", "audio")`` by default; any of ``rgb``, ``audio``, ``spectrogram``.
     - ``max_steps``: imagined steps before truncation (see Episode End). ``sampler_steps``: Euler steps of the flow sampler (4).
+    - ``ctx_noise``: the level the context is noised at before each imagined step, as in training
+      (:attr:`Imagination.ctx_noise`; None keeps the world model's, 0 for a loaded one); drawn from each world's own generator.
     - ``device``: ``"cpu"`` or ``"cuda"``. ``amp``: decode observations under bf16 where the device does bf16 in
       hardware (CUDA, AMX / AVX512-BF16 CPUs; 1.5x faster small decoders). ``compile``: ``torch.compile`` the sampler's
       net (CUDA graphs) and the decoders (:meth:`Imagination.compile`; off by default, for GPUs; a part that fails to

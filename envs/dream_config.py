@@ -14,6 +14,7 @@ from gymnasium import spaces
 
 from avworld.envs.audio_nav import SENSORS, observation_space
 from avworld.models.checkpoint import CheckpointError, acoustics_version
+from avworld.models.flow import check_ctx_noise
 from avworld.models.imagination import Imagination, load_world
 from avworld.models.pretrained import resolve_checkpoint
 from avworld.sim.acoustics.responses import ACOUSTICS_VERSION
@@ -53,6 +54,7 @@ class DreamConfig:
     sensors: Sequence[str] = ("rgb", "audio")
     max_steps: int | None = None
     sampler_steps: int = 4
+    ctx_noise: float | None = None
     device: str = "cpu"
     amp: bool = False
     compile: bool = False
@@ -77,6 +79,8 @@ class DreamConfig:
             raise ValueError(f"max_steps must be an int ≥ 1 (imagined steps before truncation) or None, got {self.max_steps!r}")
         if self.sampler_steps < 1:
             raise ValueError(f"sampler_steps must be ≥ 1, got {self.sampler_steps}")
+        if self.ctx_noise is not None:
+            check_ctx_noise(self.ctx_noise)
         if isinstance(self.start, str) and self.start != "episode":
             raise ValueError(f"start must be 'episode' or a context source (avworld.data.contexts.CollectionContexts), got {self.start!r}")
         if not isinstance(self.start, str) and not callable(self.start):

@@ -241,9 +241,11 @@ def test_vector_env_next_step_autoreset(dataset: dict[str, Any]) -> None:
         envs.step(np.array([1, 1]))
 
 
-@pytest.mark.parametrize(("start", "latent"), [("dataset", False), ("episode", False), ("dataset", True)])
-def test_batch_equals_single_envs_seeded_alike(dataset: dict[str, Any], start: str, latent: bool) -> None:
-    kwargs = (dataset if start == "dataset" else dataset | {"start": start}) | {"max_steps": 2, "sensors": SENSORS, "latent": latent}
+@pytest.mark.parametrize(("start", "latent", "ctx_noise"), [("dataset", False, None), ("episode", False, None), ("dataset", True, None),
+                                                      ("dataset", True, 0.3)])
+def test_batch_equals_single_envs_seeded_alike(dataset: dict[str, Any], start: str, latent: bool, ctx_noise: float | None) -> None:
+    kwargs = (dataset if start == "dataset" else dataset | {"start": start}) | {"max_steps": 2, "sensors": SENSORS, "latent": latent,
+                                                                                "ctx_noise": ctx_noise}
     batched = DreamVectorEnv(3, **kwargs)
     singles = SyncVectorEnv([lambda: DreamEnv(**kwargs) for _ in range(3)])
     _same(batched.reset(seed=11)[0], singles.reset(seed=11)[0])
@@ -256,6 +258,19 @@ def test_batch_equals_single_envs_seeded_alike(dataset: dict[str, Any], start: s
         for key in ("imagined", "step", "termination_prob"):
             np.testing.assert_allclose(got[4][key], want[4][key], atol=1e-4)
             np.testing.assert_array_equal(got[4][f"_{key}"], want[4][f"_{key}"])
+
+
+def test_context_noise_changes_the_dream_and_repeats_with_the_seed(dataset: dict[str, Any]) -> None:
+    def rollout(ctx_noise: float | None) -> np.ndarray:
+        env = DreamEnv(**dataset, latent=True, ctx_noise=ctx_noise)
+        env.reset(seed=5)
+        return np.concatenate([env.step(a)[0]["video"].ravel() for a in (1, 2, 1)])
+
+    noised = rollout(0.3)
+    np.testing.assert_array_equal(noised, rollout(0.3))
+    assert not np.allclose(noised, rollout(None), atol=1e-3)  # the net sees another context
+    with pytest.raises(ValueError, match="ctx_noise"):
+        DreamEnv(**dataset, ctx_noise=1.0)
 
 
 def test_reset_mask_resets_only_marked_worlds(dataset: dict[str, Any]) -> None:

@@ -224,6 +224,7 @@ def sample(
     noise: dict[str, Tensor] | None = None,
     change: tuple[str, ...] = (),
     ctx_noise: float = 0.0,
+    ctx_eps: dict[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Imagine the next step: :func:`euler` over the net's :func:`velocity_field`, from noise drawn or given.
 
@@ -242,6 +243,7 @@ def sample(
         ctx_noise: the level s in [0, 1) the context is noised at before the net sees it (x = (1 − s) x + s ε, ε drawn from
             ``generator``, or torch's global generator when there is none, as when ``noise`` is given) and that the net is
             told, as in training (:attr:`FlowConfig.max_ctx_noise`); 0: clean, and nothing drawn.
+        ctx_eps: that ε, {modality: (B, m, *latent)} like the contexts, instead of drawing it (per-world streams, as ``noise``).
 
     Returns:
         "video" (B, C, h, w) and/or "audio" (B, C_a, n), the latents at t = 0; "reward" (B,) and "termination" (B,) probability,
@@ -268,7 +270,13 @@ def sample(
         for m in modalities:
             c = context[m]
             assert c is not None
-            eps = torch.randn(c.shape, generator=generator, device=c.device, dtype=c.dtype)
+            if ctx_eps is None:
+                eps = torch.randn(c.shape, generator=generator, device=c.device, dtype=c.dtype)
+            elif m in ctx_eps and ctx_eps[m].shape == c.shape:
+                eps = ctx_eps[m].to(device=c.device, dtype=c.dtype)
+            else:
+                got = tuple(ctx_eps[m].shape) if m in ctx_eps else None
+                raise ValueError(f"ctx_eps[{m!r}] must be a tensor of shape {tuple(c.shape)}, got {got}")
             context[m] = (1.0 - ctx_noise) * c + ctx_noise * eps
     last = {m: context[m][:, -1].to(dtype) for m in modalities if m in change}  # type: ignore[index]
 

@@ -164,18 +164,20 @@ class Imagination:
         steps: int = 4,
         generator: torch.Generator | None = None,
         noise: dict[str, Tensor] | None = None,
+        ctx_eps: dict[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Imagine one step for a batch of worlds in one sampler call.
 
         context: {modality: (B, m, *latent)} scaled latents, oldest first; action (B,) int64.
         noise: optional initial sampler noise {modality: (B, *latent)}; drawn from ``generator`` when None (see :func:`sample`).
+        ctx_eps: optional context noise {modality: (B, m, *latent)} used when :attr:`ctx_noise` > 0; likewise.
         Returns the next latents {modality: (B, *latent)}, ``reward`` (B,) and ``termination`` (B,) probability.
         """
         action = action.to(self.device)
         video, audio = context.get("video"), context.get("audio")
         out = sample(
             self.net, video, audio, action, steps=steps, generator=generator, noise=noise, change=self.model.flow.change,
-            ctx_noise=self.ctx_noise,
+            ctx_noise=self.ctx_noise, ctx_eps=ctx_eps,
         )
         check_finite(out, "the imagined step")
         return out
@@ -215,10 +217,12 @@ class Imagination:
         steps: int = 4,
         generator: torch.Generator | None = None,
         noise: dict[str, Tensor] | None = None,
+        ctx_eps: dict[str, Tensor] | None = None,
     ) -> ImaginedStep:
         """One imagined step of every world of ``state`` under ``actions`` (B,) int64, in one sampler call of ``steps`` Euler
-        steps; the initial noise {modality: (B, *latent)} is ``noise``, or drawn from ``generator``."""
-        out = self.predict(state.context, actions, steps, generator, noise)
+        steps; the initial noise {modality: (B, *latent)} is ``noise``, or drawn from ``generator`` (and the context noise
+        {modality: (B, m, *latent)} of :attr:`ctx_noise` > 0 is ``ctx_eps``, or drawn)."""
+        out = self.predict(state.context, actions, steps, generator, noise, ctx_eps)
         latents = {mod: out[mod] for mod in self.modalities}
         return ImaginedStep(state.push(latents), latents, out["reward"], out["termination"])
 
