@@ -381,6 +381,15 @@ def test_a_change_is_taken_from_the_context_as_the_net_sees_it_noised_or_not() -
     assert torch.equal(*seeded)
     with pytest.raises(ValueError, match=r"ctx_noise must lie in \[0, 1\), got 1.0"):
         sample(UndoingVelocity(TINY, following), ctx["video"], ctx["audio"], action, ctx_noise=1.0)
+    eps = {m: torch.randn(c.shape, generator=torch.Generator().manual_seed(5)) for m, c in ctx.items()}
+    given = sample(UndoingVelocity(TINY, following), ctx["video"], ctx["audio"], action, steps=2, ctx_noise=0.2,
+                   noise={m: torch.zeros_like(x) for m, x in following.items()}, ctx_eps=eps)
+    drawn = sample(UndoingVelocity(TINY, following), ctx["video"], ctx["audio"], action, steps=2, ctx_noise=0.2,
+                   noise={m: torch.zeros_like(x) for m, x in following.items()}, ctx_eps={m: 2 * e for m, e in eps.items()})
+    seen = following["video"] - (0.8 * ctx["video"] + 0.2 * eps["video"])[:, -1]  # what the net returns of its noised context
+    assert torch.allclose(given["video"], seen, atol=1e-5) and not torch.allclose(drawn["video"], seen, atol=1e-2)
+    with pytest.raises(ValueError, match=r"ctx_eps\['video'\] must be a tensor of shape \(2, 3"):
+        sample(UndoingVelocity(TINY, following), ctx["video"], ctx["audio"], action, ctx_noise=0.2, ctx_eps={"audio": eps["audio"]})
     batch = {"ctx_video": ctx["video"], "ctx_audio": ctx["audio"], "video": following["video"], "audio": following["audio"],
              "action": action, "reward": torch.zeros(2), "termination": torch.zeros(2)}
     _, logs = WorldModel(UndoingVelocity(TINY, following), FlowConfig(change=("video",), max_ctx_noise=0.5))(batch)
