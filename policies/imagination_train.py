@@ -14,7 +14,9 @@ DreamerV3's actor-critic (Hafner et al., 2023):
    ``horizon`` imagined steps (one batched :meth:`Imagination.step` per step; rewards and termination probabilities
    from the world model's heads, continuation c = 1 − p), λ-returns are bootstrapped with a slow (EMA) critic, the critic
    regresses them and the actor follows REINFORCE with percentile-normalised advantages, an entropy bonus and an
-   optional KL to the cloned prior (:func:`~avworld.policies.actor_critic.actor_critic_losses`). The first
+   optional KL to the cloned prior (:func:`~avworld.policies.actor_critic.actor_critic_losses`); with ``uncertainty`` > 0
+   each imagined reward is drawn K times and its spread subtracted (a pessimistic reward, against the actor climbing what
+   the model only imagines). The first
    ``critic_warmup`` updates train the critic alone, so the actor leaves the clone only once its advantages mean something.
 
 No real env is stepped: the collection is the only real data. ``out/checkpoint`` (kind ``imagination_agent``) holds
@@ -115,6 +117,12 @@ class ImaginationTrainConfig:
     sampler_steps: int = 4
     termination: str = "model"
     """model: continuation 1 − the termination head's probability; stop: 0 exactly after STOP, as the real env ends."""
+    uncertainty: float = 0.0
+    """λ of a pessimistic reward r̃ = mean − λ · std over ``uncertainty_samples`` world samples of each imagined step (as
+    MOPO, Yu et al., 2020, penalises an ensemble's disagreement; here the flow's own noise draws disagree where the data
+    did not pin the model down); 0: one sample, its reward as it is."""
+    uncertainty_samples: int = 4
+    """K world samples per imagined step when ``uncertainty`` > 0 (each update costs about K times as much)."""
     checkpoint_every: int = 100
     log_every: int = 10
     seed: int = 0
@@ -131,6 +139,9 @@ class ImaginationTrainConfig:
                   "checkpoint_every": self.checkpoint_every, "log_every": self.log_every}
         if bad := [k for k, v in counts.items() if v < 1]:
             raise ValueError(f"imagination: {', '.join(bad)} must be ≥ 1")
+        if self.uncertainty < 0 or (self.uncertainty > 0 and self.uncertainty_samples < 2):
+            raise ValueError(f"imagination: uncertainty must be ≥ 0 and, when > 0, uncertainty_samples ≥ 2; got {self.uncertainty}, "
+                             f"{self.uncertainty_samples}")
         if self.updates < 0 or self.bc_steps < 0 or self.critic_warmup < 0:
             raise ValueError(f"imagination: updates, bc_steps and critic_warmup must be ≥ 0, got {self.updates}, {self.bc_steps}, "
                              f"{self.critic_warmup}")
@@ -206,12 +217,13 @@ class OfflineLatents:
 @dataclass
 class Imagined:
     """B imagined trajectories of H steps: the networks' ``features`` (B, H + 1, D) of every state, ``actions``,
-    ``rewards``, ``continues`` (B, H)."""
+    ``rewards``, ``continues`` and ``spread`` (B, H): the std of the reward over the world samples of each step (0 with one)."""
 
     features: torch.Tensor
     actions: torch.Tensor
     rewards: torch.Tensor
     continues: torch.Tensor
+    spread: torch.Tensor
 
 
 @torch.no_grad()
@@ -224,23 +236,40 @@ def imagine(
     sampler_steps: int,
     generator: torch.Generator,
     termination: str = "model",
+    samples: int = 1,
+    uncertainty: float = 0.0,
 ) -> Imagined:
     """Roll the actor ``horizon`` steps in ``world`` (anything with :meth:`Imagination.step`'s signature) from ``state``,
-    sampling actions and world noise from ``generator``; one batched world step per imagined step."""
-    features, actions, rewards, continues = [], [], [], []
+    sampling actions and world noise from ``generator``; one batched world step per imagined step.
+
+    With ``samples`` K > 1 each step is drawn K times (one world call on B · K rows): the reward is the samples' mean less
+    ``uncertainty`` times their std, the termination probability their mean, and the trajectory goes on from the first."""
+    features, actions, rewards, continues, spreads = [], [], [], [], []
     for _ in range(horizon):
         f = net.features(state.context, previous)  # (B, D)
         action = torch.multinomial(torch.softmax(net.logits(f), dim=-1), 1, generator=generator)[:, 0]  # (B,)
-        step = world.step(state, action, sampler_steps, generator)
+        if samples > 1:
+            many = ImaginedState({mod: z.repeat_interleave(samples, 0) for mod, z in state.context.items()})  # (B · K, m, …)
+            step = world.step(many, action.repeat_interleave(samples), sampler_steps, generator)
+            drawn = step.reward.float().view(-1, samples)  # (B, K)
+            spread = drawn.std(1)
+            reward = drawn.mean(1) - uncertainty * spread
+            ended = step.termination.float().view(-1, samples).mean(1)
+            next_state = ImaginedState({mod: z[::samples] for mod, z in step.state.context.items()})
+        else:
+            step = world.step(state, action, sampler_steps, generator)
+            reward, ended, next_state = step.reward.float(), step.termination.float(), step.state
+            spread = torch.zeros_like(reward)
         stop = (action != STOP).float()
-        continues.append(stop if termination == "stop" else 1.0 - step.termination.float())
+        continues.append(stop if termination == "stop" else 1.0 - ended)
         features.append(f)
         actions.append(action)
-        rewards.append(step.reward.float())
-        state, previous = step.state, action
+        rewards.append(reward)
+        spreads.append(spread)
+        state, previous = next_state, action
     features.append(net.features(state.context, previous))
     stack = torch.stack
-    return Imagined(stack(features, 1), stack(actions, 1), stack(rewards, 1), stack(continues, 1))
+    return Imagined(stack(features, 1), stack(actions, 1), stack(rewards, 1), stack(continues, 1), stack(spreads, 1))
 
 
 def clone_rows(data: Any, top: float) -> np.ndarray:
@@ -351,7 +380,9 @@ class ImaginationTrainer:
         c = self.config
         idx = torch.from_numpy(self.rng.integers(len(self.data), size=c.batch)).to(self.device)
         state, previous, _ = self.data.states(idx)
-        traj = imagine(self.world, self.net, state, previous, c.horizon, c.sampler_steps, self.generator, c.termination)
+        samples = c.uncertainty_samples if c.uncertainty > 0 else 1
+        traj = imagine(self.world, self.net, state, previous, c.horizon, c.sampler_steps, self.generator, c.termination,
+                       samples, c.uncertainty)
         b, h = traj.actions.shape
         with torch.no_grad():
             slow_values = self.slow(traj.features.flatten(0, 1))[:, 0].view(b, h + 1)  # (B, H + 1)
@@ -377,6 +408,7 @@ class ImaginationTrainer:
             "imagination/return": float(imagined),
             "imagination/lambda_return": float(returns[:, 0].mean()),
             "imagination/return_scale": divisor,
+            "imagination/reward_spread": float(traj.spread.mean()),
             "critic/loss": float(losses.critic.detach()),
             "actor/loss": float(losses.actor.detach()),
             "actor/entropy": float(losses.entropy.detach()),

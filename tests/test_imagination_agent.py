@@ -164,6 +164,42 @@ def test_a_resumed_run_ends_with_identical_weights(tmp_path: Path, one_thread: N
         ImaginationTrainer(dataclasses.replace(config, hidden=16), SideWorld(), SideData()).fit(tmp_path / "split", progress=False)
 
 
+class GambleWorld(SideWorld):
+    """:class:`SideWorld` where FORWARD is a gamble: +3.5 or −0.5 on a coin flip of the world's noise (mean 1.5, std 2),
+    more on average than the sure +1 of turning to the goal, and what a model that was never shown it might imagine."""
+
+    def step(self, state: ImaginedState, actions: torch.Tensor, steps: int, generator: torch.Generator) -> ImaginedStep:
+        step = super().step(state, actions, steps, generator)
+        coin = torch.randint(0, 2, (len(actions),), generator=generator).float()
+        return dataclasses.replace(step, reward=torch.where(actions == Action.FORWARD, 4.0 * coin - 0.5, step.reward))
+
+
+def test_a_pessimistic_reward_subtracts_the_spread_of_the_world_samples(tmp_path: Path, one_thread: None) -> None:
+    data = SideData()
+    state, previous, _ = data.states(torch.arange(len(data)))
+    net = ImaginationTrainer(side_config(), GambleWorld(), data).net
+    traj = imagine(GambleWorld(), net, state, previous, 4, 1, torch.Generator().manual_seed(0), samples=16, uncertainty=1.0)
+    gamble = traj.actions == Action.FORWARD
+    assert gamble.any() and (~gamble).any()
+    assert torch.all(traj.spread[~gamble] == 0) and traj.spread[gamble].mean() > 1.5  # 16 fair coins: std ≈ 2
+    kept = traj.rewards[~gamble]  # the scripted sure rewards have no spread: kept (to float rounding of their mean)
+    assert torch.all(((kept - 1.0).abs() < 1e-6) | ((kept + 0.1).abs() < 1e-6))
+    assert torch.all(traj.rewards[gamble] < 1.5)  # mean − std of a ±2 coin: below the gamble's mean
+    # trained with it, the actor prefers the sure turn; without it, the gamble
+    chosen = {}
+    for lam in (0.0, 1.0):
+        trainer = ImaginationTrainer(side_config(uncertainty=lam, updates=80), GambleWorld(), data)
+        trainer.fit(tmp_path / str(lam), progress=False)
+        with torch.no_grad():
+            probs = trainer.net.probs(trainer.net.features(state.context, previous))  # (N, 4)
+        chosen[lam] = float(probs[:, Action.FORWARD].mean())
+    assert chosen[0.0] > 0.6 and chosen[1.0] < 0.2, chosen
+    with pytest.raises(ValueError, match="uncertainty"):
+        side_config(uncertainty=-1.0)
+    with pytest.raises(ValueError, match="uncertainty_samples"):
+        side_config(uncertainty=0.5, uncertainty_samples=1)
+
+
 class NearSideData(SideData):
     """:class:`SideData` where STOP succeeds exactly when the goal is on the right (``near``), and the collection's
     STOPs (a quarter of its random actions) fall anywhere."""
