@@ -3,8 +3,10 @@
 As Dreamer 4 (Hafner et al., 2025) trains its agent purely in a world model learned from offline data, and with
 DreamerV3's actor-critic (Hafner et al., 2023):
 
-1. **Offline latents.** Every observation of the collection's ``split`` scenes with a next action is encoded once by the
-   world model's tokenizers (:meth:`Imagination.encode`, what :meth:`Imagination.start` does to contexts) into its
+1. **Offline latents.** Every observation of the collection's ``split`` scenes with a next action is encoded by the
+   world model's tokenizers (as :meth:`Imagination.encode`, what :meth:`Imagination.start` does to contexts; read from
+   the collection's latent cache, :func:`~avworld.train.world_model.latent_cache`, built on the first run and shared
+   with world-model training on the same tokenizers) into its
    context window of the last m steps (padded at an episode's start with the first step, as the core pads), beside the
    previous action and the action the collection took (:class:`OfflineLatents`).
 2. **Behaviour cloning** (``bc_steps``): the actor is fitted to the collection's actions by cross-entropy; a frozen copy
@@ -51,7 +53,7 @@ from avworld.models.checkpoint import (
     optimizer_to_checkpoint,
     save_checkpoint,
 )
-from avworld.models.imagination import Imagination, ImaginedState, load_world
+from avworld.models.imagination import FIELDS, Imagination, ImaginedState, load_world
 from avworld.models.pretrained import resolve_checkpoint
 from avworld.policies.actor_critic import (
     NO_ACTION,
@@ -64,6 +66,7 @@ from avworld.policies.actor_critic import (
     without_stop,
 )
 from avworld.sim.backends.base import Action
+from avworld.train.world_model import latent_cache
 
 KIND = "imagination_agent"
 TERMINATIONS = ("model", "stop")
@@ -188,15 +191,23 @@ class OfflineLatents:
         if not obs:
             raise ValueError(f"collection {data.root}/{data.name} has no episode in split {data.split!r}; pick another split")
         index = np.concatenate(obs)
-        fields = {"video": "rgb", "audio": "audio"}
-        parts: dict[str, list[torch.Tensor]] = {mod: [] for mod in world.modalities}
-        for start in tqdm(range(0, len(index), chunk), desc="encode collection", unit="chunk", disable=not progress):
-            sel = index[start : start + chunk]
-            real = {fields[mod]: torch.from_numpy(np.asarray(flat.arrays[fields[mod]][sel])) for mod in world.modalities}
-            for mod, z in world.encode(real).items():
-                parts[mod].append(z)
-        self.latents = {mod: torch.cat(z) for mod, z in parts.items()}
         device = world.device
+        paths = getattr(world, "tokenizer_paths", {})
+        if flat.path is not None and all(mod in paths for mod in world.modalities):
+            # the flat cache's latents of every observation, encoded once and shared with world-model training
+            self.latents = {}
+            for mod in world.modalities:
+                z = latent_cache(flat, mod, world.tokenizers[mod], paths[mod], device)  # (n_obs, *latent) unscaled, mapped
+                mean, std = world.stats[mod]
+                self.latents[mod] = ((torch.from_numpy(np.asarray(z[index])) - mean) / std).to(device)
+        else:
+            parts: dict[str, list[torch.Tensor]] = {mod: [] for mod in world.modalities}
+            for start in tqdm(range(0, len(index), chunk), desc="encode collection", unit="chunk", disable=not progress):
+                sel = index[start : start + chunk]
+                real = {FIELDS[mod]: torch.from_numpy(np.asarray(flat.arrays[FIELDS[mod]][sel])) for mod in world.modalities}
+                for mod, z in world.encode(real).items():
+                    parts[mod].append(z)
+            self.latents = {mod: torch.cat(z) for mod, z in parts.items()}
         self.rows = torch.from_numpy(np.concatenate(rows)).to(device)
         self.previous = torch.from_numpy(np.concatenate(previous)).to(device)
         self.actions = torch.from_numpy(np.concatenate(actions)).to(device)

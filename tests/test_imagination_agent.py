@@ -256,6 +256,24 @@ def test_trained_in_a_tiny_world_model_it_acts_in_the_real_env(world_checkpoint:
     assert eager.evaluate_latent(agent.state, np.array([agent.previous]))[0][0, Action.STOP] == 1.0
 
 
+def test_the_offline_latents_come_from_the_collections_latent_cache(world_checkpoint: str, collection, one_thread: None) -> None:
+    from avworld.models.imagination import load_world
+    from avworld.policies.imagination_train import OfflineLatents
+
+    world = load_world(world_checkpoint, device="cpu")
+    data = DataSplit(root=collection.root, name=collection.name, split="train")
+    cached = OfflineLatents(world, data)
+    files = sorted(p.name for p in data.load().path.glob("latents-*.npy"))  # type: ignore[union-attr]
+    assert [f.split("-")[1] for f in files] == ["audio", "video"]  # built once, beside the flat arrays
+    world.tokenizer_paths = {}  # no cache key: encoded chunk by chunk, as for a world of unknown tokenizers
+    direct = OfflineLatents(world, data)
+    assert cached.latents.keys() == direct.latents.keys()
+    for mod, z in cached.latents.items():
+        assert z.shape == direct.latents[mod].shape and z.dtype == torch.float32
+        assert torch.allclose(z, direct.latents[mod], atol=1e-4), mod  # the same encoder, batched differently
+    assert torch.equal(cached.rows, direct.rows) and torch.equal(cached.actions, direct.actions)
+
+
 def test_the_commands_train_and_evaluate_it(world_checkpoint: str, collection, tmp_path: Path) -> None:
     import subprocess
     import sys

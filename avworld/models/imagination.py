@@ -74,8 +74,12 @@ class Imagination:
         amp: bool = False,
         compile: bool = False,
         ctx_noise: float = 0.0,
+        tokenizer_paths: dict[str, Path] | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.tokenizer_paths = dict(tokenizer_paths or {})
+        """Each tokenizer's checkpoint directory where known (:func:`load_world`): its weights' hash keys the collection's
+        latent cache (:func:`avworld.train.world_model.latent_cache`)."""
         self.ctx_noise = ctx_noise
         self.amp = amp and bf16_pays(self.device)
         """Decode under bf16 autocast (asked for, and the device does bf16 in hardware; else float32)."""
@@ -297,7 +301,8 @@ def load_world(
     for key in ("latent", "rgb_shape", "audio_shape", "sample_rate"):
         if key not in ckpt.meta:
             raise CheckpointError(Path(path) / "meta.json", f"missing {key!r}")
-    return Imagination(model, tokenizers, ckpt.meta, choose_device(device), amp, compile)
+    paths = {m: Path(ckpt.attachments[f"tokenizers/{m}"]) for m in tokenizers}
+    return Imagination(model, tokenizers, ckpt.meta, choose_device(device), amp, compile, tokenizer_paths=paths)
 
 
 def push(context: Tensor, latest: Tensor) -> Tensor:
