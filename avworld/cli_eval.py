@@ -88,7 +88,7 @@ def benchmark_job(job: EvalBenchmark) -> None:
         if imagined and "checkpoint" in agent and agent["checkpoint"] in (None, "???"):
             raise ValueError(f"nav.agents.{name}.checkpoint is not set: give world_model=DIR (the planners' world model) or set it")
     agents = {name: instantiate(nav.agents[name]) for name in nav.run}
-    with tqdm(total=len(agents) * len(nav.sounds) * nav.episodes, unit="ep") as bar:
+    with tqdm(total=len(agents) * len(benchmark.sound_sets(nav.sounds, scene)) * nav.episodes, unit="ep") as bar:
 
         def progress(agent: str, sounds: str, i: int) -> None:
             bar.set_description(f"{agent} ({sounds})")

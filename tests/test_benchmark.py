@@ -16,6 +16,7 @@ from avworld.eval.benchmark import (
     mean_interval,
     paired,
     run_benchmark,
+    sound_sets,
     summarize,
 )
 from avworld.eval.navigation import NavigationResult
@@ -105,6 +106,17 @@ def test_every_agent_gets_the_same_episodes() -> None:
     assert starts["random"] == starts["oracle"]
     with pytest.raises(ValueError, match="sounds"):
         run_benchmark({"random": RandomPolicy()}, sim, sounds=("loud",))
+
+
+def test_user_scenes_name_their_sounds_so_they_run_once() -> None:
+    sim = SimConfig.from_dict({"episode": {"max_steps": 3}})
+    scene = Path(__file__).parents[1] / "examples" / "scenes" / "corridor.json"
+    seen: list[tuple[str, str, int]] = []
+    runs = run_benchmark({"random": RandomPolicy()}, sim, episodes=2, sensors=("rgb",), on_episode=lambda *a: seen.append(a), scene=scene)
+    assert list(runs["random"].results) == ["scene"] and [s for _, s, _ in seen] == ["scene", "scene"]
+    assert sound_sets(["heard", "unheard"]) == ["heard", "unheard"] and sound_sets(["heard"], scene=scene) == ["scene"]
+    with pytest.raises(ValueError, match="sounds"):
+        sound_sets(["loud"], scene=scene)
 
 
 def test_avworld_eval_nav_writes_the_benchmark(world_checkpoint: str, tmp_path: Path) -> None:

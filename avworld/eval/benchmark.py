@@ -37,6 +37,8 @@ from avworld.policies.worlds import training_data
 from avworld.sim.config import SimConfig
 
 SOUNDS = ("heard", "unheard", "all")
+SCENE_SOUNDS = "scene"
+"""The one sound label of a benchmark on user scenes: each scene names its sources' sounds, so the sets do not apply."""
 NAMES = {"success": "SR", "spl": "SPL", "sna": "SNA", "dtg": "DTG"}
 """Per-episode metric → the column it is reported as."""
 
@@ -100,6 +102,15 @@ class AgentRun:
         return sum(self.training_data.values())
 
 
+def sound_sets(sounds: Sequence[str], scene: Any = None) -> list[str]:
+    """The sound sets a benchmark runs: ``sounds`` (checked), or ``["scene"]`` for user scenes, whose JSON names each
+    source's sound (running them once per set would repeat the same episodes)."""
+    unknown = [s for s in sounds if s not in SOUNDS]
+    if unknown or not sounds:
+        raise ValueError(f"sounds must be a non-empty list of {', '.join(SOUNDS)}, got {list(sounds)}")
+    return [SCENE_SOUNDS] if scene is not None else list(sounds)
+
+
 def run_benchmark(
     agents: Mapping[str, Policy],
     sim: SimConfig,
@@ -115,16 +126,14 @@ def run_benchmark(
 
     One real env per sound set (``sim`` with ``acoustics.sounds`` set) serves every agent, so its acoustic caches are
     shared; ``on_episode(agent, sounds, i)`` is called after each episode. ``scene`` (the env's argument: a JSON file, a
-    folder or a list of them) plays the user's scenes instead of ``split``'s procedural ones.
+    folder or a list of them) plays the user's scenes instead of ``split``'s procedural ones; those name every source's
+    sound, so they are run once, as the sound set ``"scene"`` (:func:`sound_sets`), whatever ``sounds`` says.
     """
-    unknown = [s for s in sounds if s not in SOUNDS]
-    if unknown or not sounds:
-        raise ValueError(f"sounds must be a non-empty list of {', '.join(SOUNDS)}, got {list(sounds)}")
     if not agents:
         raise ValueError("agents is empty: nothing to benchmark")
     runs = {name: AgentRun(training_data(policy), {}) for name, policy in agents.items()}
-    for sound in sounds:
-        config = dataclasses.replace(sim, acoustics=dataclasses.replace(sim.acoustics, sounds=sound))
+    for sound in sound_sets(sounds, scene):
+        config = sim if sound == SCENE_SOUNDS else dataclasses.replace(sim, acoustics=dataclasses.replace(sim.acoustics, sounds=sound))
         env = gym.make("avworld/AudioNav-v0", split=split, sensors=tuple(sensors), sim=config, scene=scene)
         for name, policy in agents.items():
 
