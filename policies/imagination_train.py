@@ -5,7 +5,7 @@ DreamerV3's actor-critic (Hafner et al., 2023):
 
 1. **Offline latents.** Every observation of the collection's ``split`` scenes with a next action is encoded by the
    world model's tokenizers (as :meth:`Imagination.encode`, what :meth:`Imagination.start` does to contexts; read from
-   the collection's latent cache, :func:`~avworld.train.world_model.latent_cache`, built on the first run and shared
+   the collection's latent cache, :func:`~avworld.models.latents.latent_cache`, built on the first run and shared
    with world-model training on the same tokenizers) into its
    context window of the last m steps (padded at an episode's start with the first step, as the core pads), beside the
    previous action and the action the collection took (:class:`OfflineLatents`).
@@ -54,6 +54,7 @@ from avworld.models.checkpoint import (
     save_checkpoint,
 )
 from avworld.models.imagination import FIELDS, Imagination, ImaginedState, load_world
+from avworld.models.latents import latent_cache
 from avworld.models.pretrained import resolve_checkpoint
 from avworld.policies.actor_critic import (
     NO_ACTION,
@@ -66,7 +67,6 @@ from avworld.policies.actor_critic import (
     without_stop,
 )
 from avworld.sim.backends.base import Action
-from avworld.train.world_model import latent_cache
 
 KIND = "imagination_agent"
 TERMINATIONS = ("model", "stop")

@@ -79,7 +79,7 @@ class Imagination:
         self.device = torch.device(device)
         self.tokenizer_paths = dict(tokenizer_paths or {})
         """Each tokenizer's checkpoint directory where known (:func:`load_world`): its weights' hash keys the collection's
-        latent cache (:func:`avworld.train.world_model.latent_cache`)."""
+        latent cache (:func:`avworld.models.latents.latent_cache`)."""
         self.ctx_noise = ctx_noise
         self.amp = amp and bf16_pays(self.device)
         """Decode under bf16 autocast (asked for, and the device does bf16 in hardware; else float32)."""

@@ -24,9 +24,6 @@ checkpoint is all that imagination needs (:class:`avworld.models.imagination.Ima
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +38,8 @@ from avworld.data.storage import FlatData
 from avworld.data.windows import STOP, WindowConfig, WindowDataset, stop_rewards, within_reach
 from avworld.models.checkpoint import CheckpointError, acoustics_version, load_checkpoint
 from avworld.models.flow import FlowConfig, WorldModel, WorldModelConfig
-from avworld.models.imagination import FIELDS, TOKENIZERS, Imagination, choose_device, tokenizer_meta
+from avworld.models.imagination import TOKENIZERS, Imagination, choose_device, tokenizer_meta
+from avworld.models.latents import latent_cache
 from avworld.models.registry import build, config_from_dict, config_to_dict, encode, load_model, preset
 from avworld.train.provenance import provenance
 from avworld.train.tokenizers import DataRef
@@ -56,7 +54,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 FROZEN = {"1": ("audio",), "2": ("shared", "video"), "3": (), "joint": ()}
 """Parameter groups (:meth:`AVCDiT.parameter_groups`) each stage freezes."""
-ENCODE_BATCH = 256
 
 
 @dataclass
@@ -110,43 +107,6 @@ def stage_dir(out_dir: str | Path, stage: str) -> Path:
 
 
 # -- latents -----------------------------------------------------------------------------------
-
-
-def _weights_hash(checkpoint: Path) -> str:
-    h = hashlib.sha256()
-    with open(checkpoint / "model.safetensors", "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-@torch.no_grad()
-def latent_cache(data: FlatData, modality: str, tokenizer: nn.Module, checkpoint: Path, device: torch.device) -> np.ndarray:
-    """Every observation of ``data`` encoded by ``tokenizer`` (unscaled posterior means), (n_obs, *latent) float32, memory-mapped.
-
-    Built once into ``<flat cache>/latents-<modality>-<weights hash>.npy`` (written to a temporary file, then renamed).
-    """
-    if data.path is None:
-        raise ValueError("latent_cache needs a flat collection opened from its cache directory")
-    target = data.path / f"latents-{modality}-{_weights_hash(checkpoint)}.npy"
-    if not target.exists():
-        source = data.arrays[FIELDS[modality]]
-        first = encode(tokenizer, TOKENIZERS[modality], torch.from_numpy(np.array(source[:1])).to(device))
-        fd, tmp = tempfile.mkstemp(dir=data.path, prefix=f".{target.name}.", suffix=".npy")
-        os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like the flat arrays beside it
-        try:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(source), *first.shape[1:]))
-            for start in range(0, len(source), ENCODE_BATCH):
-                x = torch.from_numpy(np.array(source[start : start + ENCODE_BATCH])).to(device)
-                out[start : start + len(x)] = encode(tokenizer, TOKENIZERS[modality], x).float().cpu().numpy()
-            out.flush()
-            del out
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return np.load(target, mmap_mode="r", allow_pickle=False)
 
 
 class LatentWindows(Dataset[dict[str, torch.Tensor]]):
