@@ -259,18 +259,13 @@ def imagine(
     for _ in range(horizon):
         f = net.features(state.context, previous)  # (B, D)
         action = torch.multinomial(torch.softmax(net.logits(f), dim=-1), 1, generator=generator)[:, 0]  # (B,)
-        if samples > 1:
-            many = ImaginedState({mod: z.repeat_interleave(samples, 0) for mod, z in state.context.items()})  # (B · K, m, …)
-            step = world.step(many, action.repeat_interleave(samples), sampler_steps, generator)
-            drawn = step.reward.float().view(-1, samples)  # (B, K)
-            spread = drawn.std(1)
-            reward = drawn.mean(1) - uncertainty * spread
-            ended = step.termination.float().view(-1, samples).mean(1)
-            next_state = ImaginedState({mod: z[::samples] for mod, z in step.state.context.items()})
-        else:
-            step = world.step(state, action, sampler_steps, generator)
-            reward, ended, next_state = step.reward.float(), step.termination.float(), step.state
-            spread = torch.zeros_like(reward)
+        many = state if samples == 1 else ImaginedState({mod: z.repeat_interleave(samples, 0) for mod, z in state.context.items()})
+        step = world.step(many, action.repeat_interleave(samples), sampler_steps, generator)  # B · K rows
+        drawn = step.reward.float().view(-1, samples)  # (B, K)
+        spread = drawn.std(1) if samples > 1 else torch.zeros_like(drawn[:, 0])
+        reward = drawn.mean(1) - uncertainty * spread
+        ended = step.termination.float().view(-1, samples).mean(1)
+        next_state = step.state if samples == 1 else ImaginedState({mod: z[::samples] for mod, z in step.state.context.items()})
         stop = (action != STOP).float()
         continues.append(stop if termination == "stop" else 1.0 - ended)
         features.append(f)
