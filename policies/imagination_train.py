@@ -20,6 +20,8 @@ DreamerV3's actor-critic (Hafner et al., 2023):
    each imagined reward is drawn K times and its spread subtracted (a pessimistic reward, against the actor climbing what
    the model only imagines). The first
    ``critic_warmup`` updates train the critic alone, so the actor leaves the clone only once its advantages mean something.
+   With ``critic_real`` > 0 the critic is also fitted to the collection's real returns-to-go at the cloned states,
+   during cloning and in every update, so the imagined λ-returns bootstrap from values the real episodes earned.
 
 No real env is stepped: the collection is the only real data. ``out/checkpoint`` (kind ``imagination_agent``) holds
 ``model.safetensors`` (``net.*``: the actor-critic; ``slow.*``: the slow critic; ``prior.*``: the cloned actor),
@@ -126,6 +128,12 @@ class ImaginationTrainConfig:
     did not pin the model down); 0: one sample, its reward as it is."""
     uncertainty_samples: int = 4
     """K world samples per imagined step when ``uncertainty`` > 0 (each update costs about K times as much)."""
+    critic_real: float = 0.0
+    """Weight of a critic loss on real returns: ½ (v(s) − G)² at the cloned states s of the collection, G their discounted
+    return-to-go in the collection, fitted beside the cloning (the slow critic starts from it) and kept in every
+    imagination update. It grounds the values that bootstrap the imagined λ-returns in what the real episodes earned,
+    the success bonus included, which imagined moves alone never see (with ``stop=goal`` nothing STOPs in imagination);
+    0: the critic learns from imagined returns only."""
     checkpoint_every: int = 100
     log_every: int = 10
     seed: int = 0
@@ -142,6 +150,8 @@ class ImaginationTrainConfig:
                   "checkpoint_every": self.checkpoint_every, "log_every": self.log_every}
         if bad := [k for k, v in counts.items() if v < 1]:
             raise ValueError(f"imagination: {', '.join(bad)} must be ≥ 1")
+        if self.critic_real < 0:
+            raise ValueError(f"imagination.critic_real is a loss weight ≥ 0, got {self.critic_real}")
         if self.uncertainty < 0 or (self.uncertainty > 0 and self.uncertainty_samples < 2):
             raise ValueError(f"imagination: uncertainty must be ≥ 0 and, when > 0, uncertainty_samples ≥ 2; got {self.uncertainty}, "
                              f"{self.uncertainty_samples}")
@@ -166,7 +176,8 @@ class OfflineLatents:
     window as rows of ``latents`` (oldest first); ``previous`` (N,) the action before its newest step (4: none, an
     episode's start), ``actions`` (N,) the action the collection took from it, ``near`` (N,) bool whether STOP there
     would succeed (:func:`~avworld.data.windows.within_reach`), ``episodes`` (N,) its episode (0 … E − 1, in the order of
-    the collection's kept episodes) and ``episode_returns`` (E,) the sum of each episode's rewards.
+    the collection's kept episodes), ``rewards`` (N,) the reward its action earned and ``episode_returns`` (E,) the sum
+    of each episode's rewards.
     """
 
     def __init__(self, world: Imagination, data: DataSplit, chunk: int = 64, progress: bool = False) -> None:
@@ -176,7 +187,7 @@ class OfflineLatents:
         m, ep = world.context, flat.episodes
         fractions = tuple(data.fractions)
         keep = [scene_split(int(s), fractions) == data.split for s in ep["scene_seed"]]  # type: ignore[arg-type]
-        obs, rows, previous, actions, returns = [], [], [], [], []
+        obs, rows, previous, actions, rewards, returns = [], [], [], [], [], []
         for o, t, n, k in zip(ep["obs_start"], ep["step_start"], ep["length"], keep, strict=True):
             if not k or n < 1:
                 continue
@@ -187,7 +198,8 @@ class OfflineLatents:
             steps = np.asarray(flat.arrays["actions"][t : t + n], np.int64)
             previous.append(np.concatenate([[NO_ACTION], steps[:-1]]))
             actions.append(steps)
-            returns.append(float(np.sum(flat.arrays["rewards"][t : t + n], dtype=np.float64)))
+            rewards.append(np.asarray(flat.arrays["rewards"][t : t + n], np.float32))
+            returns.append(float(np.sum(rewards[-1], dtype=np.float64)))
         if not obs:
             raise ValueError(f"collection {data.root}/{data.name} has no episode in split {data.split!r}; pick another split")
         index = np.concatenate(obs)
@@ -213,6 +225,7 @@ class OfflineLatents:
         self.actions = torch.from_numpy(np.concatenate(actions)).to(device)
         self.near = torch.from_numpy(within_reach(flat, index)).to(device)
         self.episodes = np.repeat(np.arange(len(obs)), [len(x) for x in obs])
+        self.rewards = torch.from_numpy(np.concatenate(rewards)).to(device)
         self.episode_returns = np.asarray(returns)
 
     def __len__(self) -> int:
@@ -290,6 +303,20 @@ def clone_rows(data: Any, top: float) -> np.ndarray:
     return np.flatnonzero(np.isin(data.episodes, best))
 
 
+def returns_to_go(rewards: np.ndarray, episodes: np.ndarray, discount: float) -> np.ndarray:
+    """G_t = Σ_k γ^k r_{t+k} (N,) to the end of each episode, for states in episode order (``episodes`` (N,)
+    non-decreasing runs, ``rewards`` (N,) the reward of each state's action). An episode cut by the collection's step
+    limit ends there too: its last states' returns miss what came after (no bootstrap)."""
+    out = np.zeros(len(rewards), np.float64)
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        if t == len(rewards) - 1 or episodes[t + 1] != episodes[t]:
+            running = 0.0
+        running = float(rewards[t]) + discount * running
+        out[t] = running
+    return out.astype(np.float32)
+
+
 class ImaginationTrainer:
     """Behaviour cloning, then actor-critic updates in ``world`` from the states of ``data`` (module docstring).
 
@@ -313,6 +340,13 @@ class ImaginationTrainer:
             [{"params": self.net.actor.parameters(), "lr": c.actor_lr}, {"params": self.net.critic.parameters(), "lr": c.critic_lr}]
         )
         self.cloned_heads = [self.net.actor] + ([self.net.goal] if self.net.goal is not None else [])
+        self.real_returns: torch.Tensor | None = None
+        if c.critic_real > 0:
+            if not (hasattr(data, "rewards") and hasattr(data, "episodes")):
+                raise ValueError("imagination.critic_real fits the critic to the collection's returns; this data has no rewards")
+            rewards, episodes = np.asarray(torch.as_tensor(data.rewards).cpu()), np.asarray(data.episodes)
+            self.real_returns = torch.from_numpy(returns_to_go(rewards, episodes, c.discount)).to(device)  # (N,)
+            self.cloned_heads.append(self.net.critic)  # fitted beside the clone (its own clipping: the actor is unaffected)
         self.bc_opt = torch.optim.Adam([p for head in self.cloned_heads for p in head.parameters()], lr=c.bc_lr)
         self.scale = ReturnScale()
         self.rng = np.random.default_rng(c.seed)
@@ -337,6 +371,12 @@ class ImaginationTrainer:
         state, previous, actions = self.data.states(idx)
         logits = self.net.logits(self.net.features(state.context, previous))  # (B, 4)
         return F.cross_entropy(logits, actions), float((logits.argmax(1) == actions).float().mean())
+
+    def real_value_loss(self, idx: torch.Tensor) -> torch.Tensor:
+        """½ (v(s) − G)² of the critic at states ``idx`` against their real returns-to-go (``critic_real``)."""
+        assert self.real_returns is not None
+        state, previous, _ = self.data.states(idx)
+        return 0.5 * ((self.net.value(self.net.features(state.context, previous)) - self.real_returns[idx]) ** 2).mean()
 
     def prior_logits(self, features: torch.Tensor) -> torch.Tensor:
         """The cloned actor's logits (B, 4), STOP masked as the actor's are when a goal head decides it."""
@@ -364,8 +404,13 @@ class ImaginationTrainer:
                 "bc/goal_false_stops": float(said[~near].float().mean()) if (~near).any() else float("nan")}
 
     def clone_step(self) -> dict[str, float]:
-        loss, accuracy = self.bc_loss(self.bc_batch())
+        idx = self.bc_batch()
+        loss, accuracy = self.bc_loss(idx)
         logs = {"bc/loss": float(loss.detach()), "bc/accuracy": accuracy}
+        if self.real_returns is not None:
+            real = self.real_value_loss(idx)
+            loss = loss + self.config.critic_real * real
+            logs["critic/real_loss"] = float(real.detach())
         if self.net.goal is not None:
             goal = self.goal_loss(torch.from_numpy(self.rng.integers(len(self.data), size=self.config.bc_batch)).to(self.device))
             loss = loss + goal
@@ -378,6 +423,8 @@ class ImaginationTrainer:
         self.bc_step += 1
         if self.bc_step == self.config.bc_steps:
             self.prior.load_state_dict(self.net.actor.state_dict())
+            if self.real_returns is not None:
+                self.slow.load_state_dict(self.net.critic.state_dict())
             if self.net.goal is not None:
                 logs |= self.goal_rates()
         return logs
@@ -401,9 +448,14 @@ class ImaginationTrainer:
             logits, traj.actions.flatten(), self.net.value(flat), returns.flatten(), slow_values[:, :h].flatten(), weights.flatten(),
             divisor, c.entropy, self.prior_logits(flat) if c.prior > 0 else None, c.prior,
         )
+        critic = losses.critic
+        real = torch.zeros(())
+        if self.real_returns is not None:
+            real = self.real_value_loss(self.bc_batch())
+            critic = critic + c.critic_real * real
         self.opt.zero_grad(set_to_none=True)
         warming = self.update < c.critic_warmup  # the actor's gradients stay None: Adam leaves it as it is
-        (losses.critic if warming else losses.actor + losses.critic).backward()
+        (critic if warming else losses.actor + critic).backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
         self.opt.step()
         ema_update(self.slow, self.net.critic, c.slow_rate)
@@ -416,6 +468,7 @@ class ImaginationTrainer:
             "imagination/return_scale": divisor,
             "imagination/reward_spread": float(traj.spread.mean()),
             "critic/loss": float(losses.critic.detach()),
+            "critic/real_loss": float(real.detach()),
             "actor/loss": float(losses.actor.detach()),
             "actor/entropy": float(losses.entropy.detach()),
             "actor/prior_kl": float(losses.prior_kl.detach()),

@@ -17,7 +17,13 @@ from avworld.eval.navigation import evaluate_navigation
 from avworld.models.imagination import ImaginedState, ImaginedStep
 from avworld.policies.actor_critic import NO_ACTION, ReturnScale, lambda_returns
 from avworld.policies.imagination_agent import ImaginationAgent
-from avworld.policies.imagination_train import ImaginationTrainConfig, ImaginationTrainer, imagine, train_imagination
+from avworld.policies.imagination_train import (
+    ImaginationTrainConfig,
+    ImaginationTrainer,
+    imagine,
+    returns_to_go,
+    train_imagination,
+)
 from avworld.sim.backends.base import Action
 
 
@@ -300,3 +306,46 @@ def test_the_commands_train_and_evaluate_it(world_checkpoint: str, collection, t
     proc = subprocess.run(evaluate, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "eval" / "navigation.json").is_file()
+
+
+def test_real_returns_to_go_are_discounted_within_each_episode() -> None:
+    rewards = np.array([1.0, 0.0, 2.0, 5.0, -1.0])
+    episodes = np.array([0, 0, 0, 1, 1])
+    g = returns_to_go(rewards, episodes, 0.5)
+    assert np.allclose(g, [1.0 + 0.5 * 0.0 + 0.25 * 2.0, 0.0 + 0.5 * 2.0, 2.0, 5.0 - 0.5, -1.0])
+
+
+class RewardedSideData(SideData):
+    """:class:`SideData` as one-step episodes whose reward is 1 when the goal is on the right, 0 on the left: the real
+    return-to-go of a state is its side."""
+
+    def __init__(self, n: int = 64) -> None:
+        super().__init__(n)
+        self.episodes = np.arange(n)
+        self.rewards = self.video[:, -1, 0, 0, 1].clone()
+        self.episode_returns = self.rewards.numpy().astype(np.float64)
+
+
+def test_a_critic_fitted_to_real_returns_values_the_states_that_earned_them(one_thread: None) -> None:
+    data = RewardedSideData()
+    grounded = ImaginationTrainer(side_config(bc_steps=200, critic_real=1.0, bc_lr=3e-3), SideWorld(), data)
+    plain = ImaginationTrainer(side_config(bc_steps=200, bc_lr=3e-3), SideWorld(), data)
+    for _ in range(200):
+        logs = grounded.clone_step()
+        plain.clone_step()
+    ctx = SideData(32).states(torch.arange(32))[0]
+    right = ctx.latest["video"][:, 0, 0, 1]
+    with torch.no_grad():
+        features = grounded.net.features(ctx.context, torch.full((32,), NO_ACTION))
+        values, slow = grounded.net.value(features), grounded.slow(features)[:, 0]
+    assert (values - right).abs().max() < 0.2, values  # the value says the side: the return it earned
+    assert torch.equal(slow, values)  # the slow critic starts from the fitted one
+    assert logs["critic/real_loss"] < 0.01
+    # the clone is the same as without the critic loss (paired comparisons stay paired)
+    assert all(torch.equal(v, plain.net.actor.state_dict()[k]) for k, v in grounded.net.actor.state_dict().items())
+    update = grounded.imagination_step()
+    assert update["critic/real_loss"] > 0.0
+    with pytest.raises(ValueError, match="no rewards"):
+        ImaginationTrainer(side_config(critic_real=1.0), SideWorld(), SideData())
+    with pytest.raises(ValueError, match="critic_real"):
+        side_config(critic_real=-1.0)
