@@ -304,17 +304,21 @@ def clone_rows(data: Any, top: float) -> np.ndarray:
 
 
 def returns_to_go(rewards: np.ndarray, episodes: np.ndarray, discount: float) -> np.ndarray:
-    """G_t = Σ_k γ^k r_{t+k} (N,) to the end of each episode, for states in episode order (``episodes`` (N,)
-    non-decreasing runs, ``rewards`` (N,) the reward of each state's action). An episode cut by the collection's step
-    limit ends there too: its last states' returns miss what came after (no bootstrap)."""
-    out = np.zeros(len(rewards), np.float64)
-    running = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        if t == len(rewards) - 1 or episodes[t + 1] != episodes[t]:
-            running = 0.0
-        running = float(rewards[t]) + discount * running
-        out[t] = running
-    return out.astype(np.float32)
+    """G_t = Σ_k γ^k r_{t+k} (N,) float32 to the end of each episode, for states in episode order (``episodes`` (N,): each
+    episode one run of equal labels; ``rewards`` (N,) the reward of each state's action). An episode cut by the
+    collection's step limit ends there too: its last states' returns miss what came after (no bootstrap).
+
+    The episodes are padded into rows (E, L) with zero rewards after their ends and go through :func:`lambda_returns` with
+    λ = 1 and zero values: R_t = r_t + γ R_{t+1}, all episodes at once."""
+    n = len(rewards)
+    starts = np.flatnonzero(np.r_[True, np.asarray(episodes)[1:] != np.asarray(episodes)[:-1]]) if n else np.zeros(0, np.int64)
+    run = np.cumsum(np.isin(np.arange(n), starts)) - 1  # (N,) the run (episode row) of each state
+    position = np.arange(n) - starts[run]  # (N,) its step within the episode
+    padded = torch.zeros(len(starts), int(position.max(initial=-1)) + 1, dtype=torch.float64)
+    padded[run, position] = torch.as_tensor(np.asarray(rewards), dtype=torch.float64)
+    zeros = torch.zeros(padded.shape[0], padded.shape[1] + 1, dtype=torch.float64)
+    out = lambda_returns(padded, zeros, torch.ones_like(padded), discount, lam=1.0)  # (E, L)
+    return out[run, position].numpy().astype(np.float32)
 
 
 class ImaginationTrainer:
@@ -366,17 +370,22 @@ class ImaginationTrainer:
         rows = self.cloned[self.rng.integers(len(self.cloned), size=self.config.bc_batch)]
         return torch.from_numpy(rows).to(self.device)
 
-    def bc_loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """Cross-entropy of the actor on the collection's actions at states ``idx``, and its accuracy."""
+    def offline(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The networks' flat inputs (B, D) of the collection's states ``idx`` (B,), and the actions it took there (B,)."""
         state, previous, actions = self.data.states(idx)
-        logits = self.net.logits(self.net.features(state.context, previous))  # (B, 4)
+        return self.net.features(state.context, previous), actions
+
+    def bc_loss(self, features: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Cross-entropy of the actor on the collection's ``actions`` (B,) at states of inputs ``features`` (B, D), and its
+        accuracy."""
+        logits = self.net.logits(features)  # (B, 4)
         return F.cross_entropy(logits, actions), float((logits.argmax(1) == actions).float().mean())
 
-    def real_value_loss(self, idx: torch.Tensor) -> torch.Tensor:
-        """½ (v(s) − G)² of the critic at states ``idx`` against their real returns-to-go (``critic_real``)."""
+    def real_value_loss(self, features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """½ (v(s) − G)² of the critic at states ``idx`` (B,) of inputs ``features`` (B, D) against their real
+        returns-to-go (``critic_real``)."""
         assert self.real_returns is not None
-        state, previous, _ = self.data.states(idx)
-        return 0.5 * ((self.net.value(self.net.features(state.context, previous)) - self.real_returns[idx]) ** 2).mean()
+        return 0.5 * ((self.net.value(features) - self.real_returns[idx]) ** 2).mean()
 
     def prior_logits(self, features: torch.Tensor) -> torch.Tensor:
         """The cloned actor's logits (B, 4), STOP masked as the actor's are when a goal head decides it."""
@@ -405,10 +414,11 @@ class ImaginationTrainer:
 
     def clone_step(self) -> dict[str, float]:
         idx = self.bc_batch()
-        loss, accuracy = self.bc_loss(idx)
+        features, actions = self.offline(idx)
+        loss, accuracy = self.bc_loss(features, actions)
         logs = {"bc/loss": float(loss.detach()), "bc/accuracy": accuracy}
         if self.real_returns is not None:
-            real = self.real_value_loss(idx)
+            real = self.real_value_loss(features, idx)
             loss = loss + self.config.critic_real * real
             logs["critic/real_loss"] = float(real.detach())
         if self.net.goal is not None:
@@ -451,7 +461,8 @@ class ImaginationTrainer:
         critic = losses.critic
         real = torch.zeros(())
         if self.real_returns is not None:
-            real = self.real_value_loss(self.bc_batch())
+            rows = self.bc_batch()  # cloned states, beside the imagined ones
+            real = self.real_value_loss(self.offline(rows)[0], rows)
             critic = critic + c.critic_real * real
         self.opt.zero_grad(set_to_none=True)
         warming = self.update < c.critic_warmup  # the actor's gradients stay None: Adam leaves it as it is
@@ -496,7 +507,7 @@ class ImaginationTrainer:
                     logs, step = self.imagination_step(), self.update
                     if self.update % c.log_every == 0 or self.update == c.updates:
                         with torch.no_grad():
-                            logs["bc/loss"] = float(self.bc_loss(self.bc_batch())[0])
+                            logs["bc/loss"] = float(self.bc_loss(*self.offline(self.bc_batch()))[0])
                         bar.set_postfix(ret=f"{logs['imagination/return']:.3f}", ent=f"{logs['actor/entropy']:.2f}")
                 if step % c.log_every == 0 or self.done == stop_at:
                     for k, v in logs.items():
