@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from avworld.data.expert import expert_actions
 from avworld.data.storage import DataSplit
 from avworld.data.windows import scene_split, within_reach
 from avworld.models.checkpoint import (
@@ -73,6 +74,7 @@ from avworld.sim.backends.base import Action
 KIND = "imagination_agent"
 TERMINATIONS = ("model", "stop")
 STOPPERS = ("actor", "goal")
+LABELS = ("taken", "expert")
 STOP = int(Action.STOP)
 
 
@@ -112,6 +114,11 @@ class ImaginationTrainConfig:
     bc_top: float = 1.0
     """The share of the collection's episodes, highest return first, that behaviour cloning fits (%BC); 1: all. The
     imagination phase still starts from every state."""
+    labels: str = "taken"
+    """What behaviour cloning fits. taken: the moves the collection's behaviours took. expert: the shortest-path
+    follower's move from each recorded pose (:func:`~avworld.data.expert.expert_actions`; a privileged label known
+    after the fact, as Habitat's shortest-path actions, where the behaviours move at random 20 % of the time or do not
+    seek the source at all)."""
     stop: str = "actor"
     """Who decides STOP. actor: the actor, cloned from the collection's STOPs. goal: a goal head fitted during cloning to
     whether STOP would succeed at every offline state (the recorded distance within the success distance, whatever the
@@ -144,6 +151,8 @@ class ImaginationTrainConfig:
             self.data = DataSplit(**self.data)
         if self.termination not in TERMINATIONS:
             raise ValueError(f"termination must be one of {', '.join(TERMINATIONS)}, got {self.termination!r}")
+        if self.labels not in LABELS:
+            raise ValueError(f"imagination.labels must be one of {', '.join(LABELS)}, got {self.labels!r}")
         if self.stop not in STOPPERS:
             raise ValueError(f"imagination.stop must be one of {', '.join(STOPPERS)}, got {self.stop!r}")
         counts = {"batch": self.batch, "horizon": self.horizon, "bc_batch": self.bc_batch, "sampler_steps": self.sampler_steps,
@@ -177,10 +186,11 @@ class OfflineLatents:
     episode's start), ``actions`` (N,) the action the collection took from it, ``near`` (N,) bool whether STOP there
     would succeed (:func:`~avworld.data.windows.within_reach`), ``episodes`` (N,) its episode (0 … E − 1, in the order of
     the collection's kept episodes), ``rewards`` (N,) the reward its action earned and ``episode_returns`` (E,) the sum
-    of each episode's rewards.
+    of each episode's rewards; with ``expert``, ``expert`` (N,) the shortest-path follower's action there
+    (:func:`~avworld.data.expert.expert_actions`), else None.
     """
 
-    def __init__(self, world: Imagination, data: DataSplit, chunk: int = 64, progress: bool = False) -> None:
+    def __init__(self, world: Imagination, data: DataSplit, chunk: int = 64, progress: bool = False, expert: bool = False) -> None:
         from tqdm import tqdm
 
         flat = data.load()
@@ -227,6 +237,7 @@ class OfflineLatents:
         self.episodes = np.repeat(np.arange(len(obs)), [len(x) for x in obs])
         self.rewards = torch.from_numpy(np.concatenate(rewards)).to(device)
         self.episode_returns = np.asarray(returns)
+        self.expert = torch.from_numpy(np.asarray(expert_actions(flat, progress)[index])).to(device) if expert else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -357,12 +368,16 @@ class ImaginationTrainer:
         self.generator = torch.Generator(device).manual_seed(c.seed)
         self.bc_step = self.update = 0
         self.device = device
+        self.labels = data.actions if c.labels == "taken" else getattr(data, "expert", None)  # (N,) what cloning fits
+        if self.labels is None:
+            raise ValueError("imagination.labels=expert clones the shortest-path follower's moves; this data has none "
+                             "(OfflineLatents(..., expert=True))")
         self.cloned = clone_rows(data, c.bc_top)
         if c.stop == "goal":
             if not hasattr(data, "near"):
                 raise ValueError("imagination.stop=goal fits the goal head to where STOP succeeds; this data has no `near` labels")
             # the actor learns moves only: the collection's STOPs teach the goal head instead (from every state)
-            self.cloned = self.cloned[np.asarray(data.actions.cpu())[self.cloned] != STOP]
+            self.cloned = self.cloned[np.asarray(self.labels.cpu())[self.cloned] != STOP]
 
     # -- one step of each phase ---------------------------------------------------------------------------------------
 
@@ -371,9 +386,10 @@ class ImaginationTrainer:
         return torch.from_numpy(rows).to(self.device)
 
     def offline(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The networks' flat inputs (B, D) of the collection's states ``idx`` (B,), and the actions it took there (B,)."""
-        state, previous, actions = self.data.states(idx)
-        return self.net.features(state.context, previous), actions
+        """The networks' flat inputs (B, D) of the collection's states ``idx`` (B,), and the actions cloning fits there (B,):
+        those the collection took or the expert's (``labels``)."""
+        state, previous, _ = self.data.states(idx)
+        return self.net.features(state.context, previous), self.labels[idx]
 
     def bc_loss(self, features: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Cross-entropy of the actor on the collection's ``actions`` (B,) at states of inputs ``features`` (B, D), and its
@@ -594,7 +610,7 @@ def train_imagination(
     world = load_world(path, config.device)
     if on_world is not None:
         on_world(world)
-    data = OfflineLatents(world, config.data, progress=progress)
+    data = OfflineLatents(world, config.data, progress=progress, expert=config.labels == "expert")
     trainer = ImaginationTrainer(config, world, data)
     out = Path(out)
     logs = trainer.fit(out, progress, until, attach=path)

@@ -120,6 +120,34 @@ def test_cloning_the_best_episodes_copies_the_good_behaviour_only(one_thread: No
         side_config(bc_top=0.0)
 
 
+class ExpertSideData(SideData):
+    """:class:`SideData` whose collection moved at random, with the expert's move (turn to the goal) beside it."""
+
+    def __init__(self, n: int = 64) -> None:
+        super().__init__(n)
+        side = self.video[:, -1, 0, 0, 1].round().long()
+        self.expert = torch.where(side == 1, Action.TURN_RIGHT, Action.TURN_LEFT)
+
+
+def test_cloning_the_experts_labels_learns_what_the_random_moves_hide(one_thread: None) -> None:
+    data = ExpertSideData()
+    ctx = SideData(32).states(torch.arange(32))[0]
+    best = torch.where(ctx.latest["video"][:, 0, 0, 1].round().long() == 1, Action.TURN_RIGHT, Action.TURN_LEFT)
+    accuracy = {}
+    for labels in ("taken", "expert"):
+        trainer = ImaginationTrainer(side_config(labels=labels, bc_steps=150, updates=0), SideWorld(), data)
+        for _ in range(150):
+            trainer.clone_step()
+        with torch.no_grad():
+            logits = trainer.net.logits(trainer.net.features(ctx.context, torch.full((32,), NO_ACTION)))
+        accuracy[labels] = float((logits.argmax(1) == best).float().mean())
+    assert accuracy["expert"] > 0.95 and accuracy["taken"] < 0.8, accuracy
+    with pytest.raises(ValueError, match="labels=expert"):
+        ImaginationTrainer(side_config(labels="expert"), SideWorld(), SideData())
+    with pytest.raises(ValueError, match=r"imagination\.labels"):
+        side_config(labels="oracle")
+
+
 def side_config(**kw: object) -> ImaginationTrainConfig:
     base = dict(checkpoint="side", batch=32, horizon=5, hidden=32, layers=1, bc_steps=4, bc_batch=16, updates=60,
                 actor_lr=3e-3, critic_lr=3e-3, checkpoint_every=1000, log_every=10, seed=3)
