@@ -75,10 +75,10 @@ def _label(data: Any, progress: bool) -> np.ndarray:
             assert sim is not None
             start = int(ep["obs_start"][e])
             sim.set_episode(Pose(*poses[start]), sim.scene.sources[0].position)
-            recorded = float(geodesic[start])
-            if not np.isclose(sim.geodesic_distance(), recorded, atol=1e-3, equal_nan=False) and np.isfinite(recorded):
+            here, recorded = sim.geodesic_distance(), float(geodesic[start])
+            if np.isfinite(recorded) and abs(here - recorded) > 1e-3:
                 raise ValueError(f"{data.path}: episode {e} (scene_seed {seed}) does not rebuild: its first pose is "
-                                 f"{sim.geodesic_distance():.3f} m from the source here but {recorded:.3f} m in the recording "
+                                 f"{here:.3f} m from the source here but {recorded:.3f} m in the recording "
                                  "(scenes or simulator changed since the collection; collect it again)")
             follower = ShortestPathFollower(sim)
             for i in range(start, start + int(ep["length"][e]) + 1):
