@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
+
+from avworld.files import replaced_atomically
 
 
 def standard(data: Any) -> Any:
@@ -35,15 +35,6 @@ def dumps(data: Any, indent: int | None = 2) -> str:
 
 def write_atomic(path: str | os.PathLike[str], data: Any) -> None:
     """``data`` as indented standard JSON at ``path``: written to a temporary file beside it, synced, then renamed into place."""
-    path = Path(path)
     text = dumps(data) + "\n"  # fails before a file is touched
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

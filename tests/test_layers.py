@@ -18,17 +18,19 @@ PACKAGES = {
     "avworld.bench": ROOT / "bench",
 }
 """Import name → folder (setuptools ``package-dir`` in pyproject.toml)."""
+UTIL = {"jsonfile", "files"}
+"""Modules of ``avworld/`` itself that import only the standard library (layer ``util``)."""
 COMMANDS = {"cli", "cli_eval", "cli_config", "demo", "pipeline", "__main__"}
 """Modules of ``avworld/`` itself that make up the command line (layer ``cli``)."""
 
 ALLOWED: dict[str, set[str]] = {
-    "sim": set(),  # numpy, scipy, pyroomacoustics: no torch, nothing else of avworld
-    "models": set(),  # torch only: the imagination core included
-    "viz": set(),  # arrays in, files out
-    "util": set(),  # avworld.jsonfile: atomic standard JSON, for the layers that list it (sim and models stay free of avworld)
+    "sim": {"util"},  # numpy, scipy, pyroomacoustics: no torch, nothing else of avworld but the stdlib helpers
+    "models": set(),  # torch only: the imagination core included (it keeps its own copies of the util helpers)
+    "viz": {"util"},  # arrays in, files out
+    "util": set(),  # avworld.jsonfile, avworld.files: standard library only (standard JSON, files written atomically)
     "registration": {"envs"},  # `import avworld` registers the env ids
     "envs": {"sim", "models"},
-    "data": {"sim", "envs", "registration"},
+    "data": {"sim", "envs", "registration", "util"},
     "train": {"models", "data", "util"},
     "policies": {"envs", "models", "sim", "data"},  # sim: actions, settings, the simulator a planner branches; data: PPO's dataset starts
     "eval": {"models", "envs", "policies", "sim", "data", "viz", "registration"},  # sim: real episodes; data: windows; viz: rollout videos
@@ -47,7 +49,7 @@ def layer(module: str) -> str | None:
     name = parts[1]
     if name in COMMANDS:
         return "cli"
-    if name == "jsonfile":
+    if name in UTIL:
         return "util"
     if name == "configs":
         return "cli"

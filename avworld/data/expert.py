@@ -12,12 +12,11 @@ file then renamed).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
+from avworld.files import replaced_atomically
 from avworld.sim.backends.base import Pose, ShortestPathFollower
 from avworld.sim.config import SimConfig
 
@@ -37,15 +36,8 @@ def expert_actions(data: Any, progress: bool = False) -> np.ndarray:
     if target.exists():
         return np.load(target, mmap_mode="r", allow_pickle=False)
     labels = _label(data, progress)
-    fd, tmp = tempfile.mkstemp(dir=data.path, prefix=f".{target.name}.", suffix=".npy")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like the flat arrays beside it
-    try:
+    with replaced_atomically(target, suffix=".npy", sync=False) as tmp:
         np.save(tmp, labels, allow_pickle=False)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     return np.load(target, mmap_mode="r", allow_pickle=False)
 
 
@@ -66,8 +58,9 @@ def _label(data: Any, progress: bool) -> np.ndarray:
         for e in tqdm(order, desc="expert labels", unit="episode", disable=not progress):
             seed = int(ep["scene_seed"][e])
             if (seed < 0) != (scene is not None):
-                raise ValueError(f"{data.path}: episode {e} has scene_seed {seed}, which does not match the collection's "
-                                 f"scene setting ({scene!r})")
+                raise ValueError(
+                    f"{data.path}: episode {e} has scene_seed {seed}, which does not match the collection's scene setting ({scene!r})"
+                )
             if seed != built:
                 env.reset(seed=0, options={"scene_index": -1 - seed} if seed < 0 else {"scene_seed": seed})
                 built = seed
@@ -77,9 +70,11 @@ def _label(data: Any, progress: bool) -> np.ndarray:
             sim.set_episode(Pose(*poses[start]), sim.scene.sources[0].position)
             here, recorded = sim.geodesic_distance(), float(geodesic[start])
             if np.isfinite(recorded) and abs(here - recorded) > 1e-3:
-                raise ValueError(f"{data.path}: episode {e} (scene_seed {seed}) does not rebuild: its first pose is "
-                                 f"{here:.3f} m from the source here but {recorded:.3f} m in the recording "
-                                 "(scenes or simulator changed since the collection; collect it again)")
+                raise ValueError(
+                    f"{data.path}: episode {e} (scene_seed {seed}) does not rebuild: its first pose is "
+                    f"{here:.3f} m from the source here but {recorded:.3f} m in the recording "
+                    "(scenes or simulator changed since the collection; collect it again)"
+                )
             follower = ShortestPathFollower(sim)
             for i in range(start, start + int(ep["length"][e]) + 1):
                 out[i] = int(follower.action(Pose(*poses[i])))

@@ -25,6 +25,8 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,23 @@ class Checkpoint:
     attachments: dict[str, Path] = field(default_factory=dict)
     """Checkpoints this one needs, stored inside it as sub-directories: name → directory (a world model's tokenizers,
     ``tokenizers/video`` and ``tokenizers/audio``). Saving copies each (without its training state); loading points at the copies."""
+
+
+@contextmanager
+def replaced_atomically(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``path`` for the block to write (readable by all, like the files beside it), renamed over
+    ``path`` when the block ends without an error, removed when it raises: :func:`avworld.files.replaced_atomically`
+    without the sync, for the caches and index files of this package (which imports nothing else of avworld)."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, 0o644)
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:

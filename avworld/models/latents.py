@@ -8,8 +8,6 @@ a world model, or named directly) finds the one already built.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from avworld.models.checkpoint import replaced_atomically
 from avworld.models.imagination import FIELDS, TOKENIZERS
 from avworld.models.registry import encode
 
@@ -44,18 +43,11 @@ def latent_cache(data: Any, modality: str, tokenizer: nn.Module, checkpoint: Pat
     if not target.exists():
         source = data.arrays[FIELDS[modality]]
         first = encode(tokenizer, TOKENIZERS[modality], torch.from_numpy(np.array(source[:1])).to(device))
-        fd, tmp = tempfile.mkstemp(dir=data.path, prefix=f".{target.name}.", suffix=".npy")
-        os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like the flat arrays beside it
-        try:
+        with replaced_atomically(target, suffix=".npy") as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(source), *first.shape[1:]))
             for start in range(0, len(source), ENCODE_BATCH):
                 x = torch.from_numpy(np.array(source[start : start + ENCODE_BATCH])).to(device)
                 out[start : start + len(x)] = encode(tokenizer, TOKENIZERS[modality], x).float().cpu().numpy()
             out.flush()
             del out
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     return np.load(target, mmap_mode="r", allow_pickle=False)

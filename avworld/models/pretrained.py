@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from avworld.models.checkpoint import CheckpointError
+from avworld.models.checkpoint import CheckpointError, replaced_atomically
 
 PREFIX = "pretrained"
 """``checkpoint=pretrained`` loads the default shipped world model, ``checkpoint=pretrained:<name>`` the one named."""
@@ -232,8 +232,6 @@ def install_pretrained(
     if default or index["default"] is None:
         index["default"] = name
     text = json.dumps(index, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    fd, tmp_index = tempfile.mkstemp(dir=root, prefix=f".{INDEX}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp_index, root / INDEX)
+    with replaced_atomically(root / INDEX) as tmp_index:
+        tmp_index.write_text(text, encoding="utf-8")
     return target

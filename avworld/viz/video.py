@@ -10,7 +10,6 @@ import itertools
 import math
 import numbers
 import os
-import secrets
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 import av
 import numpy as np
+
+from avworld.files import replaced_atomically
 
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 AAC_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
@@ -55,8 +56,7 @@ def write_video(
         raise ValueError("frames: expected at least one frame, got none")
     h, w, _ = shape = _check_frame(first, 0, None)
 
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")  # same dir: an atomic rename
-    try:
+    with replaced_atomically(path, suffix=path.suffix) as tmp:  # beside it: an atomic rename
         with av.open(str(tmp), mode="w", format=CONTAINERS[path.suffix.lower()]) as container:
             video = container.add_stream("h264", rate=rate)
             video.width, video.height, video.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
@@ -79,10 +79,6 @@ def write_video(
                     chunk.sample_rate, chunk.pts = sample_rate, start
                     container.mux(sound.encode(chunk))
                 container.mux(sound.encode())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def probe(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -29,6 +28,8 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import numpy as np
+
+from avworld.files import replaced_atomically
 
 Arrays = dict[str, np.ndarray]
 
@@ -133,20 +134,14 @@ class DiskCache:
                 message = f"{self.root}: acoustic disk cache full ({self.max_bytes / 2**20:.0f} MB); new entries are not stored"
                 warnings.warn(message, RuntimeWarning, stacklevel=2)
             return
-        path, tmp = self.path(key), None
+        path = self.path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
+            with replaced_atomically(path, sync=False) as tmp, open(tmp, "wb") as f:
                 np.savez(f, **arrays)
-            os.replace(tmp, path)
             (self.folder / self.STAMP).touch()  # in use: the last group to be evicted
         except FileNotFoundError:  # another process evicted this group meanwhile: the entry is recomputed when needed
             return
-        except BaseException:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-            raise
         self.nbytes += size
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from avworld.files import replaced_atomically
 from avworld.sim.navigation import NavGrid
 from avworld.sim.scenes.scene import Scene, SceneError
 
@@ -85,13 +85,5 @@ def save_scene(scene: Scene, path: str | os.PathLike[str]) -> None:
     """Write a scene as JSON atomically (a crash never leaves a half-written file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(scene.to_dict(), f, indent=1, allow_nan=False)  # standard JSON: scenes hold finite numbers only
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(scene.to_dict(), f, indent=1, allow_nan=False)  # standard JSON: scenes hold finite numbers only
