@@ -174,8 +174,9 @@ class ImaginationTrainConfig:
                              f"{self.slow_rate}")
 
 
-IDENTITY = ("checkpoint", "steps", "hidden", "layers", "stop")
-"""Settings that define the agent: a resumed run must keep them."""
+IDENTITY = ("checkpoint", "steps", "hidden", "layers", "stop", "labels", "bc_top")
+"""Settings that define the agent: a resumed run must keep them (one its saved config lacks, written before the setting
+existed, counts as the default it then had)."""
 
 
 class OfflineLatents:
@@ -578,7 +579,8 @@ class ImaginationTrainer:
             return
         ckpt = load_checkpoint(path, KIND, training=True)
         saved = ckpt.config.get("train", {})
-        if changed := [k for k in IDENTITY if saved.get(k) != getattr(self.config, k)]:
+        defaults = {f.name: f.default for f in dataclasses.fields(ImaginationTrainConfig)}
+        if changed := [k for k in IDENTITY if saved.get(k, defaults[k]) != getattr(self.config, k)]:
             raise CheckpointError(path / "config.yaml", f"resuming with other {', '.join(changed)} than the saved run; use a new out_dir")
         if ckpt.training is None:
             raise CheckpointError(path / "training.json", "no training state to resume from")

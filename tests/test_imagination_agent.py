@@ -194,8 +194,11 @@ def test_a_resumed_run_ends_with_identical_weights(tmp_path: Path, one_thread: N
     assert resumed.update == 6 and resumed.bc_step == 3
     a, b = whole.weights(), resumed.weights()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(ValueError, match="hidden"):
-        ImaginationTrainer(dataclasses.replace(config, hidden=16), SideWorld(), SideData()).fit(tmp_path / "split", progress=False)
+    data = MixedSideData()  # episodes with returns (for bc_top) and the expert's labels: every setting below can start
+    data.expert = ExpertSideData().expert
+    for other in (dict(hidden=16), dict(labels="expert"), dict(bc_top=0.5)):
+        with pytest.raises(ValueError, match=f"other {next(iter(other))} than the saved run"):
+            ImaginationTrainer(dataclasses.replace(config, **other), SideWorld(), data).fit(tmp_path / "split", progress=False)
 
 
 class GambleWorld(SideWorld):
