@@ -44,3 +44,16 @@ def test_the_suffix_keeps_numpy_from_renaming(replaced_atomically, tmp_path: Pat
         np.save(tmp, np.ones(2))  # np.save appends .npy to a name without it: the rename would then miss the file
     np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), np.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["x.npy"]
+
+
+def test_a_saved_checkpoint_is_readable_by_all(tmp_path: Path) -> None:
+    import torch
+
+    weights = {"w": torch.ones(2)}
+    training = {"state": {"step": 1}, "tensors": {"m": torch.zeros(2)}}
+    checkpoint.save_checkpoint(tmp_path / "ckpt", checkpoint.Checkpoint("toy", {"size": 2}, weights, {}, training))
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "ckpt", *(tmp_path / "ckpt").rglob("*")]}
+    assert modes["ckpt"] == 0o755 and len(modes) == 6, modes  # mkdtemp alone makes the folder private (0700)
+    assert all(mode == 0o644 for name, mode in modes.items() if name != "ckpt"), modes
+    loaded = checkpoint.load_checkpoint(tmp_path / "ckpt", "toy", training=True)
+    assert torch.equal(loaded.weights["w"], weights["w"]) and loaded.training is not None

@@ -81,6 +81,14 @@ def replaced_atomically(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         raise
 
 
+def readable_by_all(folder: Path) -> None:
+    """Permissions of ``folder`` and everything in it as the usual umask gives: directories 0755, files 0644 (``mkdtemp``
+    and ``mkstemp`` make them private to their owner; a checkpoint is shared like any other output)."""
+    os.chmod(folder, 0o755)
+    for f in folder.rglob("*"):
+        os.chmod(f, 0o755 if f.is_dir() else 0o644)
+
+
 def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
     """Write ``ckpt`` to directory ``path`` atomically (see the module docstring)."""
     path = Path(path)
@@ -103,6 +111,7 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
             if f.is_file():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
+        readable_by_all(tmp)
         old = path.with_name(path.name + ".old")
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from avworld.models.checkpoint import CheckpointError, replaced_atomically
+from avworld.models.checkpoint import CheckpointError, readable_by_all, replaced_atomically
 
 PREFIX = "pretrained"
 """``checkpoint=pretrained`` loads the default shipped world model, ``checkpoint=pretrained:<name>`` the one named."""
@@ -223,6 +223,7 @@ def install_pretrained(
                 _cast_weights(weights, weights_dtype)
         files = sorted(p for p in copy.rglob("*") if p.is_file())
         digests = {p.relative_to(copy).as_posix(): file_sha256(p) for p in files}
+        readable_by_all(copy)
         shutil.rmtree(target, ignore_errors=True)
         copy.rename(target)
     finally:
