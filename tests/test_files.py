@@ -52,7 +52,8 @@ def test_a_saved_checkpoint_is_readable_by_all(tmp_path: Path) -> None:
     weights = {"w": torch.ones(2)}
     training = {"state": {"step": 1}, "tensors": {"m": torch.zeros(2)}}
     checkpoint.save_checkpoint(tmp_path / "ckpt", checkpoint.Checkpoint("toy", {"size": 2}, weights, {}, training))
-    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "ckpt", *(tmp_path / "ckpt").rglob("*")]}
+    saved = [tmp_path / "ckpt", *(tmp_path / "ckpt").rglob("*")]
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in saved}
     assert modes["ckpt"] == 0o755 and len(modes) == 6, modes  # mkdtemp alone makes the folder private (0700)
     assert all(mode == 0o644 for name, mode in modes.items() if name != "ckpt"), modes
     loaded = checkpoint.load_checkpoint(tmp_path / "ckpt", "toy", training=True)
