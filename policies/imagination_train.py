@@ -126,6 +126,10 @@ class ImaginationTrainConfig:
     only. Cloned STOPs are few and a sampled policy pays their small probability at every step: 88 % of 60-step
     episodes of the best-half clone STOP early (docs/results.md)."""
     goal_threshold: float = 0.5
+    goal_data: DataSplit | None = None
+    """Another collection (``avworld collect`` output) whose ``split`` states also teach the goal head, beside the cloned
+    collection's: one collected with ``collect.behaviours`` linger holds many states just inside and just outside the
+    success distance, which make up 1 % of a toward/away/explore mix. None: the cloned collection only."""
     sampler_steps: int = 4
     termination: str = "model"
     """model: continuation 1 − the termination head's probability; stop: 0 exactly after STOP, as the real env ends."""
@@ -149,6 +153,10 @@ class ImaginationTrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
             self.data = DataSplit(**self.data)
+        if isinstance(self.goal_data, dict):
+            self.goal_data = DataSplit(**self.goal_data)
+        if self.goal_data is not None and self.stop != "goal":
+            raise ValueError("imagination.goal_data teaches the goal head; it needs imagination.stop=goal")
         if self.termination not in TERMINATIONS:
             raise ValueError(f"termination must be one of {', '.join(TERMINATIONS)}, got {self.termination!r}")
         if self.labels not in LABELS:
@@ -174,7 +182,7 @@ class ImaginationTrainConfig:
                              f"{self.slow_rate}")
 
 
-IDENTITY = ("checkpoint", "steps", "hidden", "layers", "stop", "labels", "bc_top")
+IDENTITY = ("checkpoint", "steps", "hidden", "layers", "stop", "labels", "bc_top", "goal_data")
 """Settings that define the agent: a resumed run must keep them (one its saved config lacks, written before the setting
 existed, counts as the default it then had)."""
 
@@ -185,7 +193,8 @@ class OfflineLatents:
     ``latents`` {modality: (R, *latent)} of the R encoded observations; ``rows`` (N, m) int64, each state's context
     window as rows of ``latents`` (oldest first); ``previous`` (N,) the action before its newest step (4: none, an
     episode's start), ``actions`` (N,) the action the collection took from it, ``near`` (N,) bool whether STOP there
-    would succeed (:func:`~avworld.data.windows.within_reach`), ``episodes`` (N,) its episode (0 … E − 1, in the order of
+    would succeed (:func:`~avworld.data.windows.within_reach`), ``distance`` (N,) the recorded geodesic distance to the
+    source (m), ``episodes`` (N,) its episode (0 … E − 1, in the order of
     the collection's kept episodes), ``rewards`` (N,) the reward its action earned and ``episode_returns`` (E,) the sum
     of each episode's rewards; with ``expert``, ``expert`` (N,) the shortest-path follower's action there
     (:func:`~avworld.data.expert.expert_actions`), else None.
@@ -235,6 +244,7 @@ class OfflineLatents:
         self.previous = torch.from_numpy(np.concatenate(previous)).to(device)
         self.actions = torch.from_numpy(np.concatenate(actions)).to(device)
         self.near = torch.from_numpy(within_reach(flat, index)).to(device)
+        self.distance = torch.from_numpy(np.asarray(flat.arrays["geodesic_distance"][index], np.float32)).to(device)
         self.episodes = np.repeat(np.arange(len(obs)), [len(x) for x in obs])
         self.rewards = torch.from_numpy(np.concatenate(rewards)).to(device)
         self.episode_returns = np.asarray(returns)
@@ -340,7 +350,7 @@ class ImaginationTrainer:
     ``latent_shapes``, e.g. a scripted world in tests); ``data`` an :class:`OfflineLatents` (or the same interface).
     """
 
-    def __init__(self, config: ImaginationTrainConfig, world: Any, data: Any) -> None:
+    def __init__(self, config: ImaginationTrainConfig, world: Any, data: Any, goal_data: Any | None = None) -> None:
         self.config, self.world, self.data = config, world, data
         c = config
         shapes = {m: list(s) for m, s in world.latent_shapes().items()}
@@ -374,8 +384,11 @@ class ImaginationTrainer:
             raise ValueError("imagination.labels=expert clones the shortest-path follower's moves; this data has none "
                              "(OfflineLatents(..., expert=True))")
         self.cloned = clone_rows(data, c.bc_top)
+        self.goal_sources = [data] + ([goal_data] if goal_data is not None else [])
+        """The collections whose states teach the goal head (the cloned one first), drawn from as one pool."""
+        self.goal_rng = np.random.default_rng([c.seed, 1])  # its own draws: the actor's batches do not depend on the pool
         if c.stop == "goal":
-            if not hasattr(data, "near"):
+            if not all(hasattr(d, "near") for d in self.goal_sources):
                 raise ValueError("imagination.stop=goal fits the goal head to where STOP succeeds; this data has no `near` labels")
             # the actor learns moves only: the collection's STOPs teach the goal head instead (from every state)
             self.cloned = self.cloned[np.asarray(self.labels.cpu())[self.cloned] != STOP]
@@ -409,23 +422,30 @@ class ImaginationTrainer:
         logits = self.prior(features)
         return without_stop(logits) if self.net.goal is not None else logits
 
-    def goal_loss(self, idx: torch.Tensor) -> torch.Tensor:
-        """Binary cross-entropy of the goal head on whether STOP succeeds at states ``idx``, drawn from all states of the
-        collection as they come (so the head's probability is the real one, not that of a rebalanced sample)."""
-        state, previous, _ = self.data.states(idx)
-        logit = self.net.goal_logit(self.net.features(state.context, previous))  # (B,)
-        return F.binary_cross_entropy_with_logits(logit, self.data.near[idx].float())
+    def goal_loss(self, n: int) -> torch.Tensor:
+        """Binary cross-entropy of the goal head on whether STOP succeeds at ``n`` states drawn from all states of
+        :attr:`goal_sources` as they come (so the head's probability is that of the pool, not of a rebalanced sample)."""
+        rows = self.goal_rng.integers(sum(len(d) for d in self.goal_sources), size=n)
+        logits, near = [], []
+        for d in self.goal_sources:
+            mine, rows = rows[rows < len(d)], rows[rows >= len(d)] - len(d)
+            idx = torch.from_numpy(mine).to(self.device)
+            state, previous, _ = d.states(idx)
+            logits.append(self.net.goal_logit(self.net.features(state.context, previous)))  # (b,)
+            near.append(d.near[idx].float())
+        return F.binary_cross_entropy_with_logits(torch.cat(logits), torch.cat(near))
 
     @torch.no_grad()
     def goal_rates(self, chunk: int = 1024) -> dict[str, float]:
-        """How the goal head decides over every offline state: the share of states within reach where it STOPs (recall)
-        and of those out of reach where it STOPs (false STOPs)."""
+        """How the goal head decides over every state of :attr:`goal_sources`: the share of states within reach where it
+        STOPs (recall) and of those out of reach where it STOPs (false STOPs)."""
         stops = []
-        for start in range(0, len(self.data), chunk):
-            idx = torch.arange(start, min(start + chunk, len(self.data)), device=self.device)
-            state, previous, _ = self.data.states(idx)
-            stops.append(self.net.probs(self.net.features(state.context, previous))[:, STOP] > 0.5)
-        said, near = torch.cat(stops), self.data.near
+        for d in self.goal_sources:
+            for start in range(0, len(d), chunk):
+                idx = torch.arange(start, min(start + chunk, len(d)), device=self.device)
+                state, previous, _ = d.states(idx)
+                stops.append(self.net.probs(self.net.features(state.context, previous))[:, STOP] > 0.5)
+        said, near = torch.cat(stops), torch.cat([d.near for d in self.goal_sources])
         return {"bc/goal_recall": float(said[near].float().mean()) if near.any() else float("nan"),
                 "bc/goal_false_stops": float(said[~near].float().mean()) if (~near).any() else float("nan")}
 
@@ -439,7 +459,7 @@ class ImaginationTrainer:
             loss = loss + self.config.critic_real * real
             logs["critic/real_loss"] = float(real.detach())
         if self.net.goal is not None:
-            goal = self.goal_loss(torch.from_numpy(self.rng.integers(len(self.data), size=self.config.bc_batch)).to(self.device))
+            goal = self.goal_loss(self.config.bc_batch)
             loss = loss + goal
             logs["bc/goal_loss"] = float(goal.detach())
         self.bc_opt.zero_grad(set_to_none=True)
@@ -557,16 +577,21 @@ class ImaginationTrainer:
             "update": self.update,
             "return_range": self.scale.range,
             "numpy_rng": self.rng.bit_generator.state,
+            "goal_rng": self.goal_rng.bit_generator.state,
             "optimizer": opt_state,
             "bc_optimizer": bc_state,
         }
         config = {"net": dataclasses.asdict(self.net_config), "train": dataclasses.asdict(c)}
         meta_world = getattr(self.world, "meta", {}) or {}
-        windows = meta_world.get("data", {}).get("windows")
+        world_data = meta_world.get("data", {})
+        windows = world_data.get("windows")
+        used = [(c.data, self.data)] + ([(c.goal_data, self.goal_sources[1])] if c.goal_data is not None else [])
         meta = {
             "usage": {"real_steps": 0, "offline_states": len(self.data), "cloned_states": len(self.cloned),
-                      "imagined_steps": self.update * c.batch * c.horizon},
-            "world_model": {"checkpoint": c.checkpoint, "windows": windows if isinstance(windows, int) else None},
+                      "goal_states": sum(len(d) for d in self.goal_sources[1:]), "imagined_steps": self.update * c.batch * c.horizon},
+            "collections": [{"root": str(ref.root), "name": ref.name, "split": ref.split, "states": len(d)} for ref, d in used],
+            "world_model": {"checkpoint": c.checkpoint, "windows": windows if isinstance(windows, int) else None,
+                            "data": {k: world_data[k] for k in ("root", "name") if k in world_data}},
             "bc_step": self.bc_step,
             "update": self.update,
         }
@@ -580,7 +605,7 @@ class ImaginationTrainer:
         ckpt = load_checkpoint(path, KIND, training=True)
         saved = ckpt.config.get("train", {})
         defaults = {f.name: f.default for f in dataclasses.fields(ImaginationTrainConfig)}
-        if changed := [k for k in IDENTITY if saved.get(k, defaults[k]) != getattr(self.config, k)]:
+        if changed := [k for k in IDENTITY if plain(saved.get(k, defaults[k])) != plain(getattr(self.config, k))]:
             raise CheckpointError(path / "config.yaml", f"resuming with other {', '.join(changed)} than the saved run; use a new out_dir")
         if ckpt.training is None:
             raise CheckpointError(path / "training.json", "no training state to resume from")
@@ -596,8 +621,21 @@ class ImaginationTrainer:
         optimizer_from_checkpoint(self.bc_opt, state["bc_optimizer"], {k[3:]: v for k, v in tensors.items() if k.startswith("bc.")})
         self.generator.set_state(tensors["generator"])
         self.rng.bit_generator.state = state["numpy_rng"]
+        if "goal_rng" in state:  # saved since the goal head drew from its own generator
+            self.goal_rng.bit_generator.state = state["goal_rng"]
         self.scale.range = state["return_range"]
         self.bc_step, self.update = int(state["bc_step"]), int(state["update"])
+
+
+def plain(value: Any) -> Any:
+    """``value`` as a saved config holds it (dataclasses as dicts, tuples as lists), to compare with a saved run's."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 def train_imagination(
@@ -613,8 +651,10 @@ def train_imagination(
     if on_world is not None:
         on_world(world)
     data = OfflineLatents(world, config.data, progress=progress, expert=config.labels == "expert")
-    trainer = ImaginationTrainer(config, world, data)
+    goal_data = OfflineLatents(world, config.goal_data, progress=progress) if config.goal_data is not None else None
+    trainer = ImaginationTrainer(config, world, data, goal_data)
     out = Path(out)
     logs = trainer.fit(out, progress, until, attach=path)
-    counts = {"bc_steps": trainer.bc_step, "updates": trainer.update, "offline_states": len(data), "cloned_states": len(trainer.cloned)}
+    counts = {"bc_steps": trainer.bc_step, "updates": trainer.update, "offline_states": len(data), "cloned_states": len(trainer.cloned),
+              "goal_states": sum(len(d) for d in trainer.goal_sources[1:])}
     return {**logs, **counts}

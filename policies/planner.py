@@ -59,7 +59,7 @@ import numpy as np
 
 from avworld.models.imagination import load_world
 from avworld.models.pretrained import resolve_checkpoint
-from avworld.policies.worlds import STOP, ImaginedWorld, Observations, PlanningWorld, training_data
+from avworld.policies.worlds import STOP, ImaginedWorld, Observations, PlanningWorld, merge_sources, training_data
 from avworld.sim.backends.base import Action
 
 MOVES = np.array([Action.FORWARD, Action.TURN_LEFT, Action.TURN_RIGHT], np.int64)
@@ -206,7 +206,7 @@ class Planner(ABC):
     @property
     def training_data(self) -> dict[str, int]:
         """Real transitions behind this agent, by source: its world model's and its proposal's (shared sources once)."""
-        return training_data(self.proposal) | self.world.training_data
+        return merge_sources(training_data(self.proposal), self.world.training_data)
 
     def reset(self, env: Any, seed: int | None = None) -> None:
         self.world.reset(env, seed)

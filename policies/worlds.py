@@ -3,12 +3,13 @@
 :class:`ImaginedWorld` is a trained world model (AV-CDiT): every node of a depth is imagined in one batched
 :meth:`Imagination.step` call of the imagination core. :class:`RealWorldModel` is the real simulator branched: a perfect model, for
 known-answer tests and upper bounds. :func:`training_data` says which real transitions an agent learned from, by source
-(the real env, each world model's training windows), so a planner and a proposal trained in the same world model count
-its data once.
+(the real env, each collection of real episodes), so a planner and a proposal trained in the same world model, or an
+agent cloned from the collection its world model learned from, count that data once.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -35,18 +36,50 @@ REAL_ENV = "real env"
 
 
 def world_model_source(checkpoint: str | os.PathLike[str]) -> str:
-    """The :func:`training_data` source of a world model's training windows: its resolved checkpoint directory; a shipped
-    model's name (``pretrained[:<name>]``) stands for its folder, so an agent trained in ``pretrained`` and a planner given
-    that folder count its windows once."""
+    """The :func:`training_data` source of the windows of a world model whose collection is not known: its resolved
+    checkpoint directory; a shipped model's name (``pretrained[:<name>]``) stands for its folder, so an agent trained in
+    ``pretrained`` and a planner given that folder count its windows once."""
     return f"world model {resolve_checkpoint(checkpoint, verify=False).resolve()}"
+
+
+def collection_source(root: str | os.PathLike[str], name: str, split: str = "train") -> str:
+    """The :func:`training_data` source of the real transitions of a collection's ``split`` scenes (``avworld collect``
+    output ``root``/``name``)."""
+    return f"collection {os.path.abspath(root)}/{name} ({split} scenes)"
+
+
+def world_source(checkpoint: str | os.PathLike[str], data: dict[str, Any] | None = None) -> str:
+    """The source of a world model's training windows: the train scenes of the collection its meta ``data`` (or, not
+    given, its checkpoint's ``meta.json``) names, so a world model and an agent cloned from the same collection count it
+    once; else :func:`world_model_source`."""
+    if data is None:
+        try:
+            data = json.loads((resolve_checkpoint(checkpoint, verify=False) / "meta.json").read_text()).get("data")
+        except (OSError, ValueError, AttributeError):
+            data = None
+    if isinstance(data, dict) and isinstance(data.get("root"), str) and isinstance(data.get("name"), str):
+        return collection_source(data["root"], data["name"])
+    return world_model_source(checkpoint)
+
+
+def merge_sources(*parts: dict[str, int]) -> dict[str, int]:
+    """Training data of several parts of one agent: each source once, with the most transitions any part took from it."""
+    merged: dict[str, int] = {}
+    for part in parts:
+        for source, n in part.items():
+            merged[source] = max(merged.get(source, 0), n)
+    return merged
 
 
 def training_data(agent: Any) -> dict[str, int]:
     """Real env transitions ``agent`` learned from, by source: {:data:`REAL_ENV`: its own steps in the real env,
-    :func:`world_model_source`: that world model's training windows (one per real transition of its training split)}.
+    :func:`world_source`: that world model's training windows (one per real transition of its training split),
+    :func:`collection_source`: the states of the offline collections it learned from (``meta["collections"]``)}.
+    A collection counted twice (the world model's and the agent's) counts once, at the larger number.
 
-    Read from the agent's ``training_data`` attribute (planners: their world model's and their proposal's), else from a PPO
-    agent's checkpoint ``meta`` (``usage.real_steps``, ``world_model.windows``); empty for agents that learn nothing.
+    Read from the agent's ``training_data`` attribute (planners: their world model's and their proposal's), else from its
+    checkpoint ``meta`` (``usage.real_steps``, ``world_model.windows``, ``collections``); empty for agents that learn
+    nothing.
     """
     own = getattr(agent, "training_data", None)
     if isinstance(own, dict):
@@ -54,11 +87,13 @@ def training_data(agent: Any) -> dict[str, int]:
     meta = getattr(agent, "meta", None)
     if not isinstance(meta, dict) or "usage" not in meta:
         return {}
-    data = {REAL_ENV: int(meta["usage"].get("real_steps", 0))}
+    parts = [{REAL_ENV: int(meta["usage"].get("real_steps", 0))}]
     world = meta.get("world_model") or {}
     if isinstance(world.get("windows"), int) and world.get("checkpoint"):
-        data[world_model_source(world["checkpoint"])] = world["windows"]
-    return data
+        parts.append({world_source(world["checkpoint"], world.get("data") or None): world["windows"]})
+    for used in meta.get("collections") or []:
+        parts.append({collection_source(used["root"], used["name"], used.get("split", "train")): int(used["states"])})
+    return merge_sources(*parts)
 
 
 def hearing(audio: np.ndarray, sensors: tuple[str, ...]) -> Observations:
@@ -166,7 +201,7 @@ class ImaginedWorld(PlanningWorld):
         self.fields = tuple(FIELDS[m] for m in imagination.modalities)
         self.shapes = {"rgb": tuple(meta["rgb_shape"]), "audio": tuple(meta["audio_shape"])}
         windows = meta.get("data", {}).get("windows")
-        source = name if name.startswith("<") else world_model_source(name)
+        source = world_source(name, meta.get("data")) if not name.startswith("<") else name
         self.data = {source: windows} if isinstance(windows, int) else {}
         self.generator = torch.Generator(imagination.device)
         self.present: ImaginedState | None = None

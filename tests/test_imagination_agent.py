@@ -24,6 +24,7 @@ from avworld.policies.imagination_train import (
     returns_to_go,
     train_imagination,
 )
+from avworld.policies.worlds import REAL_ENV, collection_source, training_data
 from avworld.sim.backends.base import Action
 
 
@@ -270,16 +271,55 @@ def test_a_goal_head_decides_stop_and_the_actor_only_moves(tmp_path: Path, one_t
         side_config(stop="never")
 
 
+class FarSideData(NearSideData):
+    """:class:`NearSideData` that never came within reach: its goal is always on the left, where STOP fails."""
+
+    def __init__(self, n: int = 64) -> None:
+        super().__init__(n)
+        self.video[:, -1] = torch.tensor([1.0, 0.0])
+        self.near = self.video[:, -1, 0, 0, 1].round().bool()
+        assert not self.near.any()
+
+
+def test_a_second_collection_teaches_the_goal_head_what_the_first_lacks(tmp_path: Path, one_thread: None) -> None:
+    config = side_config(stop="goal", bc_steps=150, updates=0)
+    alone = ImaginationTrainer(config, SideWorld(), FarSideData())
+    lingered = dataclasses.replace(config, goal_data=DataSplit(root="elsewhere", name="linger", split="train"))
+    helped = ImaginationTrainer(lingered, SideWorld(), FarSideData(), NearSideData(256))
+    for _ in range(150):
+        alone.clone_step()
+        logs = helped.clone_step()
+    assert logs["bc/goal_recall"] > 0.95 and logs["bc/goal_false_stops"] < 0.05, logs  # over both collections' states
+    a, b = alone.net.actor.state_dict(), helped.net.actor.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the goal head's own draws leave the actor's batches as they were
+    ctx = NearSideData(32)
+    state = ctx.states(torch.arange(32))[0]
+    previous = torch.full((32,), NO_ACTION)
+    stops = {name: t.net.probs(t.net.features(state.context, previous))[:, Action.STOP]
+             for name, t in (("alone", alone), ("helped", helped))}
+    assert stops["alone"].sum() == 0 and torch.equal(stops["helped"], ctx.near.double())
+    helped.save(tmp_path / "checkpoint")
+    with pytest.raises(ValueError, match="other goal_data than the saved run"):
+        ImaginationTrainer(config, SideWorld(), FarSideData()).resume(tmp_path / "checkpoint")
+    with pytest.raises(ValueError, match=r"needs imagination\.stop=goal"):
+        side_config(goal_data={"root": "elsewhere", "name": "linger"})
+
+
 def test_trained_in_a_tiny_world_model_it_acts_in_the_real_env(world_checkpoint: str, collection, tmp_path: Path, one_thread: None) -> None:
     config = ImaginationTrainConfig(
         checkpoint=world_checkpoint, data=DataSplit(root=collection.root, name=collection.name, split="train"),
         hidden=16, layers=1, batch=2, horizon=2, updates=2, bc_steps=2, bc_batch=4, sampler_steps=1, checkpoint_every=10, bc_top=0.5,
-        stop="goal",
+        stop="goal", goal_data=DataSplit(root=collection.root, name=collection.name, split="train"),
     )
     result = train_imagination(config, tmp_path, progress=False)
     assert result["updates"] == 2 and result["bc_steps"] == 2 and 0 < result["cloned_states"] < result["offline_states"]
+    assert result["goal_states"] == result["offline_states"]
     agent = ImaginationAgent(tmp_path / "checkpoint")
     assert agent.meta["usage"]["real_steps"] == 0
+    # the world model learnt from the same collection's train scenes as the agent: its transitions count once, all of them
+    windows = agent.world.meta["data"]["windows"]
+    assert 0 < windows < result["offline_states"]  # a window needs a full context; a cloned state pads it
+    assert training_data(agent) == {REAL_ENV: 0, collection_source(collection.root, collection.name): result["offline_states"]}
     assert agent.sim is not None
     sim = dataclasses.replace(agent.sim, episode=dataclasses.replace(agent.sim.episode, max_steps=4))
     env = gym.make("avworld/AudioNav-v0", split="test", sensors=("rgb", "audio"), sim=sim)

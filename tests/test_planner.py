@@ -23,8 +23,10 @@ from avworld.policies.worlds import (
     PlanningWorld,
     RealWorldModel,
     Transition,
+    collection_source,
     training_data,
     world_model_source,
+    world_source,
 )
 from avworld.sim.backends.base import Action
 from avworld.sim.scenes.scene import AgentStart, SoundSource
@@ -295,7 +297,8 @@ class TrainedProposal:
 
 def test_training_data_counts_each_source_once(world_checkpoint: str) -> None:
     windows = Imagination.load(world_checkpoint).meta["data"]["windows"]
-    ours = world_model_source(world_checkpoint)
+    ours = world_source(world_checkpoint)  # the collection it was trained on, named in its meta.json
+    assert ours.startswith("collection ") and ours.endswith("(train scenes)")
     assert BeamPlanner(world_checkpoint, device="cpu").training_data == {ours: windows} and windows > 0
     same = TrainedProposal(7, world_checkpoint, windows)  # trained in the planner's own world model
     assert BeamPlanner(world_checkpoint, device="cpu", proposal=same).training_data == {ours: windows, REAL_ENV: 7}
@@ -305,7 +308,20 @@ def test_training_data_counts_each_source_once(world_checkpoint: str) -> None:
         REAL_ENV: 7,
         world_model_source("elsewhere"): 50,
     }
+    cloned = TrainedProposal(0, world_checkpoint, windows)  # cloned from its own collection and from another one
+    cloned.meta["collections"] = [{"root": "/data", "name": "other", "split": "train", "states": 30},
+                                  {**_collection_of(world_checkpoint), "split": "train", "states": windows + 5}]
+    assert BeamPlanner(world_checkpoint, device="cpu", proposal=cloned).training_data == {
+        ours: windows + 5,  # the world model's windows and the clone's states of the same scenes: once, all of them
+        REAL_ENV: 0,
+        collection_source("/data", "other"): 30,
+    }
     assert BeamPlanner(world=RealWorldModel()).training_data == {} == training_data(OraclePolicy())
+
+
+def _collection_of(world_checkpoint: str) -> dict[str, str]:
+    data = Imagination.load(world_checkpoint).meta["data"]
+    return {"root": data["root"], "name": data["name"]}
 
 
 def test_imagined_planning_is_reproducible(world_checkpoint: str, one_thread: None) -> None:

@@ -136,10 +136,11 @@ def test_dream_env_vector_env_and_planner_load_it_by_name(root: Path, one_thread
 
 def test_a_shipped_models_windows_count_once_whatever_name_reached_it(root: Path) -> None:
     from avworld.policies.planner import BeamPlanner
-    from avworld.policies.worlds import REAL_ENV, world_model_source
+    from avworld.policies.worlds import REAL_ENV, world_model_source, world_source
 
-    source = world_model_source("pretrained")
-    assert source == world_model_source("pretrained:tiny") == world_model_source(root / "tiny") == f"world model {root / 'tiny'}"
+    assert world_model_source("pretrained") == world_model_source("pretrained:tiny") == f"world model {root / 'tiny'}"
+    source = world_source("pretrained")  # its collection, as its meta.json names it
+    assert source == world_source("pretrained:tiny") == world_source(root / "tiny") != world_model_source(root / "tiny")
 
     class ClonedInThatModel:  # an agent whose checkpoint meta names the model as it was asked for
         meta = {"usage": {"real_steps": 0}, "world_model": {"checkpoint": "pretrained", "windows": 11}}

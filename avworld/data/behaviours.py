@@ -1,9 +1,11 @@
-"""Behaviour policies for data collection: toward the source, away from it, and exploring.
+"""Behaviour policies for data collection: toward the source, away from it, exploring, and lingering near it.
 
 A world model must see success and failure, collisions and every action, so data is
 collected with a mix, as the AVW-4k dataset of the AV-CDiT paper: agents that head to
 the source (a noisy oracle), agents that walk away from it, and agents that explore.
-Each reads the simulator directly (it is data collection, not an agent under test).
+``linger`` heads to the source and then wanders around it, so that the states just inside and
+just outside the success distance (where STOP's outcome is decided) are not a rare 1 % of the
+data. Each reads the simulator directly (it is data collection, not an agent under test).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 
 from avworld.sim.backends.base import Action, ShortestPathFollower, SimulatorBackend
 
-BEHAVIOURS = ("toward", "away", "explore")
+BEHAVIOURS = ("toward", "away", "explore", "linger")
 
 
 class Behaviour(Protocol):
@@ -69,6 +71,30 @@ class Explore:
         return Action(int(rng.integers(2, 4)))
 
 
+class Linger:
+    """The noisy shortest-path follower (:class:`Toward`, never STOPping) until within ``radius`` metres (geodesic) of the
+    source, then a random walk there (FORWARD with probability ``forward_prob``, else a turn) that goes back along the
+    shortest path whenever it strays beyond ``radius``; within the success distance it STOPs with probability
+    ``stop_prob`` per step."""
+
+    def __init__(self, radius: float = 2.5, forward_prob: float = 0.5, stop_prob: float = 0.05, noise: float = 0.2) -> None:
+        self.radius, self.forward_prob, self.stop_prob, self.noise = radius, forward_prob, stop_prob, noise
+
+    def act(self, sim: SimulatorBackend, rng: np.random.Generator) -> Action:
+        distance = sim.geodesic_distance()
+        if distance <= sim.config.episode.success_distance and rng.random() < self.stop_prob:
+            return Action.STOP
+        if distance > self.radius:
+            best = ShortestPathFollower(sim).action()
+            if best != Action.STOP and rng.random() >= self.noise:
+                return best
+            if best == Action.STOP and distance > sim.config.episode.success_distance:
+                return Action.STOP  # no path to the source: nothing to linger by
+        if rng.random() < self.forward_prob:
+            return Action.FORWARD
+        return Action(int(rng.integers(2, 4)))
+
+
 def make_behaviour(name: str) -> Behaviour:
     if name == "toward":
         return Toward()
@@ -76,4 +102,6 @@ def make_behaviour(name: str) -> Behaviour:
         return Away()
     if name == "explore":
         return Explore()
+    if name == "linger":
+        return Linger()
     raise ValueError(f"unknown behaviour {name!r}; available: {', '.join(BEHAVIOURS)}")

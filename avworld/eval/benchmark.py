@@ -16,8 +16,10 @@ episode no interval exists (reported as null / "n/a").
 It also reports the real env steps each agent was trained with, by source (:func:`avworld.policies.worlds.training_data`):
 its own steps in the real env (PPO trained there; a PPO trained in imagination counts the real moves that built its
 contexts) plus the training windows of each world model it learned or plans in (one per real transition of the world
-model's training split, ``meta["data"]["windows"]``), each source counted once: a planner whose proposal learned in the
-same world model does not count that data twice. Random and oracle learn nothing: 0.
+model's training split, ``meta["data"]["windows"]``) and the states of each offline collection it was cloned from
+(``meta["collections"]``), each source counted once: a world model's windows count as the train scenes of the collection
+its meta names, so a planner whose proposal learned in the same world model, or an agent cloned from the collection its
+world model learned from, does not count that data twice. Random and oracle learn nothing: 0.
 """
 
 from __future__ import annotations
