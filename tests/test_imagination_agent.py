@@ -305,6 +305,32 @@ def test_a_second_collection_teaches_the_goal_head_what_the_first_lacks(tmp_path
         side_config(goal_data={"root": "elsewhere", "name": "linger"})
 
 
+class CountedSideData(NearSideData):
+    """:class:`NearSideData` that records how many states each :meth:`states` call asked for."""
+
+    def __init__(self, n: int = 64) -> None:
+        super().__init__(n)
+        self.asked: list[int] = []
+
+    def states(self, idx: torch.Tensor) -> tuple[ImaginedState, torch.Tensor, torch.Tensor]:
+        self.asked.append(len(idx))
+        return super().states(idx)
+
+
+def test_the_goal_head_draws_its_own_batch_from_both_collections(one_thread: None) -> None:
+    first, second = CountedSideData(64), CountedSideData(192)
+    config = side_config(stop="goal", bc_steps=5, updates=0, bc_batch=8, goal_batch=100,
+                         goal_data={"root": "elsewhere", "name": "linger", "split": "train"})
+    trainer = ImaginationTrainer(config, SideWorld(), first, second)
+    first.asked.clear()
+    trainer.clone_step()
+    assert first.asked[0] == 8  # the actor's batch, from the cloned collection only
+    drawn = first.asked[1] + second.asked[0]
+    assert drawn == 100 and 0 < first.asked[1] < 50 < second.asked[0]  # the goal head's, pooled (a quarter from the first)
+    with pytest.raises(ValueError, match="goal_batch"):
+        side_config(goal_batch=0)
+
+
 def test_trained_in_a_tiny_world_model_it_acts_in_the_real_env(world_checkpoint: str, collection, tmp_path: Path, one_thread: None) -> None:
     config = ImaginationTrainConfig(
         checkpoint=world_checkpoint, data=DataSplit(root=collection.root, name=collection.name, split="train"),
