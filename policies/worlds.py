@@ -9,7 +9,6 @@ agent cloned from the collection its world model learned from, count that data o
 
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -48,15 +47,10 @@ def collection_source(root: str | os.PathLike[str], name: str, split: str = "tra
     return f"collection {os.path.abspath(root)}/{name} ({split} scenes)"
 
 
-def world_source(checkpoint: str | os.PathLike[str], data: dict[str, Any] | None = None) -> str:
-    """The source of a world model's training windows: the train scenes of the collection its meta ``data`` (or, not
-    given, its checkpoint's ``meta.json``) names, so a world model and an agent cloned from the same collection count it
-    once; else :func:`world_model_source`."""
-    if data is None:
-        try:
-            data = json.loads((resolve_checkpoint(checkpoint, verify=False) / "meta.json").read_text()).get("data")
-        except (OSError, ValueError, AttributeError):
-            data = None
+def world_source(checkpoint: str | os.PathLike[str], data: dict[str, Any] | None) -> str:
+    """The source of a world model's training windows: the train scenes of the collection its meta ``data`` names, so a
+    world model and an agent cloned from the same collection count it once; else (an agent's meta written before it
+    recorded the collection: ``pretrained`` may have named other weights then) :func:`world_model_source`."""
     if isinstance(data, dict) and isinstance(data.get("root"), str) and isinstance(data.get("name"), str):
         return collection_source(data["root"], data["name"])
     return world_model_source(checkpoint)

@@ -288,19 +288,21 @@ def test_imagined_planning_runs_real_episodes_one_predict_call_per_depth(world_c
 class TrainedProposal:
     """A stand-in for a PPO agent: its checkpoint's ``meta`` says what it learned from."""
 
-    def __init__(self, real_steps: int, world_model: str, windows: int) -> None:
-        self.meta = {"usage": {"real_steps": real_steps}, "world_model": {"checkpoint": world_model, "windows": windows}}
+    def __init__(self, real_steps: int, world_model: str, windows: int, data: dict[str, Any] | None = None) -> None:
+        world = {"checkpoint": world_model, "windows": windows} | ({"data": data} if data is not None else {})
+        self.meta = {"usage": {"real_steps": real_steps}, "world_model": world}
 
     def reset(self, env: Any, seed: int | None = None) -> None:
         pass
 
 
 def test_training_data_counts_each_source_once(world_checkpoint: str) -> None:
-    windows = Imagination.load(world_checkpoint).meta["data"]["windows"]
-    ours = world_source(world_checkpoint)  # the collection it was trained on, named in its meta.json
-    assert ours.startswith("collection ") and ours.endswith("(train scenes)")
+    data = Imagination.load(world_checkpoint).meta["data"]
+    windows = data["windows"]
+    ours = world_source(world_checkpoint, data)  # the collection it was trained on, named in its meta.json
+    assert ours == collection_source(data["root"], data["name"]) and ours.endswith("(train scenes)")
     assert BeamPlanner(world_checkpoint, device="cpu").training_data == {ours: windows} and windows > 0
-    same = TrainedProposal(7, world_checkpoint, windows)  # trained in the planner's own world model
+    same = TrainedProposal(7, world_checkpoint, windows, data)  # trained in the planner's own world model
     assert BeamPlanner(world_checkpoint, device="cpu", proposal=same).training_data == {ours: windows, REAL_ENV: 7}
     other = TrainedProposal(7, "elsewhere", 50)
     assert CEMPlanner(world_checkpoint, device="cpu", proposal=other).training_data == {
@@ -308,20 +310,17 @@ def test_training_data_counts_each_source_once(world_checkpoint: str) -> None:
         REAL_ENV: 7,
         world_model_source("elsewhere"): 50,
     }
-    cloned = TrainedProposal(0, world_checkpoint, windows)  # cloned from its own collection and from another one
+    cloned = TrainedProposal(0, world_checkpoint, windows, data)  # cloned from its own collection and from another one
     cloned.meta["collections"] = [{"root": "/data", "name": "other", "split": "train", "states": 30},
-                                  {**_collection_of(world_checkpoint), "split": "train", "states": windows + 5}]
+                                  {"root": data["root"], "name": data["name"], "split": "train", "states": windows + 5}]
     assert BeamPlanner(world_checkpoint, device="cpu", proposal=cloned).training_data == {
         ours: windows + 5,  # the world model's windows and the clone's states of the same scenes: once, all of them
         REAL_ENV: 0,
         collection_source("/data", "other"): 30,
     }
+    old = TrainedProposal(0, world_checkpoint, windows)  # a meta from before agents recorded their world's collection
+    assert training_data(old) == {REAL_ENV: 0, world_model_source(world_checkpoint): windows}
     assert BeamPlanner(world=RealWorldModel()).training_data == {} == training_data(OraclePolicy())
-
-
-def _collection_of(world_checkpoint: str) -> dict[str, str]:
-    data = Imagination.load(world_checkpoint).meta["data"]
-    return {"root": data["root"], "name": data["name"]}
 
 
 def test_imagined_planning_is_reproducible(world_checkpoint: str, one_thread: None) -> None:

@@ -139,11 +139,11 @@ def test_a_shipped_models_windows_count_once_whatever_name_reached_it(root: Path
     from avworld.policies.worlds import REAL_ENV, world_model_source, world_source
 
     assert world_model_source("pretrained") == world_model_source("pretrained:tiny") == f"world model {root / 'tiny'}"
-    source = world_source("pretrained")  # its collection, as its meta.json names it
-    assert source == world_source("pretrained:tiny") == world_source(root / "tiny") != world_model_source(root / "tiny")
+    data = json.loads((root / "tiny" / "meta.json").read_text())["data"]
+    source = world_source("pretrained", data)  # its collection, as its meta.json names it
 
     class ClonedInThatModel:  # an agent whose checkpoint meta names the model as it was asked for
-        meta = {"usage": {"real_steps": 0}, "world_model": {"checkpoint": "pretrained", "windows": 11}}
+        meta = {"usage": {"real_steps": 0}, "world_model": {"checkpoint": "pretrained", "windows": 11, "data": data}}
 
     planner = BeamPlanner(str(root / "tiny"), horizon=1, beam=2, proposal=ClonedInThatModel())
     assert set(planner.training_data) == {REAL_ENV, source}
