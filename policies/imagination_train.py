@@ -130,9 +130,11 @@ class ImaginationTrainConfig:
     """Another collection (``avworld collect`` output) whose ``split`` states also teach the goal head, beside the cloned
     collection's: one collected with ``collect.behaviours`` linger holds many states just inside and just outside the
     success distance, which make up 1 % of a toward/away/explore mix. None: the cloned collection only."""
-    goal_batch: int | None = None
-    """States per goal-head step (one per cloning step); None: ``bc_batch``. The states within reach are 1-5 % of a
-    collection: at 64 per step the head meets ~650 of them in 1,000 steps and hardly ever says STOP."""
+    goal_batch: int | None = 256
+    """States per goal-head step (one per cloning step); None: ``bc_batch``. The states within reach are about 1 % of a
+    collection: at 64 per step the head meets ~650 of them in 1,000 steps, and whether it ever says STOP depends on the
+    draw (recall 0.07 or 0.38 on its own states); 256 made the expert-label clone's SPL 0.06 → 0.18 and 0.03 → 0.21 on
+    val scenes (docs/results.md, 2026-12-07 eighth session)."""
     sampler_steps: int = 4
     termination: str = "model"
     """model: continuation 1 − the termination head's probability; stop: 0 exactly after STOP, as the real env ends."""
@@ -188,7 +190,9 @@ class ImaginationTrainConfig:
 
 IDENTITY = ("checkpoint", "steps", "hidden", "layers", "stop", "labels", "bc_top", "goal_data", "goal_batch")
 """Settings that define the agent: a resumed run must keep them (one its saved config lacks, written before the setting
-existed, counts as the default it then had)."""
+existed, counts as what those runs did: :data:`BEFORE`, else today's default)."""
+BEFORE = {"goal_batch": None}
+"""What a run saved before an identity setting existed did, where today's default differs (the goal head drew ``bc_batch``)."""
 
 
 class OfflineLatents:
@@ -607,9 +611,7 @@ class ImaginationTrainer:
         if not path.exists() and not path.with_name(path.name + ".old").exists():
             return
         ckpt = load_checkpoint(path, KIND, training=True)
-        saved = ckpt.config.get("train", {})
-        defaults = {f.name: f.default for f in dataclasses.fields(ImaginationTrainConfig)}
-        if changed := [k for k in IDENTITY if plain(saved.get(k, defaults[k])) != plain(getattr(self.config, k))]:
+        if changed := identity_changes(ckpt.config.get("train", {}), self.config):
             raise CheckpointError(path / "config.yaml", f"resuming with other {', '.join(changed)} than the saved run; use a new out_dir")
         if ckpt.training is None:
             raise CheckpointError(path / "training.json", "no training state to resume from")
@@ -629,6 +631,13 @@ class ImaginationTrainer:
             self.goal_rng.bit_generator.state = state["goal_rng"]
         self.scale.range = state["return_range"]
         self.bc_step, self.update = int(state["bc_step"]), int(state["update"])
+
+
+def identity_changes(saved: dict[str, Any], config: ImaginationTrainConfig) -> list[str]:
+    """The :data:`IDENTITY` settings in which ``config`` differs from a run's ``saved`` training config (a key it lacks:
+    :data:`BEFORE`, else the default)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ImaginationTrainConfig)} | BEFORE
+    return [k for k in IDENTITY if plain(saved.get(k, defaults[k])) != plain(getattr(config, k))]
 
 
 def plain(value: Any) -> Any:

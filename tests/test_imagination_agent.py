@@ -20,6 +20,7 @@ from avworld.policies.imagination_agent import ImaginationAgent
 from avworld.policies.imagination_train import (
     ImaginationTrainConfig,
     ImaginationTrainer,
+    identity_changes,
     imagine,
     returns_to_go,
     train_imagination,
@@ -329,6 +330,16 @@ def test_the_goal_head_draws_its_own_batch_from_both_collections(one_thread: Non
     assert drawn == 100 and 0 < first.asked[1] < 50 < second.asked[0]  # the goal head's, pooled (a quarter from the first)
     with pytest.raises(ValueError, match="goal_batch"):
         side_config(goal_batch=0)
+
+
+def test_a_run_saved_before_a_setting_existed_did_what_it_then_did() -> None:
+    saved = dataclasses.asdict(side_config(stop="goal"))
+    assert identity_changes(saved, side_config(stop="goal")) == []
+    for key in ("goal_batch", "goal_data", "labels"):
+        del saved[key]
+    assert identity_changes(saved, side_config(stop="goal", goal_batch=None)) == []  # it drew bc_batch for the goal head
+    assert identity_changes(saved, side_config(stop="goal")) == ["goal_batch"]  # today's 256 is another agent
+    assert identity_changes(saved, side_config(stop="goal", goal_batch=None, labels="expert")) == ["labels"]
 
 
 def test_trained_in_a_tiny_world_model_it_acts_in_the_real_env(world_checkpoint: str, collection, tmp_path: Path, one_thread: None) -> None:
