@@ -133,8 +133,8 @@ class ImaginationTrainConfig:
     goal_batch: int | None = 256
     """States per goal-head step (one per cloning step); None: ``bc_batch``. The states within reach are about 1 % of a
     collection: at 64 per step the head meets ~650 of them in 1,000 steps, and whether it ever says STOP depends on the
-    draw (recall 0.07 or 0.38 on its own states); 256 made the expert-label clone's SPL 0.06 → 0.18 and 0.03 → 0.21 on
-    val scenes (docs/results.md, 2026-12-07 eighth session)."""
+    draw (recall 0.07 or 0.38 on its own states); 256 took the expert-label clone's SPL from 0.13 to 0.27 (heard) and
+    0.28 (unheard) on 100 test episodes per set (docs/results.md, 2026-12-07 eighth session)."""
     sampler_steps: int = 4
     termination: str = "model"
     """model: continuation 1 − the termination head's probability; stop: 0 exactly after STOP, as the real env ends."""
