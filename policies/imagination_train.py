@@ -597,7 +597,7 @@ class ImaginationTrainer:
         meta = {
             "usage": {"real_steps": 0, "offline_states": len(self.data), "cloned_states": len(self.cloned),
                       "goal_states": sum(len(d) for d in self.goal_sources[1:]), "imagined_steps": self.update * c.batch * c.horizon},
-            "collections": [{"root": str(ref.root), "name": ref.name, "split": ref.split, "states": len(d)} for ref, d in used],
+            "collections": [{"root": os.path.abspath(ref.root), "name": ref.name, "split": ref.split, "states": len(d)} for ref, d in used],
             "world_model": {"checkpoint": c.checkpoint, "windows": windows if isinstance(windows, int) else None,
                             "data": {k: world_data[k] for k in ("root", "name") if k in world_data}},
             "bc_step": self.bc_step,
