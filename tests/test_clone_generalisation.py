@@ -1,15 +1,10 @@
 """scripts/clone_generalisation.py: its variants name the settings they change, and a one-modality view of a world."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "clone_generalisation.py"
-spec = importlib.util.spec_from_file_location("clone_generalisation", SCRIPT)
-assert spec is not None and spec.loader is not None
-clone_generalisation = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(clone_generalisation)
+from tests.conftest import load_script
+
+clone_generalisation = load_script("clone_generalisation")
 
 
 def test_variants_name_their_settings() -> None:

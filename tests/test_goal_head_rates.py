@@ -1,15 +1,10 @@
 """scripts/goal_head_rates.py: STOP rates per distance band, and the goal head of a trainer judged on a collection."""
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "goal_head_rates.py"
-spec = importlib.util.spec_from_file_location("goal_head_rates", SCRIPT)
-assert spec is not None and spec.loader is not None
-goal_head_rates = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(goal_head_rates)
+from tests.conftest import load_script
+
+goal_head_rates = load_script("goal_head_rates")
 
 
 def test_band_rates_count_each_state_in_its_band() -> None:

@@ -1,16 +1,11 @@
 """scripts/move_ranking.py: the hit rate of a move ranking against the true best moves, on known rows."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "move_ranking.py"
-spec = importlib.util.spec_from_file_location("move_ranking", SCRIPT)
-assert spec is not None and spec.loader is not None
-move_ranking = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(move_ranking)
+from tests.conftest import load_script
+
+move_ranking = load_script("move_ranking")
 
 
 def row(real, policy, world):
