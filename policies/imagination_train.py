@@ -444,16 +444,24 @@ class ImaginationTrainer:
         return F.binary_cross_entropy_with_logits(torch.cat(logits), torch.cat(near))
 
     @torch.no_grad()
-    def goal_rates(self, chunk: int = 1024) -> dict[str, float]:
+    def goal_stops(self, data: Any, chunk: int = 1024) -> torch.Tensor:
+        """Where the goal head says STOP (its probability above ``goal_threshold``) on every state of ``data`` → (N,) bool."""
+        stops = []
+        for start in range(0, len(data), chunk):
+            state, previous, _ = data.states(torch.arange(start, min(start + chunk, len(data)), device=self.device))
+            stops.append(self.net.probs(self.net.features(state.context, previous))[:, STOP] > 0.5)
+        return torch.cat(stops)
+
+    @property
+    def goal_states(self) -> int:
+        """States of the second collection that teaches the goal head (``goal_data``); 0 without one."""
+        return sum(len(d) for d in self.goal_sources[1:])
+
+    def goal_rates(self) -> dict[str, float]:
         """How the goal head decides over every state of :attr:`goal_sources`: the share of states within reach where it
         STOPs (recall) and of those out of reach where it STOPs (false STOPs)."""
-        stops = []
-        for d in self.goal_sources:
-            for start in range(0, len(d), chunk):
-                idx = torch.arange(start, min(start + chunk, len(d)), device=self.device)
-                state, previous, _ = d.states(idx)
-                stops.append(self.net.probs(self.net.features(state.context, previous))[:, STOP] > 0.5)
-        said, near = torch.cat(stops), torch.cat([d.near for d in self.goal_sources])
+        said = torch.cat([self.goal_stops(d) for d in self.goal_sources])
+        near = torch.cat([d.near for d in self.goal_sources])
         return {"bc/goal_recall": float(said[near].float().mean()) if near.any() else float("nan"),
                 "bc/goal_false_stops": float(said[~near].float().mean()) if (~near).any() else float("nan")}
 
@@ -596,7 +604,7 @@ class ImaginationTrainer:
         used = [(c.data, self.data)] + ([(c.goal_data, self.goal_sources[1])] if c.goal_data is not None else [])
         meta = {
             "usage": {"real_steps": 0, "offline_states": len(self.data), "cloned_states": len(self.cloned),
-                      "goal_states": sum(len(d) for d in self.goal_sources[1:]), "imagined_steps": self.update * c.batch * c.horizon},
+                      "goal_states": self.goal_states, "imagined_steps": self.update * c.batch * c.horizon},
             "collections": [{"root": os.path.abspath(ref.root), "name": ref.name, "split": ref.split, "states": len(d)} for ref, d in used],
             "world_model": {"checkpoint": c.checkpoint, "windows": windows if isinstance(windows, int) else None,
                             "data": {k: world_data[k] for k in ("root", "name") if k in world_data}},
@@ -669,5 +677,5 @@ def train_imagination(
     out = Path(out)
     logs = trainer.fit(out, progress, until, attach=path)
     counts = {"bc_steps": trainer.bc_step, "updates": trainer.update, "offline_states": len(data), "cloned_states": len(trainer.cloned),
-              "goal_states": sum(len(d) for d in trainer.goal_sources[1:])}
+              "goal_states": trainer.goal_states}
     return {**logs, **counts}

@@ -6,7 +6,7 @@
 For each goal-head batch size a goal head (the MLP of ``imagination.stop=goal``, on the agent's latent inputs, binary
 cross-entropy on whether STOP succeeds, Adam at ``bc_lr``) is fitted to the train states of collection NAME (and of the
 ``--extra`` collection under the same root, pooled, as ``imagination.goal_data`` adds it); at each read its STOP rate
-(probability > 0.5) is measured on the val and test states of all those collections together, per band of recorded
+(:meth:`ImaginationTrainer.goal_stops`) is measured on the val and test states of all those collections together, per band of recorded
 geodesic distance: within the success distance (where STOP succeeds: the recall) and in the bands beyond (false STOPs).
 Prints one JSON line per read (docs/results.md, 2026-12-07 eighth session).
 """
@@ -68,7 +68,7 @@ def main() -> None:
             opt.step()
             if step in args.reads:
                 with torch.no_grad():
-                    stop = torch.cat([stops(trainer, d) for d in held])
+                    stop = torch.cat([trainer.goal_stops(d) for d in held])
                 distance = torch.cat([d.distance for d in held])
                 result = {"collections": names, "goal_batch": batch, "step": step, "held_out_states": len(distance),
                           "within_reach": int((distance <= 1.0).sum()), "stop_rate": band_rates(stop, distance)}
@@ -77,15 +77,6 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
-
-
-def stops(trainer: ImaginationTrainer, data: OfflineLatents, chunk: int = 2048) -> torch.Tensor:
-    """Where the trainer's goal head says STOP on every state of ``data`` → (N,) bool."""
-    out = []
-    for start in range(0, len(data), chunk):
-        state, previous, _ = data.states(torch.arange(start, min(start + chunk, len(data))))
-        out.append(torch.sigmoid(trainer.net.goal_logit(trainer.net.features(state.context, previous))) > 0.5)
-    return torch.cat(out)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""scripts/goal_head_rates.py: STOP rates per distance band, and the goal head of a trainer judged on a collection."""
+"""scripts/goal_head_rates.py: STOP rates per distance band, and where a trainer's goal head says STOP on a collection."""
 
 import torch
 
@@ -22,4 +22,4 @@ def test_stops_are_the_goal_heads_decisions() -> None:
     trainer = ImaginationTrainer(side_config(stop="goal", bc_steps=150), SideWorld(), data)
     for _ in range(150):
         trainer.clone_step()
-    assert torch.equal(goal_head_rates.stops(trainer, data, chunk=16), data.near)
+    assert torch.equal(trainer.goal_stops(data, chunk=16), data.near)
