@@ -247,7 +247,7 @@ def _eval(name: str) -> Callable[[DictConfig], None]:
         import avworld.cli_config as schemas
         import avworld.cli_eval as jobs
 
-        schema = {"navigation": schemas.EvalNavigation, "benchmark": schemas.EvalBenchmark}.get(name)
+        schema = {"navigation": schemas.EvalNavigation, "benchmark": schemas.EvalBenchmark, "merge": schemas.EvalMerge}.get(name)
         schema = schema or {"tokenizer": schemas.EvalTokenizer, "world_model": schemas.EvalWorldModel}[name]
         getattr(jobs, f"{name}_job")(typed(schema, cfg))
 
@@ -268,6 +268,7 @@ JOBS: dict[str, dict[str, Job]] = {
     "eval": {
         "navigation": Job(_eval("navigation"), "eval", "an agent in the real world: SR/SPL/SNA/DTG (agent=oracle eval.episodes=N)"),
         "benchmark": Job(_eval("benchmark"), "eval_benchmark", "every agent on the same episodes, heard and unheard sounds"),
+        "merge": Job(_eval("merge"), "eval_merge", "benchmark files run apart in one table, paired where the episodes agree"),
         "tokenizer": Job(_eval("tokenizer"), "eval_tokenizer", "a tokenizer checkpoint on a collection (checkpoint=DIR)"),
         "world_model": Job(_eval("world_model"), "eval_world_model", "a world model's imagined rollouts vs copy-last (checkpoint=DIR)"),
     },

@@ -133,6 +133,16 @@ class EvalBenchmark:
 
 
 @dataclass
+class EvalMerge:
+    """``avworld eval merge inputs=[A.json,B.json]``: benchmark files run apart in one table, paired where they ran the
+    same episodes (``navigation_benchmark.json``; avworld.eval.merge)."""
+
+    inputs: list[str] = field(default_factory=list)
+    compare: list[list[str]] = field(default_factory=list)
+    level: float = 0.95
+
+
+@dataclass
 class EvalTokenizer:
     """``avworld eval tokenizer checkpoint=DIR``: reconstruction quality on a collection's split (``tokenizer.json``)."""
 

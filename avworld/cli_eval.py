@@ -14,6 +14,7 @@ from typing import Any
 
 from avworld.cli_config import (
     EvalBenchmark,
+    EvalMerge,
     EvalNavigation,
     EvalTokenizer,
     EvalWorldModel,
@@ -108,6 +109,33 @@ def benchmark_job(job: EvalBenchmark) -> None:
         out / "navigation_benchmark.json",
         {"config": config, "settings": settings, "agents": benchmark.benchmark_json(runs, nav.level),
          "paired": benchmark.comparisons_json(compared), "table": table},
+    )
+    print(table)
+    print(f"results written to {out / 'navigation_benchmark.json'}")
+
+
+def merge_job(job: EvalMerge) -> None:
+    """Benchmark files run apart (``job.inputs``) in one table, with paired comparisons ``job.compare`` where they ran
+    the same episodes (see avworld.eval.merge; ``navigation_benchmark.json`` as ``avworld eval benchmark`` writes it)."""
+    from avworld.eval import benchmark
+    from avworld.eval.merge import merge_benchmarks, read_benchmark
+
+    if not job.inputs:
+        raise ValueError("inputs: name the benchmark files to merge, e.g. 'inputs=[runs/a/navigation_benchmark.json,b.json]'")
+    docs = {os.path.abspath(p): read_benchmark(p) for p in job.inputs}
+    runs = merge_benchmarks(docs)
+    table = benchmark.format_benchmark_table(runs, job.level)
+    compared = benchmark.comparisons(runs, job.compare, job.level)
+    if compared:
+        table += "\n\n" + benchmark.format_comparison_table(compared, job.level)
+    first = next(iter(docs.values()))
+    settings = {"merged_from": list(docs), "level": job.level, "compare": job.compare, "interval": "Student-t",
+                "agents": {name: doc.get("settings", {}).get("agents", {}).get(name) for doc in docs.values() for name in doc["agents"]}}
+    out = output_dir()
+    write_json(
+        out / "navigation_benchmark.json",
+        {"config": {**first["config"], "nav": {**first["config"].get("nav", {}), "run": list(runs)}}, "settings": settings,
+         "agents": benchmark.benchmark_json(runs, job.level), "paired": benchmark.comparisons_json(compared), "table": table},
     )
     print(table)
     print(f"results written to {out / 'navigation_benchmark.json'}")

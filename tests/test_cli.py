@@ -195,7 +195,7 @@ def test_every_job_config_fits_its_schema() -> None:
     schema = {"demo": DemoJob, "eval": schemas.EvalNavigation, "eval_benchmark": schemas.EvalBenchmark}
     schema |= {"eval_tokenizer": schemas.EvalTokenizer, "eval_world_model": schemas.EvalWorldModel, "collect": schemas.Collect}
     schema |= {"train_tokenizer": schemas.TrainTokenizer, "train_world_model": schemas.TrainWorldModel, "train_agent": schemas.TrainAgent}
-    schema |= {"precompute": schemas.Precompute, "viz": schemas.Viz, "play": schemas.Play}
+    schema |= {"precompute": schemas.Precompute, "viz": schemas.Viz, "play": schemas.Play, "eval_merge": schemas.EvalMerge}
     names = {job.config for jobs in JOBS.values() for job in jobs.values()}
     assert names == set(schema)
     with initialize_config_module(config_module="avworld.configs", version_base=None):
