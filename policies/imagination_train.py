@@ -12,7 +12,8 @@ DreamerV3's actor-critic (Hafner et al., 2023):
 2. **Behaviour cloning** (``bc_steps``): the actor is fitted to the collection's actions by cross-entropy; a frozen copy
    is kept as the prior of step 3. With ``bc_top`` < 1 only the best-returning share of the collection's episodes is
    cloned (%BC, Chen et al., 2021): a collection of mixed behaviours (toward, away, explore) has no single policy to copy.
-3. **Imagination** (``updates``): B worlds start from real contexts of the collection, the actor samples actions for
+3. **Imagination** (``updates``): B worlds start from real contexts of the collection (and of ``start_data``, a
+   collection that only gives start states: scenes cloning never saw), the actor samples actions for
    ``horizon`` imagined steps (one batched :meth:`Imagination.step` per step; rewards and termination probabilities
    from the world model's heads, continuation c = 1 − p), λ-returns are bootstrapped with a slow (EMA) critic, the critic
    regresses them and the actor follows REINFORCE with percentile-normalised advantages, an entropy bonus and an
@@ -36,7 +37,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,11 @@ class ImaginationTrainConfig:
     """Another collection (``avworld collect`` output) whose ``split`` states also teach the goal head, beside the cloned
     collection's: one collected with ``collect.behaviours`` linger holds many states just inside and just outside the
     success distance, which make up 1 % of a toward/away/explore mix. None: the cloned collection only."""
+    start_data: DataSplit | None = None
+    """Another collection (``avworld collect`` output) whose ``split`` states are also imagination's start states,
+    pooled with the cloned collection's: start states from scenes that cloning never saw (a collection of many short
+    episodes in other train scenes costs little), where the world model, not the collection, says what follows. None:
+    the cloned collection only."""
     goal_batch: int | None = 256
     """States per goal-head step (one per cloning step); None: ``bc_batch``. The states within reach are about 1 % of a
     collection: at 64 per step the head meets ~650 of them in 1,000 steps, and whether it ever says STOP depends on the
@@ -160,6 +166,8 @@ class ImaginationTrainConfig:
             self.data = DataSplit(**self.data)
         if isinstance(self.goal_data, dict):
             self.goal_data = DataSplit(**self.goal_data)
+        if isinstance(self.start_data, dict):
+            self.start_data = DataSplit(**self.start_data)
         if self.goal_data is not None and self.stop != "goal":
             raise ValueError("imagination.goal_data teaches the goal head; it needs imagination.stop=goal")
         if self.termination not in TERMINATIONS:
@@ -188,7 +196,7 @@ class ImaginationTrainConfig:
                              f"{self.slow_rate}")
 
 
-IDENTITY = ("checkpoint", "steps", "hidden", "layers", "stop", "labels", "bc_top", "goal_data", "goal_batch")
+IDENTITY = ("checkpoint", "steps", "hidden", "layers", "stop", "labels", "bc_top", "goal_data", "goal_batch", "start_data")
 """Settings that define the agent: a resumed run must keep them (one its saved config lacks, written before the setting
 existed, counts as what those runs did: :data:`BEFORE`, else today's default)."""
 BEFORE = {"goal_batch": None}
@@ -266,6 +274,32 @@ class OfflineLatents:
         collection's actions (B,)."""
         rows = self.rows[idx]  # (B, m)
         return ImaginedState({mod: z[rows] for mod, z in self.latents.items()}), self.previous[idx], self.actions[idx]
+
+
+class PooledStates:
+    """Several collections' states as one (the interface of :class:`OfflineLatents` that imagination reads): state ``i``
+    is the first collection's below its length, the next one's after it, and so on."""
+
+    def __init__(self, sources: Sequence[Any]) -> None:
+        self.sources = list(sources)
+        self.offsets = np.cumsum([0] + [len(d) for d in self.sources])  # (S + 1,)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def states(self, idx: torch.Tensor) -> tuple[ImaginedState, torch.Tensor, torch.Tensor]:
+        """States ``idx`` (B,) in that order: :class:`ImaginedState` {modality: (B, m, *latent)}, previous actions (B,) and
+        the collections' actions (B,)."""
+        parts, where = [], []
+        for d, start, end in zip(self.sources, self.offsets[:-1], self.offsets[1:], strict=True):
+            mine = ((idx >= int(start)) & (idx < int(end))).nonzero()[:, 0]  # positions in idx
+            if len(mine):
+                parts.append(d.states(idx[mine] - int(start)))
+                where.append(mine)
+        order = torch.empty_like(idx)
+        order[torch.cat(where)] = torch.arange(len(idx), device=idx.device)  # position in idx → row of the concatenation
+        context = {mod: torch.cat([p[0].context[mod] for p in parts])[order] for mod in parts[0][0].context}
+        return ImaginedState(context), torch.cat([p[1] for p in parts])[order], torch.cat([p[2] for p in parts])[order]
 
 
 @dataclass
@@ -358,8 +392,12 @@ class ImaginationTrainer:
     ``latent_shapes``, e.g. a scripted world in tests); ``data`` an :class:`OfflineLatents` (or the same interface).
     """
 
-    def __init__(self, config: ImaginationTrainConfig, world: Any, data: Any, goal_data: Any | None = None) -> None:
+    def __init__(
+        self, config: ImaginationTrainConfig, world: Any, data: Any, goal_data: Any | None = None, start_data: Any | None = None
+    ) -> None:
         self.config, self.world, self.data = config, world, data
+        self.starts = data if start_data is None else PooledStates([data, start_data])
+        """Where imagination starts: the cloned collection's states, and ``start_data``'s after them."""
         c = config
         shapes = {m: list(s) for m, s in world.latent_shapes().items()}
         self.net_config = ActorCriticConfig(
@@ -453,6 +491,11 @@ class ImaginationTrainer:
         return torch.cat(stops)
 
     @property
+    def start_states(self) -> int:
+        """States of the collection that only gives imagination start states (``start_data``); 0 without one."""
+        return len(self.starts) - len(self.data)
+
+    @property
     def goal_states(self) -> int:
         """States of the second collection that teaches the goal head (``goal_data``); 0 without one."""
         return sum(len(d) for d in self.goal_sources[1:])
@@ -494,8 +537,8 @@ class ImaginationTrainer:
 
     def imagination_step(self) -> dict[str, float]:
         c = self.config
-        idx = torch.from_numpy(self.rng.integers(len(self.data), size=c.batch)).to(self.device)
-        state, previous, _ = self.data.states(idx)
+        idx = torch.from_numpy(self.rng.integers(len(self.starts), size=c.batch)).to(self.device)
+        state, previous, _ = self.starts.states(idx)
         samples = c.uncertainty_samples if c.uncertainty > 0 else 1
         traj = imagine(self.world, self.net, state, previous, c.horizon, c.sampler_steps, self.generator, c.termination,
                        samples, c.uncertainty)
@@ -602,9 +645,11 @@ class ImaginationTrainer:
         world_data = meta_world.get("data", {})
         windows = world_data.get("windows")
         used = [(c.data, self.data)] + ([(c.goal_data, self.goal_sources[1])] if c.goal_data is not None else [])
+        used += [(c.start_data, self.starts.sources[1])] if c.start_data is not None else []
         meta = {
             "usage": {"real_steps": 0, "offline_states": len(self.data), "cloned_states": len(self.cloned),
-                      "goal_states": self.goal_states, "imagined_steps": self.update * c.batch * c.horizon},
+                      "goal_states": self.goal_states, "start_states": self.start_states,
+                      "imagined_steps": self.update * c.batch * c.horizon},
             "collections": [{"root": os.path.abspath(ref.root), "name": ref.name, "split": ref.split, "states": len(d)} for ref, d in used],
             "world_model": {"checkpoint": c.checkpoint, "windows": windows if isinstance(windows, int) else None,
                             "data": {k: world_data[k] for k in ("root", "name") if k in world_data}},
@@ -673,9 +718,10 @@ def train_imagination(
         on_world(world)
     data = OfflineLatents(world, config.data, progress=progress, expert=config.labels == "expert")
     goal_data = OfflineLatents(world, config.goal_data, progress=progress) if config.goal_data is not None else None
-    trainer = ImaginationTrainer(config, world, data, goal_data)
+    start_data = OfflineLatents(world, config.start_data, progress=progress) if config.start_data is not None else None
+    trainer = ImaginationTrainer(config, world, data, goal_data, start_data)
     out = Path(out)
     logs = trainer.fit(out, progress, until, attach=path)
     counts = {"bc_steps": trainer.bc_step, "updates": trainer.update, "offline_states": len(data), "cloned_states": len(trainer.cloned),
-              "goal_states": trainer.goal_states}
+              "goal_states": trainer.goal_states, "start_states": trainer.start_states}
     return {**logs, **counts}

@@ -4,6 +4,7 @@ on a scripted world whose best action is known, exact resume, and the trained ag
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -20,6 +21,7 @@ from avworld.policies.imagination_agent import ImaginationAgent
 from avworld.policies.imagination_train import (
     ImaginationTrainConfig,
     ImaginationTrainer,
+    PooledStates,
     identity_changes,
     imagine,
     returns_to_go,
@@ -304,6 +306,54 @@ def test_a_second_collection_teaches_the_goal_head_what_the_first_lacks(tmp_path
         ImaginationTrainer(config, SideWorld(), FarSideData()).resume(tmp_path / "checkpoint")
     with pytest.raises(ValueError, match=r"needs imagination\.stop=goal"):
         side_config(goal_data={"root": "elsewhere", "name": "linger"})
+
+
+class StickySideWorld(SideWorld):
+    """:class:`SideWorld` whose goal stays on the side it started on: where imagination starts is all it ever sees."""
+
+    def step(self, state: ImaginedState, actions: torch.Tensor, steps: int, generator: torch.Generator) -> ImaginedStep:
+        moved = super().step(state, actions, steps, generator)
+        latest = state.latest
+        return ImaginedStep(state.push(latest), latest, moved.reward, moved.termination)
+
+
+class RightSideData(SideData):
+    """:class:`SideData` whose goal is on the right at its newest step."""
+
+    def __init__(self, n: int = 64) -> None:
+        super().__init__(n)
+        self.video[:, -1] = torch.tensor([0.0, 1.0])
+
+
+def test_pooled_states_keep_the_order_asked_for() -> None:
+    first, second = FarSideData(5), RightSideData(7)
+    pool = PooledStates([first, second])
+    idx = torch.tensor([6, 0, 11, 4, 5, 6])
+    state, previous, actions = pool.states(idx)
+    for k, i in enumerate(idx.tolist()):
+        source, j = (first, i) if i < 5 else (second, i - 5)
+        assert torch.equal(state.context["video"][k], source.video[j]) and actions[k] == source.actions[j]
+    assert len(pool) == 12 and len(previous) == 6
+
+
+def test_start_states_of_another_collection_reach_what_cloning_never_saw(tmp_path: Path, one_thread: None) -> None:
+    config = side_config(updates=60)
+    alone = ImaginationTrainer(config, StickySideWorld(), FarSideData())  # its goal is always on the left
+    started = dataclasses.replace(config, start_data=DataSplit(root="elsewhere", name="starts", split="train"))
+    helped = ImaginationTrainer(started, StickySideWorld(), FarSideData(), start_data=RightSideData(64))
+    alone.fit(tmp_path / "alone", progress=False)
+    helped.fit(tmp_path / "helped", progress=False)
+    right = RightSideData(16)
+    state = right.states(torch.arange(16))[0]
+    previous = torch.full((16,), NO_ACTION)
+    turns = {name: torch.softmax(t.net.logits(t.net.features(state.context, previous)), -1)[:, Action.TURN_RIGHT]
+             for name, t in (("alone", alone), ("helped", helped))}
+    assert (turns["helped"] > 0.6).all() and (turns["alone"] < 0.5).all(), turns
+    meta = json.loads((tmp_path / "helped" / "checkpoint" / "meta.json").read_text())
+    assert meta["usage"]["start_states"] == 64 and meta["usage"]["offline_states"] == 64
+    assert [(c["name"], c["states"]) for c in meta["collections"]][1:] == [("starts", 64)]  # real data the agent used
+    with pytest.raises(ValueError, match="other start_data than the saved run"):
+        ImaginationTrainer(config, StickySideWorld(), FarSideData()).resume(tmp_path / "helped" / "checkpoint")
 
 
 class CountedSideData(NearSideData):
