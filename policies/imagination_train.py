@@ -135,7 +135,8 @@ class ImaginationTrainConfig:
     """Another collection (``avworld collect`` output) whose ``split`` states are also imagination's start states,
     pooled with the cloned collection's: start states from scenes that cloning never saw (a collection of many short
     episodes in other train scenes costs little), where the world model, not the collection, says what follows. None:
-    the cloned collection only."""
+    the cloned collection only. Like ``horizon``, a setting of the imagination phase, not of the agent: a copy of a
+    clone (``updates=0``) may resume with it."""
     goal_batch: int | None = 256
     """States per goal-head step (one per cloning step); None: ``bc_batch``. The states within reach are about 1 % of a
     collection: at 64 per step the head meets ~650 of them in 1,000 steps, and whether it ever says STOP depends on the
@@ -196,7 +197,7 @@ class ImaginationTrainConfig:
                              f"{self.slow_rate}")
 
 
-IDENTITY = ("checkpoint", "steps", "hidden", "layers", "stop", "labels", "bc_top", "goal_data", "goal_batch", "start_data")
+IDENTITY = ("checkpoint", "steps", "hidden", "layers", "stop", "labels", "bc_top", "goal_data", "goal_batch")
 """Settings that define the agent: a resumed run must keep them (one its saved config lacks, written before the setting
 existed, counts as what those runs did: :data:`BEFORE`, else today's default)."""
 BEFORE = {"goal_batch": None}

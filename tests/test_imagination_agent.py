@@ -352,8 +352,11 @@ def test_start_states_of_another_collection_reach_what_cloning_never_saw(tmp_pat
     meta = json.loads((tmp_path / "helped" / "checkpoint" / "meta.json").read_text())
     assert meta["usage"]["start_states"] == 64 and meta["usage"]["offline_states"] == 64
     assert [(c["name"], c["states"]) for c in meta["collections"]][1:] == [("starts", 64)]  # real data the agent used
-    with pytest.raises(ValueError, match="other start_data than the saved run"):
-        ImaginationTrainer(config, StickySideWorld(), FarSideData()).resume(tmp_path / "helped" / "checkpoint")
+    clone = ImaginationTrainer(dataclasses.replace(config, updates=0), StickySideWorld(), FarSideData())
+    clone.fit(tmp_path / "clone", progress=False)
+    later = ImaginationTrainer(started, StickySideWorld(), FarSideData(), start_data=RightSideData(64))
+    later.resume(tmp_path / "clone" / "checkpoint")  # a clone resumes into imagination from other starts
+    assert later.bc_step == config.bc_steps and later.update == 0
 
 
 class CountedSideData(NearSideData):
