@@ -68,8 +68,16 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+EPISODES_RUN = "benchmark_episodes.json"
+"""Every episode a benchmark has run, by agent and sound set, with the settings that define them (written after each)."""
+
+
 def benchmark_job(job: EvalBenchmark) -> None:
-    """Agents ``nav.run`` of ``nav.agents`` on the same real episodes per sound set of ``nav.sounds`` (see avworld.eval.benchmark)."""
+    """Agents ``nav.run`` of ``nav.agents`` on the same real episodes per sound set of ``nav.sounds`` (see avworld.eval.benchmark).
+
+    Every episode run is recorded in :data:`EPISODES_RUN` in the output directory: run again with the same
+    ``hydra.run.dir``, an interrupted benchmark continues where it stopped, and a finished one with more ``nav.episodes``
+    or more agents runs only what it lacks."""
     import dataclasses
 
     from hydra.utils import instantiate
@@ -88,22 +96,33 @@ def benchmark_job(job: EvalBenchmark) -> None:
         imagined = agent.get("world") is None  # a planner given a world (e.g. RealWorldModel) needs no checkpoint
         if imagined and "checkpoint" in agent and agent["checkpoint"] in (None, "???"):
             raise ValueError(f"nav.agents.{name}.checkpoint is not set: give world_model=DIR (the planners' world model) or set it")
+    out = output_dir()
+    sounds, sensors = list(nav.sounds), list(nav.sensors)
+    identity = {"sim": dataclasses.asdict(job.sim), "split": nav.split, "seed": nav.seed, "sensors": sensors, "scene": scene,
+                "world_model": job.world_model}
+    record = {"identity": identity, "agents": {n: nav.agents[n] for n in nav.run}, "done": {}}
+    saved = _episodes_run(out / EPISODES_RUN, record)  # other agents' episodes are kept in the record too
+    record = {"identity": identity, "agents": saved["agents"] | record["agents"], "done": saved["done"]}
+    for name in nav.run:
+        record["done"].setdefault(name, {})
     agents = {name: instantiate(nav.agents[name]) for name in nav.run}
-    with tqdm(total=len(agents) * len(benchmark.sound_sets(nav.sounds, scene)) * nav.episodes, unit="ep") as bar:
+    sets = benchmark.sound_sets(nav.sounds, scene)
+    already = sum(min(len(record["done"][n].get(s, [])), nav.episodes) for n in nav.run for s in sets)
+    with tqdm(total=len(agents) * len(sets) * nav.episodes, initial=already, unit="ep") as bar:
 
-        def progress(agent: str, sounds: str, i: int) -> None:
-            bar.set_description(f"{agent} ({sounds})")
+        def progress(agent: str, sound: str, i: int, metrics: dict[str, float]) -> None:
+            record["done"][agent].setdefault(sound, []).append(metrics)
+            write_json(out / EPISODES_RUN, record)
+            bar.set_description(f"{agent} ({sound})")
             bar.update()
 
-        sounds, sensors = list(nav.sounds), list(nav.sensors)
-        runs = benchmark.run_benchmark(agents, job.sim, sounds, nav.split, nav.episodes, nav.seed, sensors, progress, scene)
+        runs = benchmark.run_benchmark(agents, job.sim, sounds, nav.split, nav.episodes, nav.seed, sensors, progress, scene, record["done"])
     table = benchmark.format_benchmark_table(runs, nav.level)
     compared = benchmark.comparisons(runs, nav.compare, nav.level)
     if compared:
         table += "\n\n" + benchmark.format_comparison_table(compared, nav.level)
     settings: dict[str, Any] = dataclasses.asdict(nav)
     settings |= {"agents": {n: nav.agents[n] for n in nav.run}, "world_model": job.world_model, "interval": "Student-t", "scene": scene}
-    out = output_dir()
     config = {"sim": dataclasses.asdict(job.sim), "nav": dataclasses.asdict(nav), "world_model": job.world_model, "scene": scene}
     write_json(
         out / "navigation_benchmark.json",
@@ -112,6 +131,33 @@ def benchmark_job(job: EvalBenchmark) -> None:
     )
     print(table)
     print(f"results written to {out / 'navigation_benchmark.json'}")
+
+
+def _episodes_run(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """What an earlier run in this output directory recorded at ``path``: its ``agents`` (settings) and ``done``
+    ({agent: {sound set: episodes}}); empty without one. One that ran other episodes (``identity``), or an agent of
+    ``record`` under the same name with other settings, is refused, naming the file: mixing them would pair different
+    things."""
+    from avworld.jsonfile import dumps
+
+    if not path.exists():
+        return {"agents": {}, "done": {}}
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        identity, agents, done = saved["identity"], saved["agents"], saved["done"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a readable record of a benchmark's episodes ({err}); remove it to start over") from None
+    mine = json.loads(dumps(record))
+    for key, value in mine["identity"].items():
+        if identity.get(key) != value:
+            raise ValueError(f"{path}: a benchmark with another {key} ran in this output directory; rerun it with its "
+                             "settings, or choose another hydra.run.dir")
+    for name, settings in mine["agents"].items():
+        if name in done and agents.get(name) != settings:
+            raise ValueError(f"{path}: the benchmark in this output directory ran agent {name!r} with other settings; rerun "
+                             "it with them, or choose another hydra.run.dir")
+    print(f"continuing from the episodes recorded in {path}")
+    return {"agents": agents, "done": done}
 
 
 def merge_job(job: EvalMerge) -> None:

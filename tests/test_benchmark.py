@@ -97,7 +97,7 @@ def test_every_agent_gets_the_same_episodes() -> None:
         episodes=2,
         seed=5,
         sensors=("rgb",),
-        on_episode=lambda *a: seen.append(a),
+        on_episode=lambda *a: seen.append(a[:3]),
     )
     assert seen == [(agent, s, i) for s in ("heard", "unheard") for agent in ("random", "oracle") for i in range(2)]
     scenes = {(n, s): [e["scene_seed"] for e in r.episodes] for n, run in runs.items() for s, r in run.results.items()}
@@ -108,12 +108,23 @@ def test_every_agent_gets_the_same_episodes() -> None:
         run_benchmark({"random": RandomPolicy()}, sim, sounds=("loud",))
 
 
+def test_a_resumed_benchmark_ends_as_an_uninterrupted_one() -> None:
+    sim = SimConfig.from_dict({"episode": {"max_steps": 5}})
+    agents = {"random": RandomPolicy()}
+    whole = run_benchmark(agents, sim, episodes=3, seed=2, sensors=("rgb",))["random"].results
+    seen: list[tuple[str, str, int]] = []
+    done = {"random": {"heard": whole["heard"].episodes, "unheard": whole["unheard"].episodes[:1]}}
+    resumed = run_benchmark(agents, sim, episodes=3, seed=2, sensors=("rgb",), on_episode=lambda *a: seen.append(a[:3]), done=done)
+    assert seen == [("random", "unheard", 1), ("random", "unheard", 2)]  # only what was missing ran
+    assert {s: r.episodes for s, r in resumed["random"].results.items()} == {s: r.episodes for s, r in whole.items()}
+
+
 def test_user_scenes_name_their_sounds_so_they_run_once() -> None:
     sim = SimConfig.from_dict({"episode": {"max_steps": 3}})
     scene = Path(__file__).parents[1] / "examples" / "scenes" / "corridor.json"
-    seen: list[tuple[str, str, int]] = []
+    seen: list[tuple[object, ...]] = []
     runs = run_benchmark({"random": RandomPolicy()}, sim, episodes=2, sensors=("rgb",), on_episode=lambda *a: seen.append(a), scene=scene)
-    assert list(runs["random"].results) == ["scene"] and [s for _, s, _ in seen] == ["scene", "scene"]
+    assert list(runs["random"].results) == ["scene"] and [s for _, s, _, _ in seen] == ["scene", "scene"]
     assert sound_sets(["heard", "unheard"]) == ["heard", "unheard"] and sound_sets(["heard"], scene=scene) == ["scene"]
     with pytest.raises(ValueError, match="sounds"):
         sound_sets(["loud"], scene=scene)
@@ -147,10 +158,23 @@ def test_avworld_eval_nav_writes_the_benchmark(world_checkpoint: str, tmp_path: 
     assert result["settings"]["agents"]["planner"]["checkpoint"] == world_checkpoint
     # header rule + 4 agents × 2 sound sets, then header, rule and 2 pairs × 2 sound sets of the paired table
     assert result["table"] in proc.stdout and result["table"].count("\n| ") == 9 + 6
+    recorded = json.loads((tmp_path / "benchmark_episodes.json").read_text())["done"]
+    assert {n: {s: r["episodes"] for s, r in a["sounds"].items()} for n, a in agents.items()} == recorded  # every episode run
     spl = [e["spl"] for e in agents["planner"]["sounds"]["unheard"]["episodes"]]
     spl_random = [e["spl"] for e in agents["random"]["sounds"]["unheard"]["episodes"]]
     assert result["paired"]["planner - random"]["unheard"]["SPL"]["mean"] == pytest.approx((sum(spl) - sum(spl_random)) / 2)
     assert set(result["paired"]) == {"planner - random", "cem - planner"}
+    # rerun in the same directory with one episode more: only the third episodes run, the first two are those recorded
+    more = ("nav.run=[random,oracle]", "nav.episodes=3", "sim.episode.max_steps=3", f"world_model={world_checkpoint}")
+    proc = run_cli("eval", "benchmark", *more, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "continuing from the episodes recorded in" in proc.stdout
+    extended = json.loads((tmp_path / "navigation_benchmark.json").read_text())["agents"]
+    assert extended["random"]["sounds"]["heard"]["episodes"][:2] == agents["random"]["sounds"]["heard"]["episodes"]
+    assert len(extended["oracle"]["sounds"]["unheard"]["episodes"]) == 3
+    assert set(json.loads((tmp_path / "benchmark_episodes.json").read_text())["done"]) == {"random", "oracle", "planner", "cem"}
+    proc = run_cli("eval", "benchmark", *more, "nav.seed=1", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode != 0 and "benchmark_episodes.json: a benchmark with another seed ran in this output directory" in proc.stderr
 
     bad = f"hydra.run.dir={tmp_path / 'bad'}"
     proc = run_cli("eval", "benchmark", "nav.run=[random]", "nav.compare=[[random,oracle]]", bad, cwd=tmp_path)

@@ -121,29 +121,39 @@ def run_benchmark(
     episodes: int = 50,
     seed: int = 0,
     sensors: Sequence[str] = ("rgb", "audio"),
-    on_episode: Callable[[str, str, int], None] | None = None,
+    on_episode: Callable[[str, str, int, dict[str, float]], None] | None = None,
     scene: Any = None,
+    done: Mapping[str, Mapping[str, Sequence[dict[str, float]]]] | None = None,
 ) -> dict[str, AgentRun]:
     """Run every agent for ``episodes`` episodes of ``split`` per sound set of ``sounds``; {agent name: :class:`AgentRun`}.
 
     One real env per sound set (``sim`` with ``acoustics.sounds`` set) serves every agent, so its acoustic caches are
-    shared; ``on_episode(agent, sounds, i)`` is called after each episode. ``scene`` (the env's argument: a JSON file, a
-    folder or a list of them) plays the user's scenes instead of ``split``'s procedural ones; those name every source's
-    sound, so they are run once, as the sound set ``"scene"`` (:func:`sound_sets`), whatever ``sounds`` says.
+    shared; ``on_episode(agent, sounds, i, metrics)`` is called after each episode run. ``scene`` (the env's argument: a
+    JSON file, a folder or a list of them) plays the user's scenes instead of ``split``'s procedural ones; those name
+    every source's sound, so they are run once, as the sound set ``"scene"`` (:func:`sound_sets`), whatever ``sounds``
+    says. ``done`` {agent: {sounds: episode metrics}}: episodes already run (an interrupted benchmark resumed), after
+    which each agent and sound set continues (:func:`~avworld.eval.navigation.evaluate_navigation`); a sound set whose
+    episodes are all done makes no env.
     """
     if not agents:
         raise ValueError("agents is empty: nothing to benchmark")
     runs = {name: AgentRun(training_data(policy), {}) for name, policy in agents.items()}
+    done = done or {}
     for sound in sound_sets(sounds, scene):
         config = sim if sound == SCENE_SOUNDS else dataclasses.replace(sim, acoustics=dataclasses.replace(sim.acoustics, sounds=sound))
+        finished = {name: list(done.get(name, {}).get(sound, []))[:episodes] for name in agents}
+        if all(len(f) == episodes for f in finished.values()):
+            for name in agents:
+                runs[name].results[sound] = NavigationResult(finished[name])
+            continue
         env = gym.make("avworld/AudioNav-v0", split=split, sensors=tuple(sensors), sim=config, scene=scene)
         for name, policy in agents.items():
 
             def progress(i: int, metrics: dict[str, float], name: str = name, sound: str = sound) -> None:
                 if on_episode is not None:
-                    on_episode(name, sound, i)
+                    on_episode(name, sound, i, metrics)
 
-            runs[name].results[sound] = evaluate_navigation(env, policy, episodes, seed=seed, on_episode=progress)
+            runs[name].results[sound] = evaluate_navigation(env, policy, episodes, seed, progress, finished[name])
         env.close()
     return runs
 

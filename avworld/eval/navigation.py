@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +40,15 @@ def evaluate_navigation(
     episodes: int,
     seed: int = 0,
     on_episode: Callable[[int, dict[str, float]], None] | None = None,
+    done: Sequence[dict[str, float]] = (),
 ) -> NavigationResult:
-    """Run ``episodes`` episodes; episode ``i`` resets with ``seed + i`` (so results are reproducible)."""
+    """Run ``episodes`` episodes; episode ``i`` resets with ``seed + i`` (so results are reproducible). ``done``: the
+    metrics of the first episodes, already run (an interrupted evaluation resumed): the run continues after them, and
+    as every policy is seeded per episode (``policy.reset(env, seed=seed + i)``) it ends as an uninterrupted one."""
     if episodes < 1:
         raise ValueError(f"episodes must be ≥ 1, got {episodes}")
-    results = []
-    for i in range(episodes):
+    results = [dict(e) for e in done[:episodes]]
+    for i in range(len(results), episodes):
         obs, info = env.reset(seed=seed + i)
         policy.reset(env, seed=seed + i)
         while True:
