@@ -100,9 +100,9 @@ def benchmark_job(job: EvalBenchmark) -> None:
     sounds, sensors = list(nav.sounds), list(nav.sensors)
     identity = {"sim": dataclasses.asdict(job.sim), "split": nav.split, "seed": nav.seed, "sensors": sensors, "scene": scene,
                 "world_model": job.world_model}
-    record = {"identity": identity, "agents": {n: nav.agents[n] for n in nav.run}, "done": {}}
-    saved = _episodes_run(out / EPISODES_RUN, record)  # other agents' episodes are kept in the record too
-    record = {"identity": identity, "agents": saved["agents"] | record["agents"], "done": saved["done"]}
+    mine = {n: nav.agents[n] for n in nav.run}
+    saved = _episodes_run(out / EPISODES_RUN, identity, mine)  # other agents' episodes are kept in the record too
+    record = {"identity": identity, "agents": saved["agents"] | mine, "done": saved["done"]}
     for name in nav.run:
         record["done"].setdefault(name, {})
     agents = {name: instantiate(nav.agents[name]) for name in nav.run}
@@ -117,26 +117,36 @@ def benchmark_job(job: EvalBenchmark) -> None:
             bar.update()
 
         runs = benchmark.run_benchmark(agents, job.sim, sounds, nav.split, nav.episodes, nav.seed, sensors, progress, scene, record["done"])
-    table = benchmark.format_benchmark_table(runs, nav.level)
-    compared = benchmark.comparisons(runs, nav.compare, nav.level)
-    if compared:
-        table += "\n\n" + benchmark.format_comparison_table(compared, nav.level)
     settings: dict[str, Any] = dataclasses.asdict(nav)
-    settings |= {"agents": {n: nav.agents[n] for n in nav.run}, "world_model": job.world_model, "interval": "Student-t", "scene": scene}
+    settings |= {"agents": mine, "world_model": job.world_model, "interval": "Student-t", "scene": scene}
     config = {"sim": dataclasses.asdict(job.sim), "nav": dataclasses.asdict(nav), "world_model": job.world_model, "scene": scene}
+    _write_benchmark(out, config, settings, runs, nav.compare, nav.level)
+
+
+def _write_benchmark(
+    out: Path, config: dict[str, Any], settings: dict[str, Any], runs: Any, compare: list[list[str]], level: float
+) -> None:
+    """``navigation_benchmark.json`` in ``out`` (config, settings, per-agent results, the paired ``compare``, the tables),
+    and the tables on the console: what ``benchmark`` and ``merge`` both write."""
+    from avworld.eval import benchmark
+
+    table = benchmark.format_benchmark_table(runs, level)
+    compared = benchmark.comparisons(runs, compare, level)
+    if compared:
+        table += "\n\n" + benchmark.format_comparison_table(compared, level)
     write_json(
         out / "navigation_benchmark.json",
-        {"config": config, "settings": settings, "agents": benchmark.benchmark_json(runs, nav.level),
+        {"config": config, "settings": settings, "agents": benchmark.benchmark_json(runs, level),
          "paired": benchmark.comparisons_json(compared), "table": table},
     )
     print(table)
     print(f"results written to {out / 'navigation_benchmark.json'}")
 
 
-def _episodes_run(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+def _episodes_run(path: Path, identity: dict[str, Any], agents: dict[str, Any]) -> dict[str, Any]:
     """What an earlier run in this output directory recorded at ``path``: its ``agents`` (settings) and ``done``
-    ({agent: {sound set: episodes}}); empty without one. One that ran other episodes (``identity``), or an agent of
-    ``record`` under the same name with other settings, is refused, naming the file: mixing them would pair different
+    ({agent: {sound set: episodes}}); empty without one. One that ran other episodes (``identity``), or one of
+    ``agents`` under the same name with other settings, is refused, naming the file: mixing them would pair different
     things."""
     from avworld.jsonfile import dumps
 
@@ -144,47 +154,36 @@ def _episodes_run(path: Path, record: dict[str, Any]) -> dict[str, Any]:
         return {"agents": {}, "done": {}}
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        identity, agents, done = saved["identity"], saved["agents"], saved["done"]
+        saved_identity, saved_agents, done = saved["identity"], saved["agents"], saved["done"]
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a readable record of a benchmark's episodes ({err}); remove it to start over") from None
-    mine = json.loads(dumps(record))
+    mine = json.loads(dumps({"identity": identity, "agents": agents}))  # as the file holds them: lists, nulls
     for key, value in mine["identity"].items():
-        if identity.get(key) != value:
+        if saved_identity.get(key) != value:
             raise ValueError(f"{path}: a benchmark with another {key} ran in this output directory; rerun it with its "
                              "settings, or choose another hydra.run.dir")
     for name, settings in mine["agents"].items():
-        if name in done and agents.get(name) != settings:
+        if name in done and saved_agents.get(name) != settings:
             raise ValueError(f"{path}: the benchmark in this output directory ran agent {name!r} with other settings; rerun "
                              "it with them, or choose another hydra.run.dir")
     print(f"continuing from the episodes recorded in {path}")
-    return {"agents": agents, "done": done}
+    return {"agents": saved_agents, "done": done}
 
 
 def merge_job(job: EvalMerge) -> None:
     """Benchmark files run apart (``job.inputs``) in one table, with paired comparisons ``job.compare`` where they ran
     the same episodes (see avworld.eval.merge; ``navigation_benchmark.json`` as ``avworld eval benchmark`` writes it)."""
-    from avworld.eval import benchmark
     from avworld.eval.merge import merge_benchmarks, read_benchmark
 
     if not job.inputs:
         raise ValueError("inputs: name the benchmark files to merge, e.g. 'inputs=[runs/a/navigation_benchmark.json,b.json]'")
     docs = {os.path.abspath(p): read_benchmark(p) for p in job.inputs}
     runs = merge_benchmarks(docs)
-    table = benchmark.format_benchmark_table(runs, job.level)
-    compared = benchmark.comparisons(runs, job.compare, job.level)
-    if compared:
-        table += "\n\n" + benchmark.format_comparison_table(compared, job.level)
     first = next(iter(docs.values()))
     settings = {"merged_from": list(docs), "level": job.level, "compare": job.compare, "interval": "Student-t",
                 "agents": {name: doc.get("settings", {}).get("agents", {}).get(name) for doc in docs.values() for name in doc["agents"]}}
-    out = output_dir()
-    write_json(
-        out / "navigation_benchmark.json",
-        {"config": {**first["config"], "nav": {**first["config"].get("nav", {}), "run": list(runs)}}, "settings": settings,
-         "agents": benchmark.benchmark_json(runs, job.level), "paired": benchmark.comparisons_json(compared), "table": table},
-    )
-    print(table)
-    print(f"results written to {out / 'navigation_benchmark.json'}")
+    config = {**first["config"], "nav": {**first["config"].get("nav", {}), "run": list(runs)}}
+    _write_benchmark(output_dir(), config, settings, runs, job.compare, job.level)
 
 
 def _checkpoint_dir(path: str, what: str, key: str) -> str:
