@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -10,6 +11,16 @@ import pytest
 
 from avworld.data.collect import CollectConfig
 from avworld.sim.scenes.scene import AgentStart, Door, Furniture, Scene, SoundSource, Wall
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``pytest -n 2`` (the README's command: one worker per core) every worker, and every command a test starts,
+    computes on one thread: two workers of two threads each on two cores spin-wait on each other."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 def load_script(name: str) -> ModuleType:
