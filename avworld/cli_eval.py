@@ -98,8 +98,8 @@ def benchmark_job(job: EvalBenchmark) -> None:
             raise ValueError(f"nav.agents.{name}.checkpoint is not set: give world_model=DIR (the planners' world model) or set it")
     out = output_dir()
     sounds, sensors = list(nav.sounds), list(nav.sensors)
-    identity = {"sim": dataclasses.asdict(job.sim), "split": nav.split, "seed": nav.seed, "sensors": sensors, "scene": scene,
-                "world_model": job.world_model}
+    config = {"sim": dataclasses.asdict(job.sim), "nav": dataclasses.asdict(nav), "world_model": job.world_model, "scene": scene}
+    identity = benchmark.episode_settings(config) | {"world_model": job.world_model}  # the planners' world model too
     mine = {n: nav.agents[n] for n in nav.run}
     saved = _episodes_run(out / EPISODES_RUN, identity, mine)  # other agents' episodes are kept in the record too
     record = {"identity": identity, "agents": saved["agents"] | mine, "done": saved["done"]}
@@ -119,7 +119,6 @@ def benchmark_job(job: EvalBenchmark) -> None:
         runs = benchmark.run_benchmark(agents, job.sim, sounds, nav.split, nav.episodes, nav.seed, sensors, progress, scene, record["done"])
     settings: dict[str, Any] = dataclasses.asdict(nav)
     settings |= {"agents": mine, "world_model": job.world_model, "interval": "Student-t", "scene": scene}
-    config = {"sim": dataclasses.asdict(job.sim), "nav": dataclasses.asdict(nav), "world_model": job.world_model, "scene": scene}
     _write_benchmark(out, config, settings, runs, nav.compare, nav.level)
 
 

@@ -41,6 +41,23 @@ from avworld.sim.config import SimConfig
 SOUNDS = ("heard", "unheard", "all")
 SCENE_SOUNDS = "scene"
 """The one sound label of a benchmark on user scenes: each scene names its sources' sounds, so the sets do not apply."""
+EPISODE_SETTINGS = {"sim": ("sim",), "split": ("nav", "split"), "seed": ("nav", "seed"), "sensors": ("nav", "sensors"),
+                    "scene": ("scene",)}
+"""What defines a benchmark's episodes, by name, as paths into the ``config`` of its ``navigation_benchmark.json``: two
+runs that agree on them ran the same episode ``i`` (a resumed run checks them, and so does ``avworld eval merge``)."""
+
+
+def episode_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """{name: value} of :data:`EPISODE_SETTINGS` in a benchmark's ``config`` ({"sim", "nav", "scene", ...}); None where absent."""
+    settings = {}
+    for name, keys in EPISODE_SETTINGS.items():
+        value: Any = config
+        for key in keys:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        settings[name] = value
+    return settings
+
+
 NAMES = {"success": "SR", "spl": "SPL", "sna": "SNA", "dtg": "DTG"}
 """Per-episode metric → the column it is reported as."""
 

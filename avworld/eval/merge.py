@@ -3,9 +3,10 @@
 A navigation benchmark of 100 episodes per sound set takes an agent about 20 minutes on 2 CPU cores, so a new agent is
 often benchmarked alone and compared with one measured in an earlier run. That comparison is paired only if both ran
 the same episodes. Two ``navigation_benchmark.json`` files ran the same episode ``i`` when they share what defines the
-episodes (:data:`EPISODE_SETTINGS`: the simulator settings, the split, the seed, the sensors and the user scenes), and
-this is checked again episode by episode: episode ``i`` of every agent has the same ``scene_seed`` and start distance
-``geodesic_start`` (:data:`EPISODE_KEYS`). A file that differs in either is refused, naming it and what differs.
+episodes (:data:`~avworld.eval.benchmark.EPISODE_SETTINGS`: the simulator settings, the split, the seed, the sensors and
+the user scenes), and this is checked again episode by episode: episode ``i`` of every agent has the same
+``scene_seed`` and start distance ``geodesic_start`` (:data:`EPISODE_KEYS`). A file that differs in either is refused,
+naming it and what differs.
 
 An agent named in several files must carry the same episodes in each (a rerun that reproduced it): it is kept once, and
 one that did not reproduce is refused, since which of the two to pair with would be a choice the table hides.
@@ -15,15 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from avworld.eval.benchmark import AgentRun
+from avworld.eval.benchmark import EPISODE_SETTINGS, AgentRun, episode_settings
 from avworld.eval.navigation import METRICS, NavigationResult
 
-EPISODE_SETTINGS = (("sim",), ("nav", "split"), ("nav", "seed"), ("nav", "sensors"), ("scene",))
-"""Where two benchmark files must agree (paths into their ``config``) to have run the same episodes."""
 EPISODE_KEYS = ("scene_seed", "geodesic_start")
 """What identifies an episode in a benchmark file: the same at every index means the same scene, start and source."""
 
@@ -55,22 +54,18 @@ def read_benchmark(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def _setting(config: Mapping[str, Any], keys: Sequence[str]) -> Any:
-    for key in keys:
-        config = config.get(key) if isinstance(config, Mapping) else None
-    return config
-
-
 def merge_benchmarks(docs: Mapping[str, Mapping[str, Any]]) -> dict[str, AgentRun]:
     """{agent: :class:`AgentRun`} of the benchmark files ``docs`` ({path: :func:`read_benchmark`}), in file then run
     order, after checking that they ran the same episodes (see the module docstring)."""
     if not docs:
         raise ValueError("merge needs at least one benchmark file")
     first, first_doc = next(iter(docs.items()))
+    defined = episode_settings(first_doc["config"])
     for path, doc in docs.items():
-        for keys in EPISODE_SETTINGS:
-            if _setting(doc["config"], keys) != _setting(first_doc["config"], keys):
-                raise ValueError(f"{path}: config.{'.'.join(keys)} differs from {first}'s: they did not run the same episodes")
+        for name, value in episode_settings(doc["config"]).items():
+            if value != defined[name]:
+                where = ".".join(EPISODE_SETTINGS[name])
+                raise ValueError(f"{path}: config.{where} differs from {first}'s: they did not run the same episodes")
     runs: dict[str, AgentRun] = {}
     origin: dict[str, str] = {}
     for path, doc in docs.items():
