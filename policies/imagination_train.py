@@ -71,6 +71,7 @@ from avworld.policies.actor_critic import (
     without_stop,
 )
 from avworld.sim.backends.base import Action
+from avworld.train.provenance import provenance_recipe, recipe_of
 
 KIND = "imagination_agent"
 TERMINATIONS = ("model", "stop")
@@ -266,6 +267,8 @@ class OfflineLatents:
         self.rewards = torch.from_numpy(np.concatenate(rewards)).to(device)
         self.episode_returns = np.asarray(returns)
         self.expert = torch.from_numpy(np.asarray(expert_actions(flat, progress)[index])).to(device) if expert else None
+        self.recipe = recipe_of(flat.meta)
+        """The collection's :func:`~avworld.train.provenance.collection_recipe` (None: its metadata predates it)."""
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -651,9 +654,14 @@ class ImaginationTrainer:
             "usage": {"real_steps": 0, "offline_states": len(self.data), "cloned_states": len(self.cloned),
                       "goal_states": self.goal_states, "start_states": self.start_states,
                       "imagined_steps": self.update * c.batch * c.horizon},
-            "collections": [{"root": os.path.abspath(ref.root), "name": ref.name, "split": ref.split, "states": len(d)} for ref, d in used],
+            "collections": [
+                {"root": os.path.abspath(ref.root), "name": ref.name, "split": ref.split, "states": len(d),
+                 "recipe": getattr(d, "recipe", None)}
+                for ref, d in used
+            ],
             "world_model": {"checkpoint": c.checkpoint, "windows": windows if isinstance(windows, int) else None,
-                            "data": {k: world_data[k] for k in ("root", "name") if k in world_data}},
+                            "data": {k: world_data[k] for k in ("root", "name") if k in world_data}
+                            | {"recipe": world_data.get("recipe") or provenance_recipe(meta_world.get("provenance"))}},
             "bc_step": self.bc_step,
             "update": self.update,
         }

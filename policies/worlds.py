@@ -9,6 +9,7 @@ agent cloned from the collection its world model learned from, count that data o
 
 from __future__ import annotations
 
+import json
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from avworld.sim.backends.base import Action, Pose, agent_events
 from avworld.sim.backends.builtin import BuiltinSimulator
 from avworld.sim.config import SimConfig
 from avworld.sim.episodes import step_reward
+from avworld.train.provenance import provenance_recipe
 
 STOP = int(Action.STOP)
 
@@ -41,19 +43,49 @@ def world_model_source(checkpoint: str | os.PathLike[str]) -> str:
     return f"world model {resolve_checkpoint(checkpoint, verify=False).resolve()}"
 
 
-def collection_source(root: str | os.PathLike[str], name: str, split: str = "train") -> str:
+def collection_source(root: str | os.PathLike[str], name: str, split: str = "train", recipe: str | None = None) -> str:
     """The :func:`training_data` source of the real transitions of a collection's ``split`` scenes (``avworld collect``
-    output ``root``/``name``)."""
+    output ``root``/``name``): its ``recipe`` (:func:`~avworld.train.provenance.collection_recipe`) where known, so one
+    recipe collected at two paths counts once; else its path (checkpoints written before they recorded recipes)."""
+    if recipe:
+        return f"collection recipe {recipe} ({split} scenes)"
     return f"collection {os.path.abspath(root)}/{name} ({split} scenes)"
 
 
-def world_source(checkpoint: str | os.PathLike[str], data: dict[str, Any] | None) -> str:
-    """The source of a world model's training windows: the train scenes of the collection its meta ``data`` names, so a
-    world model and an agent cloned from the same collection count it once; else (an agent's meta written before it
-    recorded the collection: ``pretrained`` may have named other weights then) :func:`world_model_source`."""
-    if isinstance(data, dict) and isinstance(data.get("root"), str) and isinstance(data.get("name"), str):
-        return collection_source(data["root"], data["name"])
+def world_source(checkpoint: str | os.PathLike[str], data: dict[str, Any] | None, record: Any = None) -> str:
+    """The source of a world model's training windows: the train scenes of the collection its meta ``data`` names
+    (known by :func:`world_recipe`), so a world model and an agent cloned from the same collection count it once; else
+    (an agent's meta written before it recorded the collection: ``pretrained`` may have named other weights then)
+    :func:`world_model_source`."""
+    if _names_collection(data):
+        return collection_source(data["root"], data["name"], recipe=world_recipe(checkpoint, data, record))
     return world_model_source(checkpoint)
+
+
+def world_recipe(checkpoint: str | os.PathLike[str], data: dict[str, Any] | None, record: Any = None) -> str | None:
+    """The recipe of the collection a world model's meta ``data`` names: ``data["recipe"]``, else that of the world
+    model's provenance (``record``: its ``meta["provenance"]``; None: read from ``checkpoint``'s meta.json where that
+    still names the same collection); None where neither says."""
+    if not _names_collection(data):
+        return None
+    return data.get("recipe") or provenance_recipe(record if record is not None else _provenance_of(checkpoint, data))
+
+
+def _names_collection(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("root"), str) and isinstance(data.get("name"), str)
+
+
+def _provenance_of(checkpoint: str | os.PathLike[str], data: dict[str, Any]) -> Any:
+    """``meta["provenance"]`` of the world model at ``checkpoint`` if its meta's ``data`` still names ``data``'s
+    collection (root and name); else None (missing, unreadable, or other weights now stand at that name)."""
+    try:
+        meta = json.loads((resolve_checkpoint(checkpoint, verify=False) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    trained_on = meta.get("data") if isinstance(meta, dict) else None
+    if not isinstance(trained_on, dict) or (trained_on.get("root"), trained_on.get("name")) != (data["root"], data["name"]):
+        return None
+    return meta.get("provenance")
 
 
 def merge_sources(*parts: dict[str, int]) -> dict[str, int]:
@@ -83,10 +115,17 @@ def training_data(agent: Any) -> dict[str, int]:
         return {}
     parts = [{REAL_ENV: int(meta["usage"].get("real_steps", 0))}]
     world = meta.get("world_model") or {}
+    used = meta.get("collections") or []
+    # a collection's recipe, where any record of it names one (agents older than recipes name their collections by path)
+    recipes = {(os.path.abspath(u["root"]), u["name"]): u["recipe"] for u in used if u.get("recipe")}
     if isinstance(world.get("windows"), int) and world.get("checkpoint"):
-        parts.append({world_source(world["checkpoint"], world.get("data") or None): world["windows"]})
-    for used in meta.get("collections") or []:
-        parts.append({collection_source(used["root"], used["name"], used.get("split", "train")): int(used["states"])})
+        data = world.get("data") or None
+        if recipe := world_recipe(world["checkpoint"], data):
+            recipes.setdefault((os.path.abspath(data["root"]), data["name"]), recipe)  # type: ignore[index]
+        parts.append({world_source(world["checkpoint"], data): world["windows"]})
+    for u in used:
+        recipe = u.get("recipe") or recipes.get((os.path.abspath(u["root"]), u["name"]))
+        parts.append({collection_source(u["root"], u["name"], u.get("split", "train"), recipe): int(u["states"])})
     return merge_sources(*parts)
 
 
@@ -195,7 +234,7 @@ class ImaginedWorld(PlanningWorld):
         self.fields = tuple(FIELDS[m] for m in imagination.modalities)
         self.shapes = {"rgb": tuple(meta["rgb_shape"]), "audio": tuple(meta["audio_shape"])}
         windows = meta.get("data", {}).get("windows")
-        source = world_source(name, meta.get("data")) if not name.startswith("<") else name
+        source = world_source(name, meta.get("data"), meta.get("provenance")) if not name.startswith("<") else name
         self.data = {source: windows} if isinstance(windows, int) else {}
         self.generator = torch.Generator(imagination.device)
         self.present: ImaginedState | None = None

@@ -409,7 +409,10 @@ def test_trained_in_a_tiny_world_model_it_acts_in_the_real_env(world_checkpoint:
     # the world model learnt from the same collection's train scenes as the agent: its transitions count once, all of them
     windows = agent.world.meta["data"]["windows"]
     assert 0 < windows < result["offline_states"]  # a window needs a full context; a cloned state pads it
-    assert training_data(agent) == {REAL_ENV: 0, collection_source(collection.root, collection.name): result["offline_states"]}
+    recipe = agent.meta["collections"][0]["recipe"]
+    assert recipe == agent.world.meta["data"]["recipe"] == agent.meta["world_model"]["data"]["recipe"] and len(recipe) == 16
+    source = collection_source(collection.root, collection.name, recipe=recipe)
+    assert training_data(agent) == {REAL_ENV: 0, source: result["offline_states"]}
     assert agent.sim is not None
     sim = dataclasses.replace(agent.sim, episode=dataclasses.replace(agent.sim.episode, max_steps=4))
     env = gym.make("avworld/AudioNav-v0", split="test", sensors=("rgb", "audio"), sim=sim)

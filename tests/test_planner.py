@@ -30,6 +30,7 @@ from avworld.policies.worlds import (
 )
 from avworld.sim.backends.base import Action
 from avworld.sim.scenes.scene import AgentStart, SoundSource
+from avworld.train.provenance import provenance_recipe
 from tests.conftest import box
 
 PLANNERS = {
@@ -300,7 +301,8 @@ def test_training_data_counts_each_source_once(world_checkpoint: str) -> None:
     data = Imagination.load(world_checkpoint).meta["data"]
     windows = data["windows"]
     ours = world_source(world_checkpoint, data)  # the collection it was trained on, named in its meta.json
-    assert ours == collection_source(data["root"], data["name"]) and ours.endswith("(train scenes)")
+    assert data["recipe"] == provenance_recipe(Imagination.load(world_checkpoint).meta["provenance"]) and len(data["recipe"]) == 16
+    assert ours == collection_source("/moved", "renamed", recipe=data["recipe"]) and ours.endswith("(train scenes)")
     assert BeamPlanner(world_checkpoint, device="cpu").training_data == {ours: windows} and windows > 0
     same = TrainedProposal(7, world_checkpoint, windows, data)  # trained in the planner's own world model
     assert BeamPlanner(world_checkpoint, device="cpu", proposal=same).training_data == {ours: windows, REAL_ENV: 7}
@@ -318,6 +320,9 @@ def test_training_data_counts_each_source_once(world_checkpoint: str) -> None:
         REAL_ENV: 0,
         collection_source("/data", "other"): 30,
     }
+    moved = TrainedProposal(0, world_checkpoint, windows, data)  # cloned from the same recipe collected elsewhere
+    moved.meta["collections"] = [{"root": "/copy", "name": "again", "split": "train", "states": windows + 9, "recipe": data["recipe"]}]
+    assert BeamPlanner(world_checkpoint, device="cpu", proposal=moved).training_data == {ours: windows + 9, REAL_ENV: 0}
     old = TrainedProposal(0, world_checkpoint, windows)  # a meta from before agents recorded their world's collection
     assert training_data(old) == {REAL_ENV: 0, world_model_source(world_checkpoint): windows}
     assert BeamPlanner(world=RealWorldModel()).training_data == {} == training_data(OraclePolicy())

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -34,7 +35,7 @@ from avworld.models.pretrained import (
     sim_hash,
 )
 from avworld.sim.config import SimConfig
-from avworld.train.provenance import code_commit, collection_seeds, provenance
+from avworld.train.provenance import code_commit, collection_recipe, collection_seeds, provenance, provenance_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 DESCRIPTION = "a tiny world model trained for four steps, for tests"
@@ -139,8 +140,13 @@ def test_a_shipped_models_windows_count_once_whatever_name_reached_it(root: Path
     from avworld.policies.worlds import REAL_ENV, world_model_source, world_source
 
     assert world_model_source("pretrained") == world_model_source("pretrained:tiny") == f"world model {root / 'tiny'}"
-    data = json.loads((root / "tiny" / "meta.json").read_text())["data"]
-    source = world_source("pretrained", data)  # its collection, as its meta.json names it
+    meta = json.loads((root / "tiny" / "meta.json").read_text())
+    data = meta["data"]
+    source = world_source("pretrained", data)  # its collection, as its meta.json names it: by the recipe recorded there
+    assert source == f"collection recipe {data['recipe']} (train scenes)"
+    before = {k: v for k, v in data.items() if k != "recipe"}  # a model trained before recipes: its provenance's
+    recipe = provenance_recipe(meta["provenance"])
+    assert recipe not in (None, data["recipe"]) and world_source("pretrained", before) == f"collection recipe {recipe} (train scenes)"
 
     class ClonedInThatModel:  # an agent whose checkpoint meta names the model as it was asked for
         meta = {"usage": {"real_steps": 0}, "world_model": {"checkpoint": "pretrained", "windows": 11, "data": data}}
@@ -271,7 +277,7 @@ def test_provenance_records_the_command_seeds_commit_and_sim_hash(tmp_path: Path
     assert record["command"] == "avworld train world_model 'out_dir=runs/a b'"
     assert record["data_seeds"]["train"] | {} == {
         "name": "big", "split": "train", "seed": 7, "first_scene": 0, "scenes": 64, "episodes": 512, "max_steps": 200,
-        "behaviours": {"toward": 0.5, "away": 0.2, "explore": 0.3},
+        "behaviours": {"toward": 0.5, "away": 0.2, "explore": 0.3}, "scene": None,
     }  # fmt: skip
     assert record["commit"] == git("rev-parse", "HEAD") and record["dirty"] is False
     assert record["sim_sha256"] == sim_hash(SimConfig()) and record["config"] == {"steps": 3} and record["created"].endswith("+00:00")
@@ -279,6 +285,17 @@ def test_provenance_records_the_command_seeds_commit_and_sim_hash(tmp_path: Path
     assert code_commit(repo) == (record["commit"], True)
     assert code_commit(tmp_path / "elsewhere") == (None, None)
     json.loads(dumps(record))  # standard JSON, for meta.json
+
+
+def test_a_collection_is_known_by_its_recipe_not_its_path_or_name() -> None:
+    def recipe(sim: SimConfig | None = None, **settings: Any) -> str:
+        return collection_recipe(collection_seeds(CollectConfig(**({"name": "big"} | settings))), sim_hash(sim or SimConfig()))
+
+    assert recipe() == recipe(name="again") and len(recipe()) == 16  # one recipe collected twice, under two names
+    assert len({recipe(), recipe(seed=1), recipe(episodes=9), recipe(behaviours={"toward": 1.0}), recipe(split="val")}) == 5
+    assert recipe(SimConfig.from_dict({"agent": {"turn_deg": 10.0}})) != recipe()
+    record = provenance({"train": collection_seeds(CollectConfig(name="big"))}, SimConfig(), "avworld train world_model")
+    assert provenance_recipe(record) == recipe() and provenance_recipe({"data_seeds": {}}) is None and provenance_recipe(None) is None
 
 
 def test_weights_can_ship_in_bfloat16(world_checkpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

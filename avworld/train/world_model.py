@@ -41,7 +41,7 @@ from avworld.models.flow import FlowConfig, WorldModel, WorldModelConfig
 from avworld.models.imagination import TOKENIZERS, Imagination, choose_device, tokenizer_meta
 from avworld.models.latents import latent_cache
 from avworld.models.registry import build, config_from_dict, config_to_dict, encode, load_model, preset
-from avworld.train.provenance import provenance
+from avworld.train.provenance import provenance, recipe_of, recorded_seeds
 from avworld.train.tokenizers import DataRef
 from avworld.train.trainer import TrainConfig, Trainer
 
@@ -262,13 +262,6 @@ def world_model_config(job: WorldModelJob, init: Any, tokenizers: dict[str, tupl
     return WorldModelConfig(net=dataclasses.replace(net, **shapes), flow=job.flow)
 
 
-def _collection_seeds(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """What fixed a collection's episodes, from its metadata (``collect``: the CollectConfig it was made with)."""
-    collect = meta.get("collect") or {}
-    keys = ("name", "split", "seed", "first_scene", "scenes", "episodes", "max_steps", "behaviours", "scene")
-    return {k: collect[k] for k in keys if k in collect}
-
-
 def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = True) -> dict[str, float]:
     """Run (or resume) one stage of ``job`` into ``stage_dir(out_dir, job.stage)/checkpoint``; returns the final logs."""
     out = stage_dir(out_dir, job.stage)
@@ -335,9 +328,10 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
             "windows": len(dataset.windows),
             "stop_windows": dataset.stops,
             "stop_windows_near": dataset.stops_near,
+            "recipe": recipe_of(data.meta),
         },
         **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape", "sim", "acoustics_version")},
-        "provenance": provenance({"train": _collection_seeds(data.meta)}, data.meta["sim"], config=dataclasses.asdict(job)),
+        "provenance": provenance({"train": recorded_seeds(data.meta)}, data.meta["sim"], config=dataclasses.asdict(job)),
     }
     tokenizer_modules = {m: tokenizers[m][0] for m in modalities}
 
