@@ -70,6 +70,7 @@ from avworld.policies.actor_critic import (
     lambda_returns,
     without_stop,
 )
+from avworld.policies.worlds import stage_data
 from avworld.sim.backends.base import Action
 from avworld.train.provenance import provenance_recipe, recipe_of
 
@@ -661,7 +662,8 @@ class ImaginationTrainer:
             ],
             "world_model": {"checkpoint": c.checkpoint, "windows": windows if isinstance(windows, int) else None,
                             "data": {k: world_data[k] for k in ("root", "name") if k in world_data}
-                            | {"recipe": world_data.get("recipe") or provenance_recipe(meta_world.get("provenance"))}},
+                            | {"recipe": world_data.get("recipe") or provenance_recipe(meta_world.get("provenance"))},
+                            "stages": stage_data(meta_world.get("stages"))},
             "bc_step": self.bc_step,
             "update": self.update,
         }

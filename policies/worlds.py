@@ -71,6 +71,23 @@ def world_recipe(checkpoint: str | os.PathLike[str], data: dict[str, Any] | None
     return data.get("recipe") or provenance_recipe(record if record is not None else _provenance_of(checkpoint, data))
 
 
+def world_training_data(checkpoint: str | os.PathLike[str], meta: dict[str, Any]) -> dict[str, int]:
+    """Real transitions a world model learned from, by source: the training windows of its last stage (``meta["data"]``,
+    :func:`world_source`) and of each earlier stage that recorded its data (``meta["stages"][i]["data"]``; stages trained
+    before they did count for nothing), a collection used by several stages once, at its most windows."""
+    parts = [{collection_source(d["root"], d["name"], recipe=d.get("recipe")): d["windows"]} for d in stage_data(meta.get("stages"))]
+    windows = (meta.get("data") or {}).get("windows")
+    if isinstance(windows, int):
+        parts.append({world_source(checkpoint, meta.get("data"), meta.get("provenance")): windows})
+    return merge_sources(*parts)
+
+
+def stage_data(stages: Any) -> list[dict[str, Any]]:
+    """The data records ({root, name, windows, recipe}) of the stages in a world model's ``meta["stages"]`` that have one."""
+    records = [s.get("data") for s in stages or [] if isinstance(s, dict)]
+    return [d for d in records if _names_collection(d) and isinstance(d.get("windows"), int)]
+
+
 def _names_collection(data: Any) -> bool:
     return isinstance(data, dict) and isinstance(data.get("root"), str) and isinstance(data.get("name"), str)
 
@@ -104,8 +121,8 @@ def training_data(agent: Any) -> dict[str, int]:
     A collection counted twice (the world model's and the agent's) counts once, at the larger number.
 
     Read from the agent's ``training_data`` attribute (planners: their world model's and their proposal's), else from its
-    checkpoint ``meta`` (``usage.real_steps``, ``world_model.windows``, ``collections``); empty for agents that learn
-    nothing.
+    checkpoint ``meta`` (``usage.real_steps``, ``world_model.windows`` and its earlier ``stages``, ``collections``); empty
+    for agents that learn nothing.
     """
     own = getattr(agent, "training_data", None)
     if isinstance(own, dict):
@@ -123,6 +140,10 @@ def training_data(agent: Any) -> dict[str, int]:
         if recipe := world_recipe(world["checkpoint"], data):
             recipes.setdefault((os.path.abspath(data["root"]), data["name"]), recipe)  # type: ignore[index]
         parts.append({world_source(world["checkpoint"], data): world["windows"]})
+        for d in stage_data([{"data": d} for d in world.get("stages") or []]):  # its earlier stages' collections
+            if d.get("recipe"):
+                recipes.setdefault((os.path.abspath(d["root"]), d["name"]), d["recipe"])
+            parts.append({collection_source(d["root"], d["name"], recipe=d.get("recipe")): d["windows"]})
     for u in used:
         recipe = u.get("recipe") or recipes.get((os.path.abspath(u["root"]), u["name"]))
         parts.append({collection_source(u["root"], u["name"], u.get("split", "train"), recipe): int(u["states"])})
@@ -233,9 +254,11 @@ class ImaginedWorld(PlanningWorld):
         meta = imagination.meta
         self.fields = tuple(FIELDS[m] for m in imagination.modalities)
         self.shapes = {"rgb": tuple(meta["rgb_shape"]), "audio": tuple(meta["audio_shape"])}
-        windows = meta.get("data", {}).get("windows")
-        source = world_source(name, meta.get("data"), meta.get("provenance")) if not name.startswith("<") else name
-        self.data = {source: windows} if isinstance(windows, int) else {}
+        if name.startswith("<"):
+            windows = meta.get("data", {}).get("windows")
+            self.data = {name: windows} if isinstance(windows, int) else {}
+        else:
+            self.data = world_training_data(name, meta)
         self.generator = torch.Generator(imagination.device)
         self.present: ImaginedState | None = None
         self.sensors: tuple[str, ...] = ()

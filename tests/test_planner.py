@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 from pathlib import Path
@@ -24,9 +25,11 @@ from avworld.policies.worlds import (
     RealWorldModel,
     Transition,
     collection_source,
+    stage_data,
     training_data,
     world_model_source,
     world_source,
+    world_training_data,
 )
 from avworld.sim.backends.base import Action
 from avworld.sim.scenes.scene import AgentStart, SoundSource
@@ -326,6 +329,21 @@ def test_training_data_counts_each_source_once(world_checkpoint: str) -> None:
     old = TrainedProposal(0, world_checkpoint, windows)  # a meta from before agents recorded their world's collection
     assert training_data(old) == {REAL_ENV: 0, world_model_source(world_checkpoint): windows}
     assert BeamPlanner(world=RealWorldModel()).training_data == {} == training_data(OraclePolicy())
+
+
+def test_a_world_model_counts_the_collections_of_all_its_stages(world_checkpoint: str) -> None:
+    meta = copy.deepcopy(Imagination.load(world_checkpoint).meta)
+    data = meta["data"]
+    assert meta["stages"][-1]["data"] == {k: data[k] for k in ("root", "name", "windows", "recipe")}
+    ours = world_source(world_checkpoint, data)
+    assert world_training_data(world_checkpoint, meta) == {ours: data["windows"]}
+    earlier = {"root": "/pre", "name": "pretrain", "windows": 40, "recipe": "0123456789abcdef"}
+    meta["stages"][:0] = [{"stage": "1", "command": "a stage from before stages recorded their data"}, {"stage": "1", "data": earlier}]
+    sources = world_training_data(world_checkpoint, meta)
+    assert sources == {ours: data["windows"], collection_source("/elsewhere", "pre", recipe=earlier["recipe"]): 40}
+    cloned = TrainedProposal(0, world_checkpoint, data["windows"], data)  # an agent trained in that world model records it
+    cloned.meta["world_model"]["stages"] = stage_data(meta["stages"])
+    assert training_data(cloned) == {REAL_ENV: 0} | sources
 
 
 def test_imagined_planning_is_reproducible(world_checkpoint: str, one_thread: None) -> None:

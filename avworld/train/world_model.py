@@ -342,6 +342,7 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
             "seconds": round(trainer.seconds, 1),
             "frozen": list(FROZEN[job.stage]),
             "command": meta["provenance"]["command"],
+            "data": {k: meta["data"][k] for k in ("root", "name", "windows", "recipe")},
         }
         stages = [*history, stage]
         return "world_model", config_to_dict(config), meta | {"stages": stages}
