@@ -59,7 +59,7 @@ from avworld.models.checkpoint import (
 )
 from avworld.models.imagination import FIELDS, Imagination, ImaginedState, load_world
 from avworld.models.latents import latent_cache
-from avworld.models.pretrained import resolve_checkpoint
+from avworld.models.pretrained import provenance_recipe, recipe_of, resolve_checkpoint
 from avworld.policies.actor_critic import (
     NO_ACTION,
     ActorCriticConfig,
@@ -72,7 +72,6 @@ from avworld.policies.actor_critic import (
 )
 from avworld.policies.worlds import stage_data
 from avworld.sim.backends.base import Action
-from avworld.train.provenance import provenance_recipe, recipe_of
 
 KIND = "imagination_agent"
 TERMINATIONS = ("model", "stop")
@@ -269,7 +268,7 @@ class OfflineLatents:
         self.episode_returns = np.asarray(returns)
         self.expert = torch.from_numpy(np.asarray(expert_actions(flat, progress)[index])).to(device) if expert else None
         self.recipe = recipe_of(flat.meta)
-        """The collection's :func:`~avworld.train.provenance.collection_recipe` (None: its metadata predates it)."""
+        """The collection's :func:`~avworld.models.pretrained.collection_recipe` (None: its metadata predates it)."""
 
     def __len__(self) -> int:
         return len(self.rows)

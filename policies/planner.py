@@ -44,6 +44,11 @@ can spoil less (docs/results.md). τ = 0 plans alone; τ → ∞ is the proposal
 ``choice="sample"`` the action is drawn from π' instead (over the first actions the search scored, from the planner's
 per-episode generator): the counterpart of a policy that samples its actions, which breaks the loops a deterministic
 policy can fall into (docs/results.md: that alone is worth as much as this planner's search).
+
+Committing to a plan: by default the search runs at every real step and only the chosen sequence's first action is
+executed (model-predictive control). With ``commit`` k > 1 the planner follows the chosen sequence (the best-scored one
+that begins with the chosen first action) for k real steps before it searches again, as a policy holds a heading; a
+STOP the proposal decides (``stop_rule="proposal"``) still ends the plan at any step.
 """
 
 from __future__ import annotations
@@ -80,7 +85,9 @@ class PlannerConfig:
     (module docstring); ``sampler_steps``, ``device`` (None: cuda when available), ``amp``: how a ``checkpoint``'s world
     model imagines (:class:`Imagination`); ``use_value=False`` ignores the proposal's value; ``stop_rule``: who decides
     STOP, ``"world"`` or ``"proposal"``; ``prior``: the weight τ ≥ 0 of the proposal's log-probabilities in the choice of
-    the executed action; ``choice``: ``"mode"`` (the best) or ``"sample"`` (drawn from π' ∝ π · exp(Q / τ); needs τ > 0).
+    the executed action; ``choice``: ``"mode"`` (the best) or ``"sample"`` (drawn from π' ∝ π · exp(Q / τ); needs τ > 0);
+    ``commit``: real steps each plan is followed before the next search (1: re-plan at every step, model-predictive
+    control; k ≤ ``horizon``: the chosen sequence's first k actions, unless the proposal STOPs first).
     """
 
     horizon: int = 4
@@ -93,6 +100,7 @@ class PlannerConfig:
     stop_rule: str = "world"
     prior: float = 0.0
     choice: str = "mode"
+    commit: int = 1
 
     def __post_init__(self) -> None:
         if self.stop_rule not in STOP_RULES:
@@ -105,6 +113,8 @@ class PlannerConfig:
             raise ValueError(f"prior must be a finite weight ≥ 0, got {self.prior}")
         if self.choice not in CHOICES:
             raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {self.choice!r}")
+        if not 1 <= self.commit <= self.horizon:
+            raise ValueError(f"commit must lie in [1, horizon = {self.horizon}] real steps per plan, got {self.commit}")
         if self.choice == "sample" and self.prior == 0.0:
             raise ValueError("choice='sample' draws from π(a) · exp(Q(a) / prior): it needs a prior > 0")
 
@@ -202,6 +212,8 @@ class Planner(ABC):
         self.history: deque[Observations] = deque(maxlen=max(1, int(getattr(proposal, "frame_stack", 1))))
         """The episode's last real observations, the newest last (for a frame-stacked proposal)."""
         self._root_probs: np.ndarray | None = None
+        self.planned: deque[int] = deque()
+        """The rest of the plan being followed (``commit`` > 1), next action first."""
 
     @property
     def training_data(self) -> dict[str, int]:
@@ -214,6 +226,7 @@ class Planner(ABC):
             self.proposal.reset(env, seed)
         self.rng = np.random.default_rng(seed)
         self.history.clear()
+        self.planned.clear()
         self.last_action = NO_ACTION
 
     def act(self, observation: dict[str, np.ndarray], info: dict[str, Any]) -> int:
@@ -222,9 +235,12 @@ class Planner(ABC):
         self.history.append(observation)
         self._root_probs = None
         if self.stop_rule == "proposal" and self.proposal_stops():
+            self.planned.clear()
             self.last_action = STOP
             return STOP
-        self.last_action = int(self.plan())
+        if not self.planned:
+            self.planned.extend(int(a) for a in self.plan()[: self.config.commit])
+        self.last_action = self.planned.popleft()
         return self.last_action
 
     def proposal_stops(self) -> bool:
@@ -245,8 +261,9 @@ class Planner(ABC):
         return self._root_probs
 
     @abstractmethod
-    def plan(self) -> int:
-        """The action to execute now, planned from the world's root."""
+    def plan(self) -> np.ndarray:
+        """The chosen action sequence (d,) int64 from the world's root, d ≥ 1: its first action is executed now, the next
+        ``commit`` − 1 after it."""
 
     def choose(self, firsts: np.ndarray, scores: np.ndarray) -> int:
         """The action to execute, given the first actions (n,) int and scores (n,) of the sequences the search found: the
@@ -261,6 +278,13 @@ class Planner(ABC):
         np.maximum.at(best, firsts, logits)  # each first action's best sequence
         weights = np.exp(best - best.max())
         return int(self.rng.choice(len(Action), p=weights / weights.sum()))
+
+    def sequence(self, sequences: list[np.ndarray], scores: np.ndarray) -> np.ndarray:
+        """The chosen sequence among ``sequences`` (n, each (d_i,) int64) with ``scores`` (n,): the best-scored one that
+        begins with the action :meth:`choose` picks (ties: the earliest)."""
+        first = self.choose(np.array([q[0] for q in sequences]), scores)
+        starts = np.array([q[0] == first for q in sequences])
+        return sequences[int(np.argmax(np.where(starts, scores, -np.inf)))]
 
     def judge_nodes(
         self, state: Any, last: np.ndarray, probs: bool = True, values: bool = True
@@ -337,13 +361,13 @@ class BeamPlanner(Planner):
             return np.array(moves)
         return np.concatenate([np.full((n, 1), STOP), moves], axis=1)
 
-    def plan(self) -> int:
+    def plan(self) -> np.ndarray:
         world = self.world
         state = world.root()
         sequences = np.zeros((1, 0), np.int64)  # (n, depth)
         returns = np.zeros(1)
         probs = self.root_probs() if self.proposes else None
-        finished: list[tuple[np.ndarray, np.ndarray]] = []  # (first actions, scores) of kept STOP nodes
+        finished: list[tuple[np.ndarray, np.ndarray]] = []  # (sequences, scores) of kept STOP nodes
         for depth in range(self.horizon):
             tried = self.expand(probs, len(returns))  # (n, 1 + c)
             parent = np.repeat(np.arange(len(returns)), tried.shape[1])
@@ -355,7 +379,7 @@ class BeamPlanner(Planner):
             failed = stop & (step.reward < self.stop_reward)
             ended = step.terminal | stop
             done = ended & ~failed
-            finished.append((sequences[done, 0], returns[done]))
+            finished.append((sequences[done], returns[done]))
             live = np.flatnonzero(~ended)
             sequences, returns, state = sequences[live], returns[live], world.take(step.state, live)
             probs, values, more = None, None, self.proposes and depth + 1 < self.horizon
@@ -365,8 +389,8 @@ class BeamPlanner(Planner):
             keep = np.argsort(-scores, kind="stable")[: self.beam]
             sequences, returns, scores, state = sequences[keep], returns[keep], scores[keep], world.take(state, keep)
             probs = None if probs is None else probs[keep]
-        firsts = np.concatenate([f for f, _ in finished] + [sequences[:, 0]])
-        return self.choose(firsts, np.concatenate([s for _, s in finished] + [scores]))
+        found = [*finished, (sequences, scores)]
+        return self.sequence([q for qs, _ in found for q in qs], np.concatenate([s for _, s in found]))
 
 
 class CEMPlanner(Planner):
@@ -393,10 +417,10 @@ class CEMPlanner(Planner):
         u = self.rng.random((self.samples, len(probs), 1))  # (N, k, 1)
         return (u > np.cumsum(probs, axis=1)[None, :, :-1]).sum(axis=2).astype(np.int64)
 
-    def plan(self) -> int:
+    def plan(self) -> np.ndarray:
         k, a = self.horizon, len(Action)
         probs = np.full((k, a), 1.0 / a)
-        found: list[tuple[np.ndarray, np.ndarray]] = []  # (first actions, scores) of each round's finite-scored sequences
+        found: list[tuple[np.ndarray, np.ndarray]] = []  # (sequences, scores) of each round's finite-scored sequences
         for _ in range(self.iterations):
             sequences = self.sample(probs)
             roll = self.world.rollout(sequences, self.discount)
@@ -411,9 +435,9 @@ class CEMPlanner(Planner):
             elites = order[finite[order]]
             if elites.size == 0:
                 continue
-            found.append((sequences[finite, 0], scores[finite]))
+            found.append((sequences[finite], scores[finite]))
             frequencies = (sequences[elites][:, :, None] == np.arange(a)).mean(axis=0)  # (k, 4)
             probs = self.smoothing * probs + (1.0 - self.smoothing) * frequencies
         if not found:
-            return int(MOVES[np.argmax(probs[0, MOVES])])
-        return self.choose(np.concatenate([f for f, _ in found]), np.concatenate([s for _, s in found]))
+            return np.array([MOVES[np.argmax(probs[0, MOVES])]])
+        return self.sequence([q for qs, _ in found for q in qs], np.concatenate([s for _, s in found]))

@@ -21,13 +21,12 @@ import torch
 from avworld.envs.dream import spectrograms
 from avworld.envs.dream_config import check_learned
 from avworld.models.imagination import FIELDS, Imagination, ImaginedState
-from avworld.models.pretrained import resolve_checkpoint
+from avworld.models.pretrained import provenance_recipe, resolve_checkpoint
 from avworld.sim.acoustics.audio import AudioRenderer
 from avworld.sim.backends.base import Action, Pose, agent_events
 from avworld.sim.backends.builtin import BuiltinSimulator
 from avworld.sim.config import SimConfig
 from avworld.sim.episodes import step_reward
-from avworld.train.provenance import provenance_recipe
 
 STOP = int(Action.STOP)
 
@@ -45,7 +44,7 @@ def world_model_source(checkpoint: str | os.PathLike[str]) -> str:
 
 def collection_source(root: str | os.PathLike[str], name: str, split: str = "train", recipe: str | None = None) -> str:
     """The :func:`training_data` source of the real transitions of a collection's ``split`` scenes (``avworld collect``
-    output ``root``/``name``): its ``recipe`` (:func:`~avworld.train.provenance.collection_recipe`) where known, so one
+    output ``root``/``name``): its ``recipe`` (:func:`~avworld.models.pretrained.collection_recipe`) where known, so one
     recipe collected at two paths counts once; else its path (checkpoints written before they recorded recipes)."""
     if recipe:
         return f"collection recipe {recipe} ({split} scenes)"

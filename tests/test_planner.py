@@ -15,6 +15,7 @@ import torch
 from avworld.envs.audio_nav import AudioNavEnv
 from avworld.eval.navigation import evaluate_navigation
 from avworld.models.imagination import Imagination, load_world
+from avworld.models.pretrained import provenance_recipe
 from avworld.policies import OraclePolicy
 from avworld.policies.planner import MOVES, BeamConfig, BeamPlanner, CEMConfig, CEMPlanner
 from avworld.policies.worlds import (
@@ -33,7 +34,6 @@ from avworld.policies.worlds import (
 )
 from avworld.sim.backends.base import Action
 from avworld.sim.scenes.scene import AgentStart, SoundSource
-from avworld.train.provenance import provenance_recipe
 from tests.conftest import box
 
 PLANNERS = {
@@ -229,6 +229,26 @@ def test_sampling_draws_from_the_improved_policy() -> None:
         BeamPlanner(world=ChainWorld(goal=0), proposal=Proposal(probs.tolist()), choice="sample")
     with pytest.raises(ValueError, match="choice"):
         BeamPlanner(world=ChainWorld(goal=0), proposal=Proposal(probs.tolist()), prior=1.0, choice="best")
+
+
+def test_a_committed_plan_is_followed_before_the_next_search() -> None:
+    """From position 0 with the goal at 2, the best 3-step plan is FORWARD, FORWARD, STOP. Shown position 0 at every step,
+    a planner that searches again each step walks FORWARD for ever; one committed to 3 steps follows its plan to the STOP."""
+
+    def walk(planner: BeamPlanner | CEMPlanner, steps: int) -> tuple[list[int], int]:
+        searches = []
+        search = planner.plan
+        planner.plan = lambda: searches.append(1) or search()  # type: ignore[method-assign]
+        planner.reset(None, seed=0)
+        return [planner.act({"position": np.array(0)}, {}) for _ in range(steps)], len(searches)
+
+    forward, stop = int(Action.FORWARD), STOP
+    assert walk(BeamPlanner(world=ChainWorld(goal=2), horizon=3, beam=64), 3) == ([forward] * 3, 3)
+    assert walk(BeamPlanner(world=ChainWorld(goal=2), horizon=3, beam=64, commit=3), 4) == ([forward, forward, stop, forward], 2)
+    assert walk(BeamPlanner(world=ChainWorld(goal=2), horizon=3, beam=64, commit=2), 2) == ([forward, forward], 1)
+    assert walk(CEMPlanner(world=ChainWorld(goal=1), horizon=2, commit=2), 2) == ([forward, stop], 1)
+    with pytest.raises(ValueError, match=r"commit must lie in \[1, horizon = 2\]"):
+        BeamPlanner(world=ChainWorld(goal=0), horizon=2, commit=3)
 
 
 class StackedProposal:

@@ -27,15 +27,17 @@ from avworld.models.imagination import Imagination, load_world
 from avworld.models.pretrained import (
     ROOT_VARIABLE,
     available,
+    collection_recipe,
     install_pretrained,
     is_pretrained,
     pretrained_root,
+    provenance_recipe,
     read_index,
     resolve_checkpoint,
     sim_hash,
 )
 from avworld.sim.config import SimConfig
-from avworld.train.provenance import code_commit, collection_recipe, collection_seeds, provenance, provenance_recipe
+from avworld.train.provenance import code_commit, collection_seeds, provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 DESCRIPTION = "a tiny world model trained for four steps, for tests"

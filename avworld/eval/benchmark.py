@@ -20,7 +20,7 @@ model's training split, ``meta["data"]["windows"]``) and the states of each offl
 (``meta["collections"]``), each source counted once: a world model's windows count as the train scenes of the collection
 its meta names, so a planner whose proposal learned in the same world model, or an agent cloned from the collection its
 world model learned from, does not count that data twice. A collection is known by its recipe
-(:func:`avworld.train.provenance.collection_recipe`: its seeds and simulator settings), so the same recipe collected again
+(:func:`avworld.models.pretrained.collection_recipe`: its seeds and simulator settings), so the same recipe collected again
 at another path or under another name counts once too; checkpoints older than recipes name theirs by path. Random and
 oracle learn nothing: 0.
 """

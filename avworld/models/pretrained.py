@@ -162,6 +162,39 @@ def sim_hash(settings: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def recorded_seeds(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What fixed a collection's episodes, read from its metadata (``collect``: the CollectConfig it was made with): the
+    keys of :func:`avworld.train.provenance.collection_seeds` and the ``scene`` it drew from (None: procedural apartments)."""
+    collect = meta.get("collect") or {}
+    keys = ("name", "split", "seed", "first_scene", "scenes", "episodes", "max_steps", "behaviours", "scene")
+    return {k: collect[k] for k in keys if k in collect}
+
+
+def collection_recipe(seeds: Mapping[str, Any], sim_sha256: str) -> str:
+    """A collection's identity by how it was made rather than where it lies: the first 16 hex digits of the sha256 of its
+    seeds (:func:`recorded_seeds`) less its name, and of its simulator settings' hash. One ``avworld collect`` recipe run
+    twice, at two paths or under two names, gives one recipe (the collector is deterministic in these)."""
+    text = json.dumps(_canonical({k: v for k, v in seeds.items() if k != "name"} | {"sim_sha256": sim_sha256}), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def recipe_of(meta: Mapping[str, Any]) -> str | None:
+    """:func:`collection_recipe` of a collection from its metadata (``collect`` and ``sim``); None where either is missing."""
+    if not isinstance(meta.get("collect"), Mapping) or not isinstance(meta.get("sim"), Mapping):
+        return None
+    return collection_recipe(recorded_seeds(meta), sim_hash(meta["sim"]))
+
+
+def provenance_recipe(record: Any) -> str | None:
+    """:func:`collection_recipe` of the train collection a checkpoint's ``meta["provenance"]`` names (its
+    ``data_seeds["train"]`` and ``sim_sha256``); None where it names none."""
+    if not isinstance(record, Mapping):
+        return None
+    seeds, sim = (record.get("data_seeds") or {}), record.get("sim_sha256")
+    train = seeds.get("train") if isinstance(seeds, Mapping) else None
+    return collection_recipe(train, sim) if isinstance(train, Mapping) and isinstance(sim, str) else None
+
+
 def _not_shipped(folder: str, names: list[str]) -> set[str]:
     """``shutil.copytree``'s ignore: every file but :data:`CHECKPOINT_FILES`, hidden entries and ``.old`` folders."""
     junk = {n for n in names if n.startswith(".") or n.endswith(".old")}

@@ -40,8 +40,9 @@ from avworld.models.checkpoint import CheckpointError, acoustics_version, load_c
 from avworld.models.flow import FlowConfig, WorldModel, WorldModelConfig
 from avworld.models.imagination import TOKENIZERS, Imagination, choose_device, tokenizer_meta
 from avworld.models.latents import latent_cache
+from avworld.models.pretrained import recipe_of, recorded_seeds
 from avworld.models.registry import build, config_from_dict, config_to_dict, encode, load_model, preset
-from avworld.train.provenance import provenance, recipe_of, recorded_seeds
+from avworld.train.provenance import provenance
 from avworld.train.tokenizers import DataRef
 from avworld.train.trainer import TrainConfig, Trainer
 
