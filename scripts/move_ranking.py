@@ -1,10 +1,12 @@
 """Which signal knows the best next move? The policy, the world model's imagined returns, or the value head.
 
     python scripts/move_ranking.py AGENT_CHECKPOINT WORLD_MODEL_CHECKPOINT [--episodes 20] [--split test]
-        [--sounds heard] [--out ranking.json]
+        [--sounds heard] [--latent] [--out ranking.json]
 
-A PPO agent walks real episodes of ``split``, sampling its actions as it is evaluated. At every step the three moves
-(FORWARD, LEFT, RIGHT) are scored by each signal a planner can use, over the 9 two-step move sequences from the present:
+An agent walks real episodes of ``split``, sampling its actions as it is evaluated: a PPO agent, or with ``--latent`` an
+agent trained in imagination (``agent=imagination``; its value signals are left out: a clone's critic is untrained).
+At every step the three moves (FORWARD, LEFT, RIGHT) are scored by each signal a planner can use, over the 9 two-step
+move sequences from the present:
 
 - ``policy``: log π(move | present);
 - ``world_r1``, ``world``: the world model's imagined reward of the move, and its best imagined 2-step return;
@@ -33,6 +35,7 @@ import avworld.envs  # noqa: F401  (registers the envs)
 from avworld.eval.navigation import evaluate_navigation
 from avworld.eval.ranking import best_per_move, hit_rate, move_sequences
 from avworld.models.imagination import load_world
+from avworld.policies.imagination_agent import ImaginationAgent
 from avworld.policies.planner import MOVES
 from avworld.policies.ppo_agent import PPOAgent
 from avworld.policies.worlds import ImaginedWorld, PlanningWorld, RealWorldModel
@@ -77,10 +80,28 @@ class Probe:
         return values
 
 
+class LatentProbe(Probe):
+    """:class:`Probe` for an agent trained in imagination (:class:`ImaginationAgent`): its policy reads its own latent
+    context of the real observations; no value signals."""
+
+    def act(self, observation: dict[str, np.ndarray], info: dict[str, Any]) -> int:
+        agent = self.agent
+        assert isinstance(agent, ImaginationAgent)
+        probs = agent.evaluate_latent(agent.observe(observation), np.array([agent.previous]))[0][0]
+        row = {"policy": np.log(np.maximum(probs[MOVES], 1e-12)).tolist()}
+        for name, world in self.worlds.items():
+            world.observe(observation, info)
+            row[name] = best_per_move(world.rollout(SEQUENCES, DISCOUNT).returns[None])[0].tolist()
+            row[f"{name}_r1"] = world.rollout(SEQUENCES[::3, :1], DISCOUNT).returns.tolist()
+        self.rows.append(row)
+        agent.previous = int(agent.rng.choice(len(probs), p=probs / probs.sum()))
+        return agent.previous
+
+
 def summary(rows: list[dict[str, list[float]]]) -> dict[str, Any]:
-    signals = ("policy", "world_r1", "world", "world_value", "real_r1", "real_value")
+    signals = [s for s in ("policy", "world_r1", "world", "world_value", "real_r1", "real_value") if rows and s in rows[0]]
     out: dict[str, Any] = {s: hit_rate(rows, lambda r, s=s: np.asarray(r[s])) for s in signals}
-    for q in ("world", "world_value", "real"):
+    for q in [q for q in ("world", "world_value", "real") if rows and q in rows[0]]:
         for tau in TAUS:
             out[f"policy + {q} / {tau}"] = hit_rate(rows, lambda r, q=q, tau=tau: np.asarray(r["policy"]) + np.asarray(r[q]) / tau)
     return out
@@ -95,11 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sounds", default="heard", choices=("heard", "unheard"))
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--amp", action="store_true", help="bf16 decoding where the CPU does it in hardware")
+    parser.add_argument("--latent", action="store_true", help="AGENT is an agent trained in imagination (agent=imagination)")
     parser.add_argument("--out", default=None, help="JSON file for the per-state scores and the episodes' metrics")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
-    probe = Probe(PPOAgent.load(args.agent), ImaginedWorld(load_world(args.world_model, "cpu", amp=args.amp), name=args.world_model))
+    world = ImaginedWorld(load_world(args.world_model, "cpu", amp=args.amp), name=args.world_model)
+    probe = LatentProbe(ImaginationAgent(args.agent), world) if args.latent else Probe(PPOAgent.load(args.agent), world)
     sim = SimConfig()
     sim = dataclasses.replace(
         sim,

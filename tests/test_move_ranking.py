@@ -33,3 +33,11 @@ def test_summary_weighs_the_policy_prior_against_the_returns():
     assert result["policy"]["rate"] == 0.0 and result["world"]["rate"] == 1.0
     assert result["policy + world / 0.1"]["rate"] == 1.0
     assert result["policy + world / 1.0"]["rate"] == 0.0
+
+
+def test_summary_of_an_agent_without_a_value_leaves_the_value_signals_out():
+    rows = [row([0.25, 0.0, 0.0], [np.log(0.2), np.log(0.54), np.log(0.26)], [0.25, 0.05, 0.0])]
+    rows[0] |= {"world_r1": rows[0]["world"], "real_r1": rows[0]["real"]}  # what the probe of a latent agent records
+    result = move_ranking.summary(rows)
+    assert {"policy", "world", "world_r1", "real_r1", "policy + world / 0.1", "policy + real / 1.0"} <= set(result)
+    assert not [k for k in result if "value" in k]
