@@ -74,7 +74,7 @@ def world_training_data(checkpoint: str | os.PathLike[str], meta: dict[str, Any]
     """Real transitions a world model learned from, by source: the training windows of its last stage (``meta["data"]``,
     :func:`world_source`) and of each earlier stage that recorded its data (``meta["stages"][i]["data"]``; stages trained
     before they did count for nothing), a collection used by several stages once, at its most windows."""
-    parts = [{collection_source(d["root"], d["name"], recipe=d.get("recipe")): d["windows"]} for d in stage_data(meta.get("stages"))]
+    parts = stage_sources(stage_data(meta.get("stages")))
     windows = (meta.get("data") or {}).get("windows")
     if isinstance(windows, int):
         parts.append({world_source(checkpoint, meta.get("data"), meta.get("provenance")): windows})
@@ -83,8 +83,16 @@ def world_training_data(checkpoint: str | os.PathLike[str], meta: dict[str, Any]
 
 def stage_data(stages: Any) -> list[dict[str, Any]]:
     """The data records ({root, name, windows, recipe}) of the stages in a world model's ``meta["stages"]`` that have one."""
-    records = [s.get("data") for s in stages or [] if isinstance(s, dict)]
-    return [d for d in records if _names_collection(d) and isinstance(d.get("windows"), int)]
+    return [s.get("data") for s in stages or [] if isinstance(s, dict) and _counts(s.get("data"))]
+
+
+def stage_sources(records: Any) -> list[dict[str, int]]:
+    """{:func:`collection_source`: windows} of each well-formed data record of :func:`stage_data` in ``records``."""
+    return [{collection_source(d["root"], d["name"], recipe=d.get("recipe")): d["windows"]} for d in records or [] if _counts(d)]
+
+
+def _counts(data: Any) -> bool:
+    return _names_collection(data) and isinstance(data.get("windows"), int)
 
 
 def _names_collection(data: Any) -> bool:
@@ -139,10 +147,7 @@ def training_data(agent: Any) -> dict[str, int]:
         if recipe := world_recipe(world["checkpoint"], data):
             recipes.setdefault((os.path.abspath(data["root"]), data["name"]), recipe)  # type: ignore[index]
         parts.append({world_source(world["checkpoint"], data): world["windows"]})
-        for d in stage_data([{"data": d} for d in world.get("stages") or []]):  # its earlier stages' collections
-            if d.get("recipe"):
-                recipes.setdefault((os.path.abspath(d["root"]), d["name"]), d["recipe"])
-            parts.append({collection_source(d["root"], d["name"], recipe=d.get("recipe")): d["windows"]})
+        parts += stage_sources(world.get("stages"))  # its earlier stages' collections, as the agent recorded them
     for u in used:
         recipe = u.get("recipe") or recipes.get((os.path.abspath(u["root"]), u["name"]))
         parts.append({collection_source(u["root"], u["name"], u.get("split", "train"), recipe): int(u["states"])})

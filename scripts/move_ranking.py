@@ -63,16 +63,21 @@ class Probe:
     def act(self, observation: dict[str, np.ndarray], info: dict[str, Any]) -> int:
         self.history = [*self.history, observation][-self.agent.frame_stack :]
         probs = self.agent.action_probs(observation, history=self.history[:-1])
+        self.record(probs, observation, info, values=True)
+        return int(self.agent.rng.choice(len(probs), p=probs))
+
+    def record(self, probs: np.ndarray, observation: dict[str, np.ndarray], info: dict[str, Any], values: bool) -> None:
+        """One row of every signal's scores of the three moves at the present (``values``: with the agent's values)."""
         row = {"policy": np.log(np.maximum(probs[MOVES], 1e-12)).tolist()}
         for name, world in self.worlds.items():
             world.observe(observation, info)
             rollout = world.rollout(SEQUENCES, DISCOUNT)
-            values = self.values(world, rollout.state)
             row[name] = best_per_move(rollout.returns[None])[0].tolist()
-            row[f"{name}_value"] = best_per_move((rollout.returns + DISCOUNT**2 * values)[None])[0].tolist()
+            if values:
+                leaves = rollout.returns + DISCOUNT**2 * self.values(world, rollout.state)
+                row[f"{name}_value"] = best_per_move(leaves[None])[0].tolist()
             row[f"{name}_r1"] = world.rollout(SEQUENCES[::3, :1], DISCOUNT).returns.tolist()
         self.rows.append(row)
-        return int(self.agent.rng.choice(len(probs), p=probs))
 
     def values(self, world: PlanningWorld, state: Any) -> np.ndarray:
         """The agent's values (B,) of the nodes' observations, stacked after the real history as the planner stacks them."""
@@ -88,12 +93,7 @@ class LatentProbe(Probe):
         agent = self.agent
         assert isinstance(agent, ImaginationAgent)
         probs = agent.evaluate_latent(agent.observe(observation), np.array([agent.previous]))[0][0]
-        row = {"policy": np.log(np.maximum(probs[MOVES], 1e-12)).tolist()}
-        for name, world in self.worlds.items():
-            world.observe(observation, info)
-            row[name] = best_per_move(world.rollout(SEQUENCES, DISCOUNT).returns[None])[0].tolist()
-            row[f"{name}_r1"] = world.rollout(SEQUENCES[::3, :1], DISCOUNT).returns.tolist()
-        self.rows.append(row)
+        self.record(probs, observation, info, values=False)
         agent.previous = int(agent.rng.choice(len(probs), p=probs / probs.sum()))
         return agent.previous
 
