@@ -87,7 +87,8 @@ class PlannerConfig:
     STOP, ``"world"`` or ``"proposal"``; ``prior``: the weight τ ≥ 0 of the proposal's log-probabilities in the choice of
     the executed action; ``choice``: ``"mode"`` (the best) or ``"sample"`` (drawn from π' ∝ π · exp(Q / τ); needs τ > 0);
     ``commit``: real steps each plan is followed before the next search (1: re-plan at every step, model-predictive
-    control; k ≤ ``horizon``: the chosen sequence's first k actions, unless the proposal STOPs first).
+    control; k ≤ ``horizon``: the chosen sequence's first k actions, unless the proposal STOPs first); ``reward_samples``:
+    noise draws whose imagined rewards a ``checkpoint``'s world averages at each step (:class:`ImaginedWorld`; 1: one draw).
     """
 
     horizon: int = 4
@@ -101,6 +102,7 @@ class PlannerConfig:
     prior: float = 0.0
     choice: str = "mode"
     commit: int = 1
+    reward_samples: int = 1
 
     def __post_init__(self) -> None:
         if self.stop_rule not in STOP_RULES:
@@ -115,6 +117,8 @@ class PlannerConfig:
             raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {self.choice!r}")
         if not 1 <= self.commit <= self.horizon:
             raise ValueError(f"commit must lie in [1, horizon = {self.horizon}] real steps per plan, got {self.commit}")
+        if self.reward_samples < 1:
+            raise ValueError(f"reward_samples must be ≥ 1, got {self.reward_samples}")
         if self.choice == "sample" and self.prior == 0.0:
             raise ValueError("choice='sample' draws from π(a) · exp(Q(a) / prior): it needs a prior > 0")
 
@@ -183,7 +187,12 @@ class Planner(ABC):
             raise ValueError(f"checkpoint: give a world-model checkpoint directory or a world, exactly one (got {checkpoint!r}, {world!r})")
         if world is None:
             checkpoint = resolve_checkpoint(checkpoint)  # type: ignore[arg-type]  # a shipped one's name (pretrained[:<name>]) → its folder
-            world = ImaginedWorld(load_world(checkpoint, config.device, config.amp), config.sampler_steps, str(checkpoint))
+            imagination = load_world(checkpoint, config.device, config.amp)
+            world = ImaginedWorld(imagination, config.sampler_steps, str(checkpoint), config.reward_samples)
+        elif config.reward_samples != 1:
+            raise ValueError(
+                "reward_samples applies to the world a checkpoint gives; a world passed in keeps its own (ImaginedWorld(reward_samples=…))"
+            )
         self.config = config
         self.world = world
         self.proposal = proposal

@@ -249,12 +249,21 @@ class ImaginedWorld(PlanningWorld):
     an episode, as in the real env (the termination head is trained on exactly that event; an imperfect head must not cut
     branches). Its ``training_data`` is the checkpoint's training windows (``meta["data"]["windows"]``): one per real
     transition of its training split.
+
+    ``reward_samples`` K > 1 makes a step's reward an expectation: each node is imagined K times from K noise draws and
+    their rewards averaged (the planners' particles, as in PETS), while the node goes on from the first draw; a step
+    imagines K times the rows.
     """
 
-    def __init__(self, imagination: Imagination, sampler_steps: int = 4, name: str = "<in-memory world model>") -> None:
+    def __init__(
+        self, imagination: Imagination, sampler_steps: int = 4, name: str = "<in-memory world model>", reward_samples: int = 1
+    ) -> None:
         if sampler_steps < 1:
             raise ValueError(f"sampler_steps must be ≥ 1, got {sampler_steps}")
+        if reward_samples < 1:
+            raise ValueError(f"reward_samples must be ≥ 1, got {reward_samples}")
         self.imagination, self.sampler_steps, self.name = imagination, sampler_steps, name
+        self.reward_samples = reward_samples
         meta = imagination.meta
         self.fields = tuple(FIELDS[m] for m in imagination.modalities)
         self.shapes = {"rgb": tuple(meta["rgb_shape"]), "audio": tuple(meta["audio_shape"])}
@@ -300,8 +309,15 @@ class ImaginedWorld(PlanningWorld):
 
     def step(self, state: ImaginedState, actions: np.ndarray) -> Transition:
         actions = np.asarray(actions, np.int64)
-        step = self.imagination.step(state, torch.from_numpy(actions), self.sampler_steps, self.generator)
-        return Transition(step.state, step.reward.double().cpu().numpy(), actions == STOP)
+        k = self.reward_samples
+        if k == 1:
+            step = self.imagination.step(state, torch.from_numpy(actions), self.sampler_steps, self.generator)
+            return Transition(step.state, step.reward.double().cpu().numpy(), actions == STOP)
+        copies = torch.arange(len(actions), device=self.imagination.device).repeat_interleave(k)  # (B · K,) node of each row
+        step = self.imagination.step(state.take(copies), torch.from_numpy(np.repeat(actions, k)), self.sampler_steps, self.generator)
+        reward = step.reward.double().cpu().numpy().reshape(len(actions), k).mean(axis=1)  # (B,) each node's mean over its K
+        first = torch.arange(0, len(copies), k, device=self.imagination.device)  # (B,) each node's first draw
+        return Transition(step.state.take(first), reward, actions == STOP)
 
     def observations(self, state: ImaginedState) -> Observations:
         """Decoded newest step of each node: ``rgb`` uint8 (B, H, W, 3), and ``audio`` (B, 2, N) / ``spectrogram``

@@ -1,7 +1,7 @@
 """Which signal knows the best next move? The policy, the world model's imagined returns, or the value head.
 
     python scripts/move_ranking.py AGENT_CHECKPOINT WORLD_MODEL_CHECKPOINT [--episodes 20] [--split test]
-        [--sounds heard] [--latent] [--out ranking.json]
+        [--sounds heard] [--latent] [--samples 1] [--out ranking.json]
 
 An agent walks real episodes of ``split``, sampling its actions as it is evaluated: a PPO agent, or with ``--latent`` an
 agent trained in imagination (``agent=imagination``; its value signals are left out: a clone's critic is untrained).
@@ -9,7 +9,8 @@ At every step the three moves (FORWARD, LEFT, RIGHT) are scored by each signal a
 move sequences from the present:
 
 - ``policy``: log π(move | present);
-- ``world_r1``, ``world``: the world model's imagined reward of the move, and its best imagined 2-step return;
+- ``world_r1``, ``world``: the world model's imagined reward of the move, and its best imagined 2-step return (with
+  ``--samples K``: each sequence imagined K times from K noise draws, its returns averaged: the expected return);
 - ``world_value``: that return plus γ² · the agent's value of the decoded imagined observations (the beam planner's score);
 - ``real_r1``, ``real``, ``real_value``: the same in the real simulator (:class:`RealWorldModel`, the perfect model).
 
@@ -49,8 +50,9 @@ TAUS = (0.03, 0.1, 0.3, 1.0)
 class Probe:
     """Acts as ``agent`` does (sampling) and records every signal's scores of the three moves at each step."""
 
-    def __init__(self, agent: PPOAgent, imagined: ImaginedWorld) -> None:
+    def __init__(self, agent: PPOAgent, imagined: ImaginedWorld, samples: int = 1) -> None:
         self.agent, self.worlds = agent, {"world": imagined, "real": RealWorldModel()}
+        self.samples = samples
         self.rows: list[dict[str, list[float]]] = []
         self.history: list[dict[str, np.ndarray]] = []
 
@@ -71,18 +73,24 @@ class Probe:
         row = {"policy": np.log(np.maximum(probs[MOVES], 1e-12)).tolist()}
         for name, world in self.worlds.items():
             world.observe(observation, info)
-            rollout = world.rollout(SEQUENCES, DISCOUNT)
-            row[name] = best_per_move(rollout.returns[None])[0].tolist()
+            k = self.samples if name == "world" else 1
+            rollout = world.rollout(np.repeat(SEQUENCES, k, axis=0), DISCOUNT)
+            row[name] = best_per_move(expected(rollout.returns, k)[None])[0].tolist()
             if values:
-                leaves = rollout.returns + DISCOUNT**2 * self.values(world, rollout.state)
+                leaves = expected(rollout.returns + DISCOUNT**2 * self.values(world, rollout.state), k)
                 row[f"{name}_value"] = best_per_move(leaves[None])[0].tolist()
-            row[f"{name}_r1"] = world.rollout(SEQUENCES[::3, :1], DISCOUNT).returns.tolist()
+            row[f"{name}_r1"] = expected(world.rollout(np.repeat(SEQUENCES[::3, :1], k, axis=0), DISCOUNT).returns, k).tolist()
         self.rows.append(row)
 
     def values(self, world: PlanningWorld, state: Any) -> np.ndarray:
         """The agent's values (B,) of the nodes' observations, stacked after the real history as the planner stacks them."""
         _, values = self.agent.evaluate_after(self.history, world.observations(state))
         return values
+
+
+def expected(returns: np.ndarray, samples: int) -> np.ndarray:
+    """(B · samples,) returns of each sequence repeated ``samples`` times in a row → (B,) their means."""
+    return returns.reshape(-1, samples).mean(axis=1)
 
 
 class LatentProbe(Probe):
@@ -117,12 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--amp", action="store_true", help="bf16 decoding where the CPU does it in hardware")
     parser.add_argument("--latent", action="store_true", help="AGENT is an agent trained in imagination (agent=imagination)")
+    parser.add_argument("--samples", type=int, default=1, help="imagined rollouts per move sequence, their returns averaged")
     parser.add_argument("--out", default=None, help="JSON file for the per-state scores and the episodes' metrics")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
     world = ImaginedWorld(load_world(args.world_model, "cpu", amp=args.amp), name=args.world_model)
-    probe = LatentProbe(ImaginationAgent(args.agent), world) if args.latent else Probe(PPOAgent.load(args.agent), world)
+    if args.samples < 1:
+        parser.error(f"--samples must be ≥ 1, got {args.samples}")
+    probe = (LatentProbe(ImaginationAgent(args.agent), world, args.samples) if args.latent
+             else Probe(PPOAgent.load(args.agent), world, args.samples))
     sim = SimConfig()
     sim = dataclasses.replace(
         sim,
@@ -138,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "split": args.split,
         "sounds": args.sounds,
         "episodes": args.episodes,
+        "samples": args.samples,
         "success_rate": float(np.mean([e["success"] for e in result.episodes])),
         "signals": summary(probe.rows),
     }

@@ -41,3 +41,11 @@ def test_summary_of_an_agent_without_a_value_leaves_the_value_signals_out():
     result = move_ranking.summary(rows)
     assert {"policy", "world", "world_r1", "real_r1", "policy + world / 0.1", "policy + real / 1.0"} <= set(result)
     assert not [k for k in result if "value" in k]
+
+
+def test_expected_returns_average_each_sequences_own_samples():
+    sequences = move_ranking.SEQUENCES[::3, :1]  # (3, 1): FORWARD, LEFT, RIGHT
+    repeated = np.repeat(sequences, 2, axis=0)  # what the probe imagines: each sequence twice in a row
+    returns = np.where(repeated[:, 0] == sequences[1, 0], 1.0, 0.0) + np.tile([0.0, 0.5], 3)  # LEFT's draws 1.0 and 1.5
+    assert move_ranking.expected(returns, 2).tolist() == [0.25, 1.25, 0.25]
+    assert move_ranking.expected(returns, 1).tolist() == returns.tolist()

@@ -524,3 +524,48 @@ def test_an_imagination_agent_proposes_and_values_in_the_latent_space() -> None:
     stranger.accepts = lambda world: "another world model's latents"  # type: ignore[method-assign]
     with pytest.raises(ValueError, match="another world model"):
         BeamPlanner(world=world(0), proposal=stranger)
+
+
+class NoisyChain(LatentChain):
+    """:class:`LatentChain` whose imagined reward is drawn: FORWARD earns 0.3 on average, a turn 0, each with noise of
+    standard deviation 1 from the world's generator; ``rows`` records the batch size of every imagined step."""
+
+    def __init__(self) -> None:
+        super().__init__(goal=99)
+        self.rows: list[int] = []
+
+    def step(self, state: Any, actions: torch.Tensor, steps: int, generator: torch.Generator) -> Any:
+        step = super().step(state, actions, steps, generator)
+        self.rows.append(len(actions))
+        noise = torch.randn(len(actions), generator=generator)
+        step.reward = 0.3 * (actions == Action.FORWARD).float() + noise
+        return step
+
+
+def test_reward_samples_average_each_nodes_imagined_draws_and_go_on_from_one() -> None:
+    chain = NoisyChain()
+    world = ImaginedWorld(chain, reward_samples=4)  # type: ignore[arg-type]
+    world.reset(None, seed=0)
+    world.observe({"rgb": np.full((1, 1, 3), 5, np.uint8)}, {})
+    step = world.step(world.take(world.root(), np.zeros(3, np.int64)), np.array(MOVES))
+    assert chain.rows == [12] and step.reward.shape == (3,) and len(step.state) == 3  # 3 nodes × 4 draws, 3 nodes on
+    assert step.state.latest["video"].flatten().tolist() == [6.0, 4.0, 5.0]  # FORWARD, LEFT, RIGHT from position 5
+    generator = torch.Generator().manual_seed(int(np.random.default_rng(0).integers(2**62)))  # the world's, as reset seeds it
+    draws = 0.3 * (np.repeat(MOVES, 4) == Action.FORWARD) + torch.randn(12, generator=generator).numpy()
+    np.testing.assert_allclose(step.reward, draws.reshape(3, 4).mean(axis=1), rtol=1e-6)
+
+    def forward_share(samples: int) -> float:  # how often the one-step planner finds FORWARD's 0.3 under noise 1
+        planner = BeamPlanner(world=ImaginedWorld(NoisyChain(), reward_samples=samples), horizon=1)  # type: ignore[arg-type]
+        found = 0
+        for seed in range(40):
+            planner.reset(None, seed=seed)
+            found += planner.act({"rgb": np.full((1, 1, 3), 0, np.uint8)}, {}) == Action.FORWARD
+        return found / 40
+
+    assert forward_share(1) < 0.7 and forward_share(400) >= 0.95  # noise 1 / √400 = 0.05 ≪ 0.3: the expectation shows
+    with pytest.raises(ValueError, match="reward_samples"):
+        ImaginedWorld(chain, reward_samples=0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="a world passed in keeps its own"):
+        BeamPlanner(world=world, horizon=1, reward_samples=2)
+    with pytest.raises(ValueError, match="reward_samples must be ≥ 1"):
+        BeamConfig(reward_samples=0)
