@@ -163,10 +163,25 @@ def _episodes_run(path: Path, identity: dict[str, Any], agents: dict[str, Any]) 
                              "settings, or choose another hydra.run.dir")
     for name, settings in mine["agents"].items():
         if name in done and saved_agents.get(name) != settings:
-            raise ValueError(f"{path}: the benchmark in this output directory ran agent {name!r} with other settings; rerun "
-                             "it with them, or choose another hydra.run.dir")
+            differing = "; ".join(_differences(saved_agents.get(name), settings, f"nav.agents.{name}"))
+            raise ValueError(f"{path}: the benchmark in this output directory ran agent {name!r} with other settings "
+                             f"({differing}); rerun it with them, or choose another hydra.run.dir")
     print(f"continuing from the episodes recorded in {path}")
     return {"agents": saved_agents, "done": done}
+
+
+def _differences(saved: Any, mine: Any, where: str) -> list[str]:
+    """Where two JSON values differ, by dotted key: ``"KEY: recorded A, now B"`` (``unset`` for a missing key)."""
+    if isinstance(saved, dict) and isinstance(mine, dict):
+        return [d for k in sorted(set(saved) | set(mine), key=str)
+                for d in _differences(saved.get(k, _UNSET), mine.get(k, _UNSET), f"{where}.{k}")]
+    if saved == mine:
+        return []
+    shown = ["unset" if v is _UNSET else json.dumps(v) for v in (saved, mine)]
+    return [f"{where}: recorded {shown[0]}, now {shown[1]}"]
+
+
+_UNSET = object()
 
 
 def merge_job(job: EvalMerge) -> None:

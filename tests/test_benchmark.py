@@ -119,6 +119,18 @@ def test_a_resumed_benchmark_ends_as_an_uninterrupted_one() -> None:
     assert {s: r.episodes for s, r in resumed["random"].results.items()} == {s: r.episodes for s, r in whole.items()}
 
 
+def test_a_refused_resume_names_each_differing_setting() -> None:
+    from avworld.cli_eval import _differences
+
+    saved = {"horizon": 1, "proposal": {"path": "a", "deterministic": False}}
+    mine = {"horizon": 1, "proposal": {"path": "b", "deterministic": False}, "reward_samples": 1}
+    assert _differences(saved, mine, "nav.agents.plan") == [
+        'nav.agents.plan.proposal.path: recorded "a", now "b"',
+        "nav.agents.plan.reward_samples: recorded unset, now 1",
+    ]
+    assert _differences(saved, dict(saved), "x") == [] and _differences(None, 2, "x") == ["x: recorded null, now 2"]
+
+
 def test_user_scenes_name_their_sounds_so_they_run_once() -> None:
     sim = SimConfig.from_dict({"episode": {"max_steps": 3}})
     scene = Path(__file__).parents[1] / "examples" / "scenes" / "corridor.json"
@@ -175,6 +187,9 @@ def test_avworld_eval_nav_writes_the_benchmark(world_checkpoint: str, tmp_path: 
     assert set(json.loads((tmp_path / "benchmark_episodes.json").read_text())["done"]) == {"random", "oracle", "planner", "cem"}
     proc = run_cli("eval", "benchmark", *more, "nav.seed=1", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode != 0 and "benchmark_episodes.json: a benchmark with another seed ran in this output directory" in proc.stderr
+    proc = run_cli("eval", "benchmark", *more, "nav.agents.oracle.lookahead=2.0", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "ran agent 'oracle' with other settings (nav.agents.oracle.lookahead: recorded 1.5, now 2.0)" in proc.stderr
 
     bad = f"hydra.run.dir={tmp_path / 'bad'}"
     proc = run_cli("eval", "benchmark", "nav.run=[random]", "nav.compare=[[random,oracle]]", bad, cwd=tmp_path)
