@@ -30,9 +30,13 @@ class JobConfigError(ValueError):
 
 def typed(schema: type[T], cfg: DictConfig) -> T:
     """``cfg`` (a composed Hydra config) as an instance of the dataclass ``schema``; unknown keys and values of the wrong
-    type raise :class:`JobConfigError` naming the key."""
+    type raise :class:`JobConfigError` naming the key. A mapping field that ``cfg`` sets (``collect.behaviours``) is
+    ``cfg``'s mapping, not its union with the schema's default."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        for key in cfg:  # a mapping setting is the user's whole mapping, not merged into the schema's default one
+            if isinstance(cfg._get_node(key), DictConfig) and OmegaConf.get_type(merged, key) is dict:
+                merged[key] = cfg._get_node(key)
         job = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or ""

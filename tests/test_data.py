@@ -304,3 +304,44 @@ def test_bad_collect_config_is_refused_by_field() -> None:
         CollectConfig(behaviours={"sideways": 1.0})
     with pytest.raises(ValueError, match=r"collect\.episodes"):
         CollectConfig(episodes=0)
+    with pytest.raises(ValueError, match=r"collect\.agent and collect\.behaviours\.agent go together"):
+        CollectConfig(behaviours={"agent": 1.0})  # no agent to walk them
+    with pytest.raises(ValueError, match=r"collect\.agent and collect\.behaviours\.agent go together"):
+        CollectConfig(agent={"_target_": "avworld.policies.OraclePolicy"})  # an agent that no episode would use
+    with pytest.raises(ValueError, match=r"collect\.agent: an agent config with a _target_"):
+        CollectConfig(behaviours={"agent": 1.0}, agent={"path": "run/checkpoint"})
+
+
+def test_an_agent_walks_the_episodes_of_the_agent_behaviour(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from avworld.cli_config import typed
+    from avworld.envs.audio_nav import AudioNavEnv
+    from avworld.models.pretrained import recipe_of
+    from avworld.policies import OraclePolicy
+    from avworld.train.provenance import collection_seeds
+
+    oracle = {"_target_": "avworld.policies.OraclePolicy", "lookahead": 1.5}
+    # as `avworld collect collect=agent +agent@collect.agent=oracle` gives it: the mix is agent alone, not the default's plus it
+    config = typed(CollectConfig, OmegaConf.create({"behaviours": {"agent": 1.0}, "agent": oracle}))
+    assert config.behaviours == {"agent": 1.0}
+    config = dataclasses.replace(config, root=str(tmp_path), name="walks", episodes=2, scenes=2, shard_size=1, workers=1, max_steps=12)
+    collect(config, SimConfig())
+    [data] = open_collection(config.root, "walks", strict=True)
+    metas = list(data.storage.get_episode_metadata(range(data.episodes)))
+    assert [m["behaviour"] for m in metas] == ["agent", "agent"]
+    sim = dataclasses.replace(SimConfig(), episode=dataclasses.replace(SimConfig().episode, max_steps=12))
+    env, agent = AudioNavEnv(split="train", sensors=config.sensors, sim=sim), OraclePolicy()
+    for ep, episode in zip(plan(config, scene_source(None, sim).ids("train")), data.storage.get_episodes(range(2)), strict=True):
+        obs, info = env.reset(seed=ep.seed, options=ep.options)
+        agent.reset(env, seed=ep.seed)
+        taken = []
+        for _ in episode["actions"]:  # the oracle's own walk, replayed: the recorded actions are its
+            taken.append(agent.act(obs, info))
+            obs, _, _, _, info = env.step(taken[-1])
+        assert taken == episode["actions"].tolist()
+    # the agent is part of the collection's identity: another agent makes another recipe
+    meta = json.loads(data.storage.metadata["avworld"])
+    assert meta["collect"]["agent"] == oracle and collection_seeds(config)["agent"] == oracle
+    other = meta | {"collect": meta["collect"] | {"agent": oracle | {"lookahead": 2.0}}}
+    assert recipe_of(meta) != recipe_of(other)

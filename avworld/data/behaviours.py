@@ -6,6 +6,10 @@ the source (a noisy oracle), agents that walk away from it, and agents that expl
 ``linger`` heads to the source and then wanders around it, so that the states just inside and
 just outside the success distance (where STOP's outcome is decided) are not a rare 1 % of the
 data. Each reads the simulator directly (it is data collection, not an agent under test).
+
+``agent`` is the odd one: a trained agent (``collect.agent``, any :class:`avworld.policies.base.Policy` given by a Hydra
+``_target_`` config) acting on its observations, as a world model's data is gathered from its own agent's walks in
+Dreamer's loop, or as DAgger gathers the states a cloned policy visits. :mod:`avworld.data.collect` builds it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import numpy as np
 
 from avworld.sim.backends.base import Action, ShortestPathFollower, SimulatorBackend
 
-BEHAVIOURS = ("toward", "away", "explore", "linger")
+BEHAVIOURS = ("toward", "away", "explore", "linger", "agent")
+AGENT = "agent"
+"""The behaviour of ``collect.agent``: a trained agent acting on its observations."""
 
 
 class Behaviour(Protocol):
@@ -104,4 +110,6 @@ def make_behaviour(name: str) -> Behaviour:
         return Explore()
     if name == "linger":
         return Linger()
+    if name == AGENT:
+        raise ValueError("the agent behaviour acts on observations: avworld.data.collect builds it from collect.agent")
     raise ValueError(f"unknown behaviour {name!r}; available: {', '.join(BEHAVIOURS)}")

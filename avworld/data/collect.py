@@ -18,6 +18,10 @@ removed: ``minari.load_dataset("avworld/<name>-v0")`` opens the whole collection
 its ``recover_environment()`` makes the env the data came from (``split``, ``sensors``
 and the full ``sim`` settings as the spec's kwargs, ``max_episode_steps`` the collection's).
 
+With ``agent`` (a Hydra agent config: ``avworld collect +agent@collect.agent=imagination collect.agent.path=DIR
+'collect.behaviours={agent: 1}'``) episodes of the ``agent`` behaviour are walked by that agent, sampling its actions as it
+is evaluated (reset with the episode's seed, so a collection is reproducible); each worker process builds it once.
+
 Per-episode metadata (Minari episode metadata): ``index`` (in the collection), ``scene_seed``, ``split``, ``sound``,
 ``behaviour``, ``success``, ``collisions``. An episode of the user's scene k (``scene=``) has ``scene_seed`` −1 − k and
 ``split`` ``"user"``: the windows' train/val/test rule (:func:`avworld.data.windows.scene_split`) shares such scenes out
@@ -42,7 +46,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
-from avworld.data.behaviours import BEHAVIOURS, make_behaviour
+from avworld.data.behaviours import AGENT, BEHAVIOURS, make_behaviour
 from avworld.envs.audio_nav import AudioNavEnv
 from avworld.sim.acoustics.responses import ACOUSTICS_VERSION
 from avworld.sim.config import SimConfig
@@ -78,6 +82,9 @@ class CollectConfig:
     list of those, as ``AudioNav-v0`` takes them; episode i plays scene ``i mod n`` of the n scenes (a folder's sorted by
     name). ``split``, ``first_scene`` and ``scenes`` choose procedural scenes and do not apply. Paths are stored absolute.
     Typed ``Any`` for OmegaConf (no unions of containers); a ``str`` or a ``list[str]`` once checked."""
+    agent: Any = None
+    """The trained agent of the ``agent`` behaviour: a Hydra config with a ``_target_`` (an agent of ``configs/agent``,
+    e.g. ``+agent@collect.agent=imagination collect.agent.path=DIR``); None without one."""
 
     def __post_init__(self) -> None:
         self.sensors = tuple(self.sensors)
@@ -98,6 +105,14 @@ class CollectConfig:
         if unknown or not self.behaviours or min(self.behaviours.values()) < 0 or sum(self.behaviours.values()) <= 0:
             known = ", ".join(BEHAVIOURS)
             raise ValueError(f"collect.behaviours: weights over {known} (non-negative, not all zero); got {self.behaviours}")
+        if self.agent is not None and not (isinstance(self.agent, dict) and isinstance(self.agent.get("_target_"), str)):
+            raise ValueError(f"collect.agent: an agent config with a _target_ (+agent@collect.agent=NAME), got {self.agent!r}")
+        if (self.agent is not None) != (self.behaviours.get(AGENT, 0) > 0):
+            raise ValueError(
+                "collect.agent and collect.behaviours.agent go together: an agent walks the episodes of the agent behaviour "
+                f"(got agent {'set' if self.agent is not None else 'unset'}, behaviours {self.behaviours}); e.g. "
+                "collect=agent +agent@collect.agent=imagination collect.agent.path=DIR"
+            )
         if "rgb" not in self.sensors or "audio" not in self.sensors:
             raise ValueError("collect.sensors must include rgb and audio (the world model learns both)")
 
@@ -155,20 +170,42 @@ def shards(config: CollectConfig, ids: Sequence[int]) -> Iterator[tuple[int, lis
         yield k // config.shard_size, episodes[k : k + config.shard_size]
 
 
-def run_episode(env: AudioNavEnv, ep: EpisodePlan, episode_id: int) -> tuple[Any, dict[str, Any]]:
-    """One episode with its behaviour; returns a Minari ``EpisodeBuffer`` (id ``episode_id`` in its shard) and its metadata."""
+_AGENTS: dict[str, Any] = {}
+"""This process's agents of the ``agent`` behaviour, by their config's JSON: built once per worker."""
+
+
+def agent_of(config: dict[str, Any]) -> Any:
+    """The agent a ``collect.agent`` config builds (Hydra's ``instantiate``), once per process."""
+    key = json.dumps(config, sort_keys=True)
+    if key not in _AGENTS:
+        from hydra.utils import instantiate
+
+        agent = instantiate(config)
+        if not (callable(getattr(agent, "reset", None)) and callable(getattr(agent, "act", None))):
+            raise TypeError(f"collect.agent: {config['_target_']} built a {type(agent).__name__}, not an agent (reset, act)")
+        _AGENTS[key] = agent
+    return _AGENTS[key]
+
+
+def run_episode(env: AudioNavEnv, ep: EpisodePlan, episode_id: int, agent: Any = None) -> tuple[Any, dict[str, Any]]:
+    """One episode with its behaviour (``agent``: the agent that walks those of the ``agent`` behaviour); returns a Minari
+    ``EpisodeBuffer`` (id ``episode_id`` in its shard) and its metadata."""
     from minari.data_collector import EpisodeBuffer
 
-    behaviour = make_behaviour(ep.behaviour)
+    behaviour = None if ep.behaviour == AGENT else make_behaviour(ep.behaviour)
     rng = np.random.default_rng([ep.seed, ep.index])
     obs, info = env.reset(seed=ep.seed, options=ep.options)
+    if behaviour is None:
+        if agent is None:
+            raise ValueError(f"episode {ep.index} is the agent behaviour's: give the agent (collect.agent)")
+        agent.reset(env, seed=ep.seed)
     observations = {k: [v] for k, v in obs.items()}
     infos: dict[str, list[Any]] = {"pose": [info["pose"]], "geodesic_distance": [info["geodesic_distance"]], "collided": [False]}
     actions, rewards, terms, truncs = [], [], [], []
     done = False
     while not done:
         assert env.sim is not None
-        action = int(behaviour.act(env.sim, rng))
+        action = int(behaviour.act(env.sim, rng) if behaviour is not None else agent.act(obs, info))
         obs, reward, terminated, truncated, info = env.step(action)
         for k, v in obs.items():
             observations[k].append(v)
@@ -248,7 +285,14 @@ def _collect_shard(config: CollectConfig, sim: SimConfig, shard: int, episodes: 
     shutil.rmtree(staging, ignore_errors=True)
     os.environ["MINARI_DATASETS_PATH"] = str(staging)
     env = AudioNavEnv(split=config.split, sensors=config.sensors, sim=sim, scene=config.scene)
-    buffers, metas = zip(*(run_episode(env, ep, i) for i, ep in enumerate(episodes)), strict=True)
+    agent = None
+    if config.agent is not None:
+        if config.workers > 1:  # one torch thread per core among the workers, not every worker on every core
+            import torch
+
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
+        agent = agent_of(config.agent)
+    buffers, metas = zip(*(run_episode(env, ep, i, agent) for i, ep in enumerate(episodes)), strict=True)
     meta = dataset_metadata(config, sim, env)
     try:
         dataset = minari.create_dataset_from_buffers(

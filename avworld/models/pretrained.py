@@ -164,10 +164,11 @@ def sim_hash(settings: Any) -> str:
 
 def recorded_seeds(meta: Mapping[str, Any]) -> dict[str, Any]:
     """What fixed a collection's episodes, read from its metadata (``collect``: the CollectConfig it was made with): the
-    keys of :func:`avworld.train.provenance.collection_seeds` and the ``scene`` it drew from (None: procedural apartments)."""
+    keys of :func:`avworld.train.provenance.collection_seeds` and the ``scene`` it drew from (None: procedural apartments),
+    and the ``agent`` config of the agent behaviour where there was one."""
     collect = meta.get("collect") or {}
     keys = ("name", "split", "seed", "first_scene", "scenes", "episodes", "max_steps", "behaviours", "scene")
-    return {k: collect[k] for k in keys if k in collect}
+    return {k: collect[k] for k in keys if k in collect} | ({"agent": collect["agent"]} if collect.get("agent") is not None else {})
 
 
 def collection_recipe(seeds: Mapping[str, Any], sim_sha256: str) -> str:

@@ -45,10 +45,11 @@ def code_commit(repo: str | Path = SOURCE) -> tuple[str | None, bool | None]:
 
 def collection_seeds(config: CollectConfig) -> dict[str, Any]:
     """What fixes a collection's episodes (scene seeds, starts, behaviours): its name, split, seed, scene range and the
-    ``scene`` it drew from (None: procedural apartments); :func:`~avworld.models.pretrained.recorded_seeds` reads the
-    same from its metadata."""
+    ``scene`` it drew from (None: procedural apartments), and the ``agent`` config of the agent behaviour where there is
+    one; :func:`~avworld.models.pretrained.recorded_seeds` reads the same from its metadata."""
     keys = ("name", "split", "seed", "first_scene", "scenes", "episodes", "max_steps")
-    return {k: getattr(config, k) for k in keys} | {"behaviours": dict(config.behaviours), "scene": config.scene}
+    seeds = {k: getattr(config, k) for k in keys} | {"behaviours": dict(config.behaviours), "scene": config.scene}
+    return seeds | ({"agent": dict(config.agent)} if config.agent is not None else {})
 
 
 def provenance(
