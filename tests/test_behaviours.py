@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from avworld.data.behaviours import BEHAVIOURS, Linger, make_behaviour
 from avworld.sim.backends.base import Action, Pose
@@ -49,3 +50,5 @@ def test_linger_stops_only_within_reach() -> None:
 
 def test_every_behaviour_is_made_by_name() -> None:
     assert "linger" in BEHAVIOURS and all(hasattr(make_behaviour(name), "act") for name in BEHAVIOURS)
+    with pytest.raises(ValueError, match=r"collect\.agent"):
+        make_behaviour("agent")  # a trained agent acts on observations: the collector builds it

@@ -20,7 +20,8 @@ import numpy as np
 
 from avworld.sim.backends.base import Action, ShortestPathFollower, SimulatorBackend
 
-BEHAVIOURS = ("toward", "away", "explore", "linger", "agent")
+BEHAVIOURS = ("toward", "away", "explore", "linger")
+"""The behaviours that read the simulator (:func:`make_behaviour`)."""
 AGENT = "agent"
 """The behaviour of ``collect.agent``: a trained agent acting on its observations."""
 

@@ -101,9 +101,9 @@ class CollectConfig:
                 raise ValueError(f"collect.{key} must be at least 1, got {getattr(self, key)}")
         if self.first_scene < 0 or self.first_scene + self.scenes > len(SPLITS[self.split]):
             raise ValueError(f"collect.first_scene/scenes: outside the {self.split} split's {len(SPLITS[self.split])} scenes")
-        unknown = sorted(set(self.behaviours) - set(BEHAVIOURS))
+        unknown = sorted(set(self.behaviours) - {*BEHAVIOURS, AGENT})
         if unknown or not self.behaviours or min(self.behaviours.values()) < 0 or sum(self.behaviours.values()) <= 0:
-            known = ", ".join(BEHAVIOURS)
+            known = ", ".join((*BEHAVIOURS, AGENT))
             raise ValueError(f"collect.behaviours: weights over {known} (non-negative, not all zero); got {self.behaviours}")
         if self.agent is not None and not (isinstance(self.agent, dict) and isinstance(self.agent.get("_target_"), str)):
             raise ValueError(f"collect.agent: an agent config with a _target_ (+agent@collect.agent=NAME), got {self.agent!r}")
