@@ -35,8 +35,8 @@ def typed(schema: type[T], cfg: DictConfig) -> T:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
         for key in cfg:  # a mapping setting is the user's whole mapping, not merged into the schema's default one
-            if isinstance(cfg._get_node(key), DictConfig) and OmegaConf.get_type(merged, key) is dict:
-                merged[key] = cfg._get_node(key)
+            if isinstance(cfg[key], DictConfig) and OmegaConf.get_type(merged, key) is dict:
+                merged[key] = cfg[key]
         job = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or ""

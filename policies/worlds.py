@@ -310,14 +310,12 @@ class ImaginedWorld(PlanningWorld):
     def step(self, state: ImaginedState, actions: np.ndarray) -> Transition:
         actions = np.asarray(actions, np.int64)
         k = self.reward_samples
-        if k == 1:
-            step = self.imagination.step(state, torch.from_numpy(actions), self.sampler_steps, self.generator)
-            return Transition(step.state, step.reward.double().cpu().numpy(), actions == STOP)
-        copies = torch.arange(len(actions), device=self.imagination.device).repeat_interleave(k)  # (B · K,) node of each row
-        step = self.imagination.step(state.take(copies), torch.from_numpy(np.repeat(actions, k)), self.sampler_steps, self.generator)
+        if k > 1:  # K rows per node, in a row
+            state = state.take(torch.arange(len(actions), device=self.imagination.device).repeat_interleave(k))
+        step = self.imagination.step(state, torch.from_numpy(np.repeat(actions, k)), self.sampler_steps, self.generator)
         reward = step.reward.double().cpu().numpy().reshape(len(actions), k).mean(axis=1)  # (B,) each node's mean over its K
-        first = torch.arange(0, len(copies), k, device=self.imagination.device)  # (B,) each node's first draw
-        return Transition(step.state.take(first), reward, actions == STOP)
+        after = step.state if k == 1 else step.state.take(torch.arange(0, k * len(actions), k, device=self.imagination.device))
+        return Transition(after, reward, actions == STOP)  # each node goes on from its first draw
 
     def observations(self, state: ImaginedState) -> Observations:
         """Decoded newest step of each node: ``rgb`` uint8 (B, H, W, 3), and ``audio`` (B, 2, N) / ``spectrogram``

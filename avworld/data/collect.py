@@ -18,9 +18,10 @@ removed: ``minari.load_dataset("avworld/<name>-v0")`` opens the whole collection
 its ``recover_environment()`` makes the env the data came from (``split``, ``sensors``
 and the full ``sim`` settings as the spec's kwargs, ``max_episode_steps`` the collection's).
 
-With ``agent`` (a Hydra agent config: ``avworld collect +agent@collect.agent=imagination collect.agent.path=DIR
-'collect.behaviours={agent: 1}'``) episodes of the ``agent`` behaviour are walked by that agent, sampling its actions as it
-is evaluated (reset with the episode's seed, so a collection is reproducible); each worker process builds it once.
+With ``agent`` (a Hydra agent config: ``avworld collect collect=agent +agent@collect.agent=imagination
+collect.agent.path=DIR``, or ``+collect.behaviours.agent=W`` beside the other behaviours) episodes of the ``agent``
+behaviour are walked by that agent, sampling its actions as it is evaluated (reset with the episode's seed, so a
+collection is reproducible); each worker process builds it once.
 
 Per-episode metadata (Minari episode metadata): ``index`` (in the collection), ``scene_seed``, ``split``, ``sound``,
 ``behaviour``, ``success``, ``collisions``. An episode of the user's scene k (``scene=``) has ``scene_seed`` −1 − k and
