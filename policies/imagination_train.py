@@ -226,9 +226,13 @@ class OfflineLatents:
         fractions = tuple(data.fractions)
         keep = [scene_split(int(s), fractions) == data.split for s in ep["scene_seed"]]  # type: ignore[arg-type]
         obs, rows, previous, actions, rewards, returns = [], [], [], [], [], []
-        for o, t, n, k in zip(ep["obs_start"], ep["step_start"], ep["length"], keep, strict=True):
+        names = flat.collection_of(np.arange(len(keep)))  # each episode's collection
+        self.by_collection = dict.fromkeys(flat.collections, 0)
+        """States from each collection read (``data.name``, then ``data.also``)."""
+        for o, t, n, k, name in zip(ep["obs_start"], ep["step_start"], ep["length"], keep, names, strict=True):
             if not k or n < 1:
                 continue
+            self.by_collection[name] += int(n)
             first = sum(len(x) for x in obs)
             obs.append(np.arange(o, o + n))  # observations with a next action
             local = np.arange(n)
@@ -267,8 +271,8 @@ class OfflineLatents:
         self.rewards = torch.from_numpy(np.concatenate(rewards)).to(device)
         self.episode_returns = np.asarray(returns)
         self.expert = torch.from_numpy(np.asarray(expert_actions(flat, progress)[index])).to(device) if expert else None
-        self.recipe = recipe_of(flat.meta)
-        """The collection's :func:`~avworld.models.pretrained.collection_recipe` (None: its metadata predates it)."""
+        self.recipes = {name: recipe_of(meta) for name, meta in flat.collections.items()}
+        """Each collection's :func:`~avworld.models.pretrained.collection_recipe` (None: its metadata predates it)."""
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -655,12 +659,12 @@ class ImaginationTrainer:
                       "goal_states": self.goal_states, "start_states": self.start_states,
                       "imagined_steps": self.update * c.batch * c.horizon},
             "collections": [
-                {"root": os.path.abspath(ref.root), "name": ref.name, "split": ref.split, "states": len(d),
-                 "recipe": getattr(d, "recipe", None)}
-                for ref, d in used
+                {"root": os.path.abspath(ref.root), "name": name, "split": ref.split, "states": n,
+                 "recipe": getattr(d, "recipes", {}).get(name)}
+                for ref, d in used for name, n in (getattr(d, "by_collection", None) or {ref.name: len(d)}).items()
             ],
             "world_model": {"checkpoint": c.checkpoint, "windows": windows if isinstance(windows, int) else None,
-                            "data": {k: world_data[k] for k in ("root", "name") if k in world_data}
+                            "data": {k: world_data[k] for k in ("root", "name", "collections") if k in world_data}
                             | {"recipe": world_data.get("recipe") or provenance_recipe(meta_world.get("provenance"))},
                             "stages": stage_data(meta_world.get("stages"))},
             "bc_step": self.bc_step,

@@ -75,10 +75,31 @@ def world_training_data(checkpoint: str | os.PathLike[str], meta: dict[str, Any]
     :func:`world_source`) and of each earlier stage that recorded its data (``meta["stages"][i]["data"]``; stages trained
     before they did count for nothing), a collection used by several stages once, at its most windows."""
     parts = stage_sources(stage_data(meta.get("stages")))
-    windows = (meta.get("data") or {}).get("windows")
-    if isinstance(windows, int):
-        parts.append({world_source(checkpoint, meta.get("data"), meta.get("provenance")): windows})
+    data = meta.get("data") or {}
+    if isinstance(data.get("windows"), int):
+        parts.append(world_sources(checkpoint, data, data["windows"], meta.get("provenance")))
     return merge_sources(*parts)
+
+
+def world_sources(checkpoint: str | os.PathLike[str], data: dict[str, Any] | None, windows: int, record: Any = None) -> dict[str, int]:
+    """{source: windows} of a world model's training windows (``windows`` of them) from its meta ``data``: each collection
+    it read together (``data["collections"]``: ``data.name`` and those of ``data.also``) with its own windows, the first
+    known as :func:`world_source` knows it, the others by :func:`collection_source`; a record of one collection (or none)
+    gives ``windows`` to :func:`world_source`."""
+    records = collection_records(data)
+    if len(records) < 2:
+        return {world_source(checkpoint, data, record): windows}
+    first, *others = records
+    return merge_sources({world_source(checkpoint, first, record): first["windows"]}, *stage_sources(others))
+
+
+def collection_records(data: Any) -> list[dict[str, Any]]:
+    """The collections a data record read ({root, name, windows, recipe} each): those of its ``collections`` (written
+    since several could be read together, ``data.also``), with its ``root``; [] where it has none."""
+    if not _names_collection(data) or not isinstance(data.get("collections"), list):
+        return []
+    return [{"root": data["root"], "name": c["name"], "windows": c.get("windows"), "recipe": c.get("recipe")} for c in data["collections"]
+            if isinstance(c, dict) and isinstance(c.get("name"), str)]
 
 
 def stage_data(stages: Any) -> list[dict[str, Any]]:
@@ -87,8 +108,10 @@ def stage_data(stages: Any) -> list[dict[str, Any]]:
 
 
 def stage_sources(records: Any) -> list[dict[str, int]]:
-    """{:func:`collection_source`: windows} of each well-formed data record of :func:`stage_data` in ``records``."""
-    return [{collection_source(d["root"], d["name"], recipe=d.get("recipe")): d["windows"]} for d in records or [] if _counts(d)]
+    """{:func:`collection_source`: windows} of each collection (:func:`collection_records`) of each well-formed data
+    record of :func:`stage_data` in ``records``."""
+    parts = [c for d in records or [] if _counts(d) for c in collection_records(d) or [d]]
+    return [{collection_source(d["root"], d["name"], recipe=d.get("recipe")): d["windows"]} for d in parts if _counts(d)]
 
 
 def _counts(data: Any) -> bool:
@@ -146,7 +169,10 @@ def training_data(agent: Any) -> dict[str, int]:
         data = world.get("data") or None
         if recipe := world_recipe(world["checkpoint"], data):
             recipes.setdefault((os.path.abspath(data["root"]), data["name"]), recipe)  # type: ignore[index]
-        parts.append({world_source(world["checkpoint"], data): world["windows"]})
+        for c in collection_records(data):
+            if c["recipe"]:
+                recipes.setdefault((os.path.abspath(c["root"]), c["name"]), c["recipe"])
+        parts.append(world_sources(world["checkpoint"], data, world["windows"]))
         parts += stage_sources(world.get("stages"))  # its earlier stages' collections, as the agent recorded them
     for u in used:
         recipe = u.get("recipe") or recipes.get((os.path.abspath(u["root"]), u["name"]))

@@ -345,3 +345,33 @@ def test_an_agent_walks_the_episodes_of_the_agent_behaviour(tmp_path: Path) -> N
     assert meta["collect"]["agent"] == oracle and collection_seeds(config)["agent"] == oracle
     other = meta | {"collect": meta["collect"] | {"agent": oracle | {"lookahead": 2.0}}}
     assert recipe_of(meta) != recipe_of(other)
+
+
+def test_collections_read_together_are_one_dataset_of_both(tmp_path: Path) -> None:
+    from avworld.data.storage import DataRef
+    from avworld.train.provenance import data_seeds
+
+    base = CollectConfig(root=str(tmp_path), name="a", episodes=2, scenes=2, shard_size=2, workers=1, max_steps=8)
+    collect(base, SimConfig())
+    collect(dataclasses.replace(base, name="b", seed=1, max_steps=6), SimConfig())  # episode lengths may differ
+    alone = {n: DataRef(root=base.root, name=n).load() for n in "ab"}
+    both = DataRef(root=base.root, name="a", also=["b"]).load()
+    assert list(both.collections) == ["a", "b"] and both.episodes["collection"].tolist() == [0, 0, 1, 1]
+    assert both.collection_of(np.array([3, 0])) == ["b", "a"] and both.path not in (alone["a"].path, alone["b"].path)
+    assert [p.path for p in both.parts] == [alone["a"].path, alone["b"].path] and alone["a"].parts == []  # joined from theirs
+    for field in ("rgb", "audio", "actions", "rewards", "geodesic_distance"):
+        assert np.array_equal(both.arrays[field], np.concatenate([alone[n].arrays[field] for n in "ab"]))
+    every = WindowConfig(context=2, horizon=1, fractions=(1.0, 0.0, 0.0))
+    counts = {n: len(WindowDataset(alone[n], every)) for n in "ab"}
+    assert WindowDataset(both, every).by_collection() == counts and min(counts.values()) > 0
+    assert WindowDataset(alone["b"], every).by_collection() == {"b": counts["b"]}
+    seeds = data_seeds(both)
+    assert (seeds["train"]["name"], seeds["train"]["seed"], [s["name"] for s in seeds["also"]]) == ("a", 0, ["b"])
+    assert set(data_seeds(alone["a"])) == {"train"}
+    # refused, naming the setting and both files: windows that teach other rewards; a collection named twice
+    sim = SimConfig()
+    collect(dataclasses.replace(base, name="c"), dataclasses.replace(sim, episode=dataclasses.replace(sim.episode, success_distance=0.5)))
+    with pytest.raises(DataError, match=r"c-v0.*sim\.episode\.success_distance is 0\.5 but 1\.0 in .*a-v0.*must match"):
+        DataRef(root=base.root, name="a", also=["c"]).load()
+    with pytest.raises(ValueError, match="repeat"):
+        DataRef(root=base.root, name="a", also=["b", "a"]).load()

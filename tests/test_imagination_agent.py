@@ -513,3 +513,21 @@ def test_a_critic_fitted_to_real_returns_values_the_states_that_earned_them(one_
         ImaginationTrainer(side_config(critic_real=1.0), SideWorld(), SideData())
     with pytest.raises(ValueError, match="critic_real"):
         side_config(critic_real=-1.0)
+
+
+def test_offline_states_of_collections_read_together_count_each(
+    world_checkpoint: str, collection, tmp_path: Path, one_thread: None
+) -> None:
+    import shutil
+
+    from avworld.models.imagination import load_world
+    from avworld.policies.imagination_train import OfflineLatents
+
+    for name in ("tiny", "again"):  # one collection under two names, read together (data.also)
+        shutil.copytree(Path(collection.root) / "avworld" / "tiny-v0", tmp_path / "avworld" / f"{name}-v0")
+    world = load_world(world_checkpoint, device="cpu")
+    alone = OfflineLatents(world, DataSplit(root=collection.root, name=collection.name, split="train"))
+    both = OfflineLatents(world, DataSplit(root=str(tmp_path), name="tiny", also=["again"], split="train"))
+    assert alone.by_collection == {"tiny": len(alone)} and both.by_collection == {"tiny": len(alone), "again": len(alone)}
+    assert len(both) == 2 * len(alone) and both.recipes["again"] == both.recipes["tiny"] == alone.recipes["tiny"] is not None
+    assert torch.equal(both.actions, torch.cat([alone.actions, alone.actions]))

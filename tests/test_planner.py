@@ -354,7 +354,8 @@ def test_training_data_counts_each_source_once(world_checkpoint: str) -> None:
 def test_a_world_model_counts_the_collections_of_all_its_stages(world_checkpoint: str) -> None:
     meta = copy.deepcopy(Imagination.load(world_checkpoint).meta)
     data = meta["data"]
-    assert meta["stages"][-1]["data"] == {k: data[k] for k in ("root", "name", "windows", "recipe")}
+    assert meta["stages"][-1]["data"] == {k: data[k] for k in ("root", "name", "windows", "recipe", "collections")}
+    assert data["collections"] == [{"name": data["name"], "windows": data["windows"], "recipe": data["recipe"]}]
     ours = world_source(world_checkpoint, data)
     assert world_training_data(world_checkpoint, meta) == {ours: data["windows"]}
     earlier = {"root": "/pre", "name": "pretrain", "windows": 40, "recipe": "0123456789abcdef"}
@@ -364,6 +365,23 @@ def test_a_world_model_counts_the_collections_of_all_its_stages(world_checkpoint
     cloned = TrainedProposal(0, world_checkpoint, data["windows"], data)  # an agent trained in that world model records it
     cloned.meta["world_model"]["stages"] = stage_data(meta["stages"])
     assert training_data(cloned) == {REAL_ENV: 0} | sources
+
+
+def test_a_world_model_counts_each_collection_it_read_together(world_checkpoint: str) -> None:
+    meta = copy.deepcopy(Imagination.load(world_checkpoint).meta)
+    data = meta["data"]
+    ours = world_source(world_checkpoint, data)
+    walks = {"name": "walks", "windows": 25, "recipe": "fedcba9876543210"}  # read beside it (data.also=[walks])
+    data["collections"] = [{"name": data["name"], "windows": data["windows"], "recipe": data["recipe"]}, walks]
+    data["windows"] += 25
+    theirs = collection_source(data["root"], "walks", recipe=walks["recipe"])
+    assert world_training_data(world_checkpoint, meta) == {ours: data["windows"] - 25, theirs: 25}
+    meta["stages"][-1]["data"] = {k: data[k] for k in ("root", "name", "windows", "recipe", "collections")}
+    assert world_training_data(world_checkpoint, meta) == {ours: data["windows"] - 25, theirs: 25}
+    cloned = TrainedProposal(0, world_checkpoint, data["windows"], {k: data[k] for k in ("root", "name", "recipe", "collections")})
+    cloned.meta["world_model"]["stages"] = stage_data(meta["stages"])
+    cloned.meta["collections"] = [{"root": "/copy", "name": "walks2", "split": "train", "states": 40, "recipe": walks["recipe"]}]
+    assert training_data(cloned) == {REAL_ENV: 0, ours: data["windows"] - 25, theirs: 40}  # the walks once, at the clone's 40
 
 
 def test_imagined_planning_is_reproducible(world_checkpoint: str, one_thread: None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from importlib.resources import files
@@ -15,7 +16,7 @@ from omegaconf import OmegaConf
 
 from avworld.data.collect import CollectConfig
 from avworld.data.storage import DataRef
-from avworld.data.windows import WindowConfig
+from avworld.data.windows import WindowConfig, WindowDataset
 from avworld.models.checkpoint import CheckpointError, load_checkpoint
 from avworld.models.imagination import Imagination
 from avworld.models.registry import encode, load_model
@@ -178,6 +179,30 @@ def test_no_experts_and_unimodal_variants(collection: CollectConfig, tokenizer_c
     train_world_model(job(collection, {"audio": tokenizer_checkpoints["audio"]}, "joint", "audio_only", 1), tmp_path / "b", progress=False)
     world = Imagination.load(stage_dir(tmp_path / "b", "joint") / "checkpoint")
     assert world.modalities == ("audio",) and set(world.tokenizers) == {"audio"}
+
+
+def test_a_world_model_trains_on_collections_read_together(
+    collection: CollectConfig, tokenizer_checkpoints: dict[str, str], tmp_path: Path
+) -> None:
+    import shutil
+
+    for name in ("tiny", "again"):  # the session's collection twice, under two names (e.g. expert data and an agent's walks)
+        shutil.copytree(Path(collection.root) / "avworld" / "tiny-v0", tmp_path / "data" / "avworld" / f"{name}-v0")
+    data_ref = DataRef(root=str(tmp_path / "data"), name="tiny", also=["again"])
+    both = dataclasses.replace(job(collection, tokenizer_checkpoints, "joint", steps=1), data=data_ref)
+    train_world_model(both, tmp_path / "run", progress=False)
+    ckpt = load_checkpoint(stage_dir(tmp_path / "run", "joint") / "checkpoint")
+    meta, data = ckpt.meta, ckpt.meta["data"]
+    alone = len(WindowDataset(DataRef(root=collection.root, name="tiny").load(), WindowConfig(context=ckpt.config["net"]["context"])))
+    assert [(c["name"], c["windows"]) for c in data["collections"]] == [("tiny", alone), ("again", alone)] and data["windows"] == 2 * alone
+    assert data["collections"][0]["recipe"] == data["collections"][1]["recipe"] == data["recipe"]  # one recipe collected twice
+    assert meta["provenance"]["data_seeds"]["also"][0]["name"] == "tiny"  # the copy's recorded seeds: it was collected as tiny
+    assert meta["stages"][-1]["data"]["collections"] == data["collections"]
+    flat = data_ref.load()  # the latents of the whole: each collection's own cache (kept for later jobs), joined
+    for modality in ("video", "audio"):
+        [whole] = flat.path.glob(f"latents-{modality}-*.npy")
+        pieces = [np.load(next(part.path.glob(f"latents-{modality}-*.npy"))) for part in flat.parts]
+        assert len(pieces) == 2 and np.array_equal(np.load(whole), np.concatenate(pieces))
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "base"])

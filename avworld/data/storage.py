@@ -6,7 +6,9 @@ finished shards ``avworld/<name>/shard-NNNNN-v0``. Either is read with Minari it
 corrupted, missing) is refused with a :class:`DataError` naming its file; with
 ``strict=False`` (the default) it is skipped with a warning and the other shards stay
 usable. Shards whose recorded settings disagree (sample rate, image or audio shape)
-are refused with the reason: mixing them would silently corrupt training.
+are refused with the reason: mixing them would silently corrupt training. Several collections read as one
+(:func:`open_collections`, ``data.also``) must agree the same way and in the simulator settings their windows teach
+(render, motion, sound rate, rewards).
 
 The flat cache is one ``.npy`` file per field, concatenated over episodes
 (observations have one more entry per episode than actions), opened with
@@ -23,7 +25,8 @@ import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,8 @@ class Shard:
     meta: dict[str, Any]
     episodes: int
     steps: int
+    collection: str = ""
+    """The collection it belongs to (set by :func:`open_collection`)."""
 
     @property
     def storage(self) -> Any:
@@ -95,7 +100,7 @@ def open_collection(root: str | os.PathLike[str], name: str, strict: bool = Fals
     ``shards_only``) its finished shards, checked to agree with each other."""
     whole = Path(root) / NAMESPACE / f"{name}-v0"
     if whole.is_dir() and not shards_only:
-        return [read_shard(whole)]
+        return [replace(read_shard(whole), collection=name)]
     base = Path(root) / NAMESPACE / name
     if not base.is_dir():
         raise DataError(base, "no such collection (run `avworld collect` first)")
@@ -103,21 +108,50 @@ def open_collection(root: str | os.PathLike[str], name: str, strict: bool = Fals
     for done in sorted(base.glob("shard-*.done")):
         shard_dir = base / f"{done.stem}-v0"
         try:
-            shards.append(read_shard(shard_dir))
+            shards.append(replace(read_shard(shard_dir), collection=name))
         except DataError as err:
             if strict:
                 raise
             warnings.warn(f"skipping a bad shard: {err}", RuntimeWarning, stacklevel=2)
     if not shards:
         raise DataError(base, "no readable finished shard")
+    _check_agree(shards, "shards do not match")
+    return shards
+
+
+def open_collections(root: str | os.PathLike[str], names: Sequence[str], strict: bool = False) -> list[Shard]:
+    """Collections ``names`` under ``root`` (each by :func:`open_collection`), in that order, read as one: e.g. an agent's
+    own walks beside an expert collection. Refused (naming both files) where two disagree in a shard setting
+    (:data:`CHECKED_KEYS`) or in the simulator settings their windows teach (render, motion, sound rate, where STOP
+    succeeds: :data:`TAUGHT_EPISODE`); the scenes, sounds and episode lengths may differ."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"data: collection names repeat in {list(names)} (data.name and data.also each name one collection once)")
+    shards = [s for name in names for s in open_collection(root, name, strict)]
+    _check_agree(shards, "collections read together must match", sim=True)
+    return shards
+
+
+TAUGHT_EPISODE = ("success_distance",)
+"""Episode settings that shape what a collection's windows teach (where STOP succeeds: the rewards), beside the learned
+settings of :data:`avworld.envs.dream_config.LEARNED_FIELDS`: collections read together must agree in both; episode
+sampling and length (``max_steps``) may differ."""
+
+
+def _check_agree(shards: list[Shard], why: str, sim: bool = False) -> None:
     ref = shards[0]
     for s in shards[1:]:
         for key in CHECKED_KEYS:
             if s.meta.get(key) != ref.meta.get(key):
-                raise DataError(
-                    _data_file(s.path), f"{key} is {s.meta.get(key)} but {ref.meta.get(key)} in {_data_file(ref.path)}: shards do not match"
-                )
-    return shards
+                raise DataError(_data_file(s.path), f"{key} is {s.meta.get(key)} but {ref.meta.get(key)} in {_data_file(ref.path)}: {why}")
+        if not sim or s.collection == ref.collection:
+            continue
+        from avworld.envs.dream_config import LEARNED_FIELDS
+
+        mine, theirs = s.meta.get("sim", {}), ref.meta.get("sim", {})
+        for part, name in (*LEARNED_FIELDS, *(("episode", n) for n in TAUGHT_EPISODE)):
+            a, b = mine.get(part, {}).get(name), theirs.get(part, {}).get(name)
+            if a != b:
+                raise DataError(_data_file(s.path), f"sim.{part}.{name} is {a!r} but {b!r} in {_data_file(ref.path)}: {why}")
 
 
 @dataclass
@@ -127,12 +161,24 @@ class FlatData:
     arrays: dict[str, np.ndarray]
     episodes: dict[str, np.ndarray]  # obs_start, step_start, length, scene_seed: (E,)
     meta: dict[str, Any]
+    """The first collection's metadata (the settings every collection read with it shares, :func:`open_collections`)."""
     path: Path | None = None
     """The cache directory the arrays are mapped from (derived caches, e.g. latents, live beside them)."""
+    collections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each collection's metadata by name, in the order read; ``episodes["collection"]`` (E,) indexes this order."""
+    parts: list[FlatData] = field(default_factory=list)
+    """Several collections read as one: each one's own flat data, in order (their arrays joined are these); else []."""
+
+    def collection_of(self, episodes: np.ndarray) -> list[str]:
+        """The collection name of each episode index in ``episodes``."""
+        names = list(self.collections)
+        return [names[int(c)] for c in self.episodes["collection"][np.asarray(episodes, np.int64)]]
 
 
 def _fingerprint(shards: list[Shard]) -> str:
     h = hashlib.sha256()
+    if len({s.collection for s in shards}) > 1:  # collections read together: their names too (unfinished ones' shards share names)
+        h.update(("+".join(dict.fromkeys(s.collection for s in shards)) + ";").encode())
     for s in shards:
         st = _data_file(s.path).stat()
         h.update(f"{s.path.name}:{st.st_size}:{st.st_mtime_ns};".encode())
@@ -140,13 +186,21 @@ def _fingerprint(shards: list[Shard]) -> str:
 
 
 def flatten(shards: list[Shard], cache_root: str | os.PathLike[str]) -> FlatData:
-    """Build (once) or open the memory-mapped flat cache of ``shards`` under ``cache_root``."""
+    """Build (once) or open the memory-mapped flat cache of ``shards`` under ``cache_root``.
+
+    Shards of several collections (:func:`open_collections`): each collection is flattened alone first (its own cache,
+    shared with every job that reads it alone or with others; caches derived from it, e.g. latents, too), then their
+    arrays are joined into the cache of the whole (:attr:`FlatData.parts` holds the parts)."""
+    groups: dict[str, list[Shard]] = {}
+    for s in shards:
+        groups.setdefault(s.collection, []).append(s)
+    parts = [flatten(group, cache_root) for group in groups.values()] if len(groups) > 1 else []
     target = Path(cache_root) / f"flat-{_fingerprint(shards)}"
     if not (target / "episodes.json").exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".flat-"))
         try:
-            _write_flat(shards, tmp)
+            _join_flat(parts, tmp) if parts else _write_flat(shards, tmp)
             if target.exists():  # another process won the race: keep theirs
                 shutil.rmtree(tmp)
             else:
@@ -157,7 +211,37 @@ def flatten(shards: list[Shard], cache_root: str | os.PathLike[str]) -> FlatData
     table = json.loads((target / "episodes.json").read_text())
     arrays = {f: np.load(target / f"{f}.npy", mmap_mode="r", allow_pickle=False) for f in (*OBS_FIELDS, *INFO_FIELDS, *STEP_FIELDS)}
     episodes = {k: np.asarray(v, np.int64) for k, v in table["episodes"].items()}
-    return FlatData(arrays, episodes, table["meta"], target)
+    collections = {name: group[0].meta for name, group in groups.items()}
+    counts = [sum(s.episodes for s in group) for group in groups.values()]
+    episodes["collection"] = np.repeat(np.arange(len(groups)), counts).astype(np.int64)
+    return FlatData(arrays, episodes, table["meta"], target, collections, parts)
+
+
+def _join_flat(parts: list[FlatData], out: Path) -> None:
+    """The flat cache of several collections from theirs (:func:`flatten`): arrays concatenated, episode starts shifted."""
+    for f in (*OBS_FIELDS, *INFO_FIELDS, *STEP_FIELDS):
+        first = parts[0].arrays[f]
+        shape = (sum(len(p.arrays[f]) for p in parts), *first.shape[1:])
+        joined = np.lib.format.open_memmap(out / f"{f}.npy", mode="w+", dtype=first.dtype, shape=shape)
+        at = 0
+        for p in parts:
+            a = p.arrays[f]
+            for start in range(0, len(a), 4096):  # in chunks: bounded memory
+                chunk = a[start : start + 4096]
+                joined[at + start : at + start + len(chunk)] = chunk
+            at += len(a)
+        joined.flush()
+        del joined
+    shifted: dict[str, list[int]] = {"obs_start": [], "step_start": [], "length": [], "scene_seed": []}
+    n_obs = n_steps = 0
+    for p in parts:
+        ep = p.episodes
+        shifted["obs_start"] += (ep["obs_start"] + n_obs).tolist()
+        shifted["step_start"] += (ep["step_start"] + n_steps).tolist()
+        shifted["length"] += ep["length"].tolist()
+        shifted["scene_seed"] += ep["scene_seed"].tolist()
+        n_obs, n_steps = n_obs + len(p.arrays["rgb"]), n_steps + len(p.arrays["actions"])
+    (out / "episodes.json").write_text(json.dumps({"episodes": shifted, "meta": parts[0].meta}))
 
 
 @dataclass
@@ -166,12 +250,21 @@ class DataRef:
 
     root: str = "datasets"
     name: str = "audionav"
+    also: list[str] = field(default_factory=list)
+    """Further collections under ``root`` read with ``name`` as one (:func:`open_collections`), e.g. an agent's own walks
+    beside the expert data: ``'data.also=[walks]'``."""
     cache: str | None = None
     """Where the flat memory-mapped cache goes; ``<root>/cache`` by default."""
     fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)
 
+    @property
+    def names(self) -> list[str]:
+        """The collections read: ``name``, then ``also``."""
+        return [self.name, *self.also]
+
     def load(self) -> FlatData:
-        return flatten(open_collection(self.root, self.name), self.cache or os.path.join(self.root, "cache"))
+        shards = open_collections(self.root, self.names) if self.also else open_collection(self.root, self.name)
+        return flatten(shards, self.cache or os.path.join(self.root, "cache"))
 
 
 @dataclass

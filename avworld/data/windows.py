@@ -73,19 +73,29 @@ class WindowDataset(Dataset[dict[str, torch.Tensor]]):
         self.data, self.config = data, config
         span = config.context + config.horizon
         ep = data.episodes
-        starts_obs, starts_step = [], []
-        for obs0, step0, length, seed in zip(ep["obs_start"], ep["step_start"], ep["length"], ep["scene_seed"], strict=True):
+        starts_obs, starts_step, episode = [], [], []
+        episodes = zip(ep["obs_start"], ep["step_start"], ep["length"], ep["scene_seed"], strict=True)
+        for e, (obs0, step0, length, seed) in enumerate(episodes):
             if scene_split(int(seed), config.fractions) != config.split:
                 continue
             offsets = np.arange(0, length + 1 - span + 1, config.stride)
             starts_obs.append(obs0 + offsets)
             starts_step.append(step0 + offsets)
-        self.obs_index = np.concatenate(starts_obs or [np.zeros(0, np.int64)])  # (windows,)
-        self.step_index = np.concatenate(starts_step or [np.zeros(0, np.int64)])
+            episode.append(np.full(len(offsets), e))
+        empty = [np.zeros(0, np.int64)]
+        self.obs_index = np.concatenate(starts_obs or empty)  # (windows,)
+        self.step_index = np.concatenate(starts_step or empty)
+        self.episode_index = np.concatenate(episode or empty).astype(np.int64)  # (windows,) each window's episode
         self.span = span
 
     def __len__(self) -> int:
         return len(self.obs_index)
+
+    def by_collection(self) -> dict[str, int]:
+        """Windows from each collection of the data (:attr:`FlatData.collections`, in their order; 0 where none)."""
+        names = list(self.data.collections)
+        counts = np.bincount(self.data.episodes["collection"][self.episode_index], minlength=len(names))
+        return {name: int(n) for name, n in zip(names, counts, strict=True)}
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         o, t, s = int(self.obs_index[i]), int(self.step_index[i]), self.span

@@ -36,10 +36,23 @@ def latent_cache(data: Any, modality: str, tokenizer: nn.Module, checkpoint: Pat
     ``path``) encoded by ``tokenizer`` (unscaled posterior means), (n_obs, *latent) float32, memory-mapped.
 
     Built once into ``<flat cache>/latents-<modality>-<weights hash>.npy`` (written to a temporary file, then renamed).
+    Several collections read as one (``data.parts``): each one's own cache (built where missing, and kept for every later
+    job that reads it), joined.
     """
     if data.path is None:
         raise ValueError("latent_cache needs a flat collection opened from its cache directory")
     target = data.path / f"latents-{modality}-{_weights_hash(checkpoint)}.npy"
+    parts = getattr(data, "parts", None)
+    if parts and not target.exists():
+        pieces = [latent_cache(part, modality, tokenizer, checkpoint, device) for part in parts]
+        with replaced_atomically(target, suffix=".npy") as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(sum(map(len, pieces)), *pieces[0].shape[1:]))
+            at = 0
+            for z in pieces:
+                out[at : at + len(z)] = z
+                at += len(z)
+            out.flush()
+            del out
     if not target.exists():
         source = data.arrays[FIELDS[modality]]
         first = encode(tokenizer, TOKENIZERS[modality], torch.from_numpy(np.array(source[:1])).to(device))

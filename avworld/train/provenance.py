@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from avworld.data.collect import CollectConfig
+from avworld.data.storage import FlatData
 from avworld.jsonfile import standard
-from avworld.models.pretrained import sim_hash
+from avworld.models.pretrained import recorded_seeds, sim_hash
 
 SOURCE = Path(__file__).resolve().parents[2]
 """The source tree this module runs from (its git repository, when it is one)."""
@@ -50,6 +51,13 @@ def collection_seeds(config: CollectConfig) -> dict[str, Any]:
     keys = ("name", "split", "seed", "first_scene", "scenes", "episodes", "max_steps")
     seeds = {k: getattr(config, k) for k in keys} | {"behaviours": dict(config.behaviours), "scene": config.scene}
     return seeds | ({"agent": dict(config.agent)} if config.agent is not None else {})
+
+
+def data_seeds(data: FlatData) -> dict[str, Any]:
+    """The ``data_seeds`` of a job that read ``data``: ``train``, the first collection's :func:`recorded_seeds`, and
+    ``also``, those of each collection read with it (``data.also``), where there are any."""
+    first, *others = data.collections.values() if data.collections else [data.meta]
+    return {"train": recorded_seeds(first)} | ({"also": [recorded_seeds(m) for m in others]} if others else {})
 
 
 def provenance(

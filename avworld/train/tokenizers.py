@@ -108,6 +108,7 @@ def train_tokenizer(job: TokenizerJob, out_dir: str | Path, progress: bool = Tru
             "data": {
                 "root": str(job.data.root),
                 "name": job.data.name,
+                **({"also": list(job.data.also)} if job.data.also else {}),
                 "frames": len(dataset),
                 **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape", "acoustics_version")},
             },

@@ -40,9 +40,9 @@ from avworld.models.checkpoint import CheckpointError, acoustics_version, load_c
 from avworld.models.flow import FlowConfig, WorldModel, WorldModelConfig
 from avworld.models.imagination import TOKENIZERS, Imagination, choose_device, tokenizer_meta
 from avworld.models.latents import latent_cache
-from avworld.models.pretrained import recipe_of, recorded_seeds
+from avworld.models.pretrained import recipe_of
 from avworld.models.registry import build, config_from_dict, config_to_dict, encode, load_model, preset
-from avworld.train.provenance import provenance
+from avworld.train.provenance import data_seeds, provenance
 from avworld.train.tokenizers import DataRef
 from avworld.train.trainer import TrainConfig, Trainer
 
@@ -330,9 +330,13 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
             "stop_windows": dataset.stops,
             "stop_windows_near": dataset.stops_near,
             "recipe": recipe_of(data.meta),
+            "collections": [
+                {"name": name, "windows": n, "recipe": recipe_of(data.collections[name])}
+                for name, n in dataset.windows.by_collection().items()
+            ],
         },
         **{k: data.meta[k] for k in ("sample_rate", "rgb_shape", "audio_shape", "sim", "acoustics_version")},
-        "provenance": provenance({"train": recorded_seeds(data.meta)}, data.meta["sim"], config=dataclasses.asdict(job)),
+        "provenance": provenance(data_seeds(data), data.meta["sim"], config=dataclasses.asdict(job)),
     }
     tokenizer_modules = {m: tokenizers[m][0] for m in modalities}
 
@@ -343,7 +347,7 @@ def train_world_model(job: WorldModelJob, out_dir: str | Path, progress: bool = 
             "seconds": round(trainer.seconds, 1),
             "frozen": list(FROZEN[job.stage]),
             "command": meta["provenance"]["command"],
-            "data": {k: meta["data"][k] for k in ("root", "name", "windows", "recipe")},
+            "data": {k: meta["data"][k] for k in ("root", "name", "windows", "recipe", "collections")},
         }
         stages = [*history, stage]
         return "world_model", config_to_dict(config), meta | {"stages": stages}
