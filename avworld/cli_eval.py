@@ -145,8 +145,9 @@ def _write_benchmark(
 def _episodes_run(path: Path, identity: dict[str, Any], agents: dict[str, Any]) -> dict[str, Any]:
     """What an earlier run in this output directory recorded at ``path``: its ``agents`` (settings) and ``done``
     ({agent: {sound set: episodes}}); empty without one. One that ran other episodes (``identity``), or one of
-    ``agents`` under the same name with other settings, is refused, naming the file: mixing them would pair different
-    things."""
+    ``agents`` under the same name with other settings, is refused, naming the file and each differing setting: mixing
+    them would pair different things. Settings a code update added since the run began, at their defaults
+    (:func:`_only_new_defaults`), are not other settings."""
     from avworld.jsonfile import dumps
 
     if not path.exists():
@@ -163,6 +164,9 @@ def _episodes_run(path: Path, identity: dict[str, Any], agents: dict[str, Any]) 
                              "settings, or choose another hydra.run.dir")
     for name, settings in mine["agents"].items():
         if name in done and saved_agents.get(name) != settings:
+            if _only_new_defaults(saved_agents.get(name), settings):  # a newer avworld added settings, at their defaults
+                saved_agents[name] = settings
+                continue
             differing = "; ".join(_differences(saved_agents.get(name), settings, f"nav.agents.{name}"))
             raise ValueError(f"{path}: the benchmark in this output directory ran agent {name!r} with other settings "
                              f"({differing}); rerun it with them, or choose another hydra.run.dir")
@@ -182,6 +186,43 @@ def _differences(saved: Any, mine: Any, where: str) -> list[str]:
 
 
 _UNSET = object()
+
+
+def _only_new_defaults(saved: Any, mine: Any) -> bool:
+    """Whether agent settings ``mine`` differ from ``saved`` only by top-level keys that ``saved`` lacks and that hold
+    their default (:func:`agent_defaults`): settings a code update added since the run began, meaning what the agent
+    did before it had them."""
+    if not isinstance(saved, dict) or not isinstance(mine, dict) or set(saved) - set(mine):
+        return False
+    if any(saved[k] != mine[k] for k in saved):
+        return False
+    from avworld.jsonfile import dumps
+
+    defaults = json.loads(dumps(agent_defaults(mine)))
+    return all(k in defaults and defaults[k] == mine[k] for k in set(mine) - set(saved))
+
+
+def agent_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """The defaults of an agent config's ``_target_``: its keyword arguments' and, for a class configured by a ``Config``
+    dataclass (the planners), that dataclass's fields; {} where the target cannot be imported."""
+    import dataclasses
+    import inspect
+
+    from hydra.utils import get_object
+
+    try:
+        target = get_object(str(settings.get("_target_")))
+    except (ImportError, ValueError, AttributeError):  # an unknown target: no defaults to compare with
+        return {}
+    try:
+        parameters = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        parameters = []
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    config = getattr(target, "Config", None)
+    if dataclasses.is_dataclass(config):  # the dataclass's defaults are what the agent uses (its keywords may default to None)
+        defaults |= {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    return defaults
 
 
 def merge_job(job: EvalMerge) -> None:

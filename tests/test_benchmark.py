@@ -131,6 +131,22 @@ def test_a_refused_resume_names_each_differing_setting() -> None:
     assert _differences(saved, dict(saved), "x") == [] and _differences(None, 2, "x") == ["x: recorded null, now 2"]
 
 
+def test_a_resume_accepts_settings_a_code_update_added_at_their_defaults() -> None:
+    from avworld.cli_eval import _only_new_defaults, agent_defaults
+    from avworld.policies.planner import BeamConfig
+
+    saved = {"_target_": "avworld.policies.planner.BeamPlanner", "horizon": 1, "prior": 0.3}
+    assert agent_defaults(saved)["reward_samples"] == BeamConfig().reward_samples == 1  # the Config dataclass's default
+    assert _only_new_defaults(saved, saved | {"reward_samples": 1})  # added since the run began, as it behaved before
+    assert not _only_new_defaults(saved, saved | {"reward_samples": 4})  # a new value: other behaviour
+    assert not _only_new_defaults(saved, saved | {"horizon": 2, "reward_samples": 1})  # a recorded setting changed
+    assert not _only_new_defaults(saved | {"reward_samples": 1}, saved)  # a recorded setting gone
+    assert not _only_new_defaults(saved, saved | {"unknown_key": 1})  # not a setting of the agent: no default known
+    oracle = {"_target_": "avworld.policies.OraclePolicy"}
+    assert _only_new_defaults(oracle, oracle | {"lookahead": agent_defaults(oracle)["lookahead"]})  # keyword defaults
+    assert agent_defaults({"_target_": "no.such.Agent"}) == {}
+
+
 def test_user_scenes_name_their_sounds_so_they_run_once() -> None:
     sim = SimConfig.from_dict({"episode": {"max_steps": 3}})
     scene = Path(__file__).parents[1] / "examples" / "scenes" / "corridor.json"
