@@ -364,7 +364,8 @@ def world_model_job(job: EvalWorldModel) -> None:
         out / "prediction.json",
         {
             "checkpoints": paths,
-            "data": {"root": job.data.root, "name": job.data.name, "split": split, "windows": len(windows), "evaluated": evaluated},
+            "data": {"root": job.data.root, "name": job.data.name, **({"also": list(job.data.also)} if job.data.also else {}),
+                     "split": split, "windows": len(windows), "evaluated": evaluated},
             "settings": dataclasses.asdict(run),
             "models": {name: {"about": about.get(name, ""), "seconds": seconds[name], **r.as_dict()} for name, r in results.items()},
             "ranking": ranking,
@@ -373,7 +374,8 @@ def world_model_job(job: EvalWorldModel) -> None:
     )
     if job.report:
         _report(out, "prediction", _agent_name(job.agent), lambda path: _report_video(job, path, job.checkpoint))
-    print(f"{job.data.name}, split {split}: {evaluated} of {len(windows)} windows, context {context}, sampler steps {run.sampler_steps}")
+    read = "+".join(job.data.names)
+    print(f"{read}, split {split}: {evaluated} of {len(windows)} windows, context {context}, sampler steps {run.sampler_steps}")
     print(table)
     for note in dict.fromkeys(n for r in results.values() for n in r.notes):
         print(f"note: {note}")
