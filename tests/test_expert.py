@@ -53,3 +53,23 @@ def test_a_collection_whose_scenes_no_longer_rebuild_is_refused(collection, tmp_
     assert not list(tmp_path.glob("*expert*"))  # nothing half-written is left to be read later
     with pytest.raises(ValueError, match="cache directory"):
         expert_actions(dataclasses.replace(data, path=None))
+
+
+def test_collections_of_other_scenes_read_together_are_labelled_each_in_its_own(collection, tmp_path) -> None:
+    import shutil
+    from pathlib import Path
+
+    from avworld.data.collect import CollectConfig, collect
+    from avworld.data.storage import DataRef
+
+    shutil.copytree(Path(collection.root) / "avworld" / "tiny-v0", tmp_path / "avworld" / "tiny-v0")  # procedural apartments
+    corridor = Path(__file__).parents[1] / "examples" / "scenes" / "corridor.json"  # and a hand-made room
+    collect(CollectConfig(root=str(tmp_path), name="room", scene=str(corridor), episodes=2, scenes=1, shard_size=2, workers=1, max_steps=6),
+            SimConfig())
+    both = DataRef(root=str(tmp_path), name="tiny", also=["room"]).load()
+    labels = expert_actions(both)
+    assert len(labels) == len(both.arrays["pose"])
+    np.testing.assert_array_equal(labels, np.concatenate([expert_actions(p) for p in both.parts]))
+    assert both.parts[1].scene() == str(corridor) and both.parts[0].scene() is None
+    with pytest.raises(ValueError, match=r"tiny, room were collected in different scenes"):
+        both.scene()  # a job that rebuilds scenes by seed (the action ranking) must read them apart

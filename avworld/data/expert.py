@@ -35,7 +35,8 @@ def expert_actions(data: Any, progress: bool = False) -> np.ndarray:
     target = data.path / f"expert_action-v{VERSION}.npy"
     if target.exists():
         return np.load(target, mmap_mode="r", allow_pickle=False)
-    labels = _label(data, progress)
+    parts = getattr(data, "parts", None)  # several collections read as one: each labelled in its own scenes (and cache)
+    labels = np.concatenate([np.asarray(expert_actions(p, progress)) for p in parts]) if parts else _label(data, progress)
     with replaced_atomically(target, suffix=".npy", sync=False) as tmp:
         np.save(tmp, labels, allow_pickle=False)
     return np.load(target, mmap_mode="r", allow_pickle=False)
@@ -46,7 +47,7 @@ def _label(data: Any, progress: bool) -> np.ndarray:
 
     from avworld.envs.audio_nav import AudioNavEnv
 
-    scene = data.meta.get("collect", {}).get("scene")
+    scene = data.scene()
     env = AudioNavEnv(split="train", sim=SimConfig.from_dict(data.meta["sim"]), sensors=("rgb",), scene=scene)
     poses = np.asarray(data.arrays["pose"], np.float64)  # (n_obs, 3)
     geodesic = np.asarray(data.arrays["geodesic_distance"], np.float64)  # (n_obs,) as recorded

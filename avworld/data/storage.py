@@ -169,6 +169,15 @@ class FlatData:
     parts: list[FlatData] = field(default_factory=list)
     """Several collections read as one: each one's own flat data, in order (their arrays joined are these); else []."""
 
+    def scene(self) -> str | None:
+        """The ``scene`` its episodes were collected in (``collect.scene``; None: procedural apartments), the same for
+        every collection read; a ValueError naming them where it is not (their scene seeds name rooms of different
+        sources, so a job that rebuilds scenes by seed must read them apart)."""
+        scenes = {name: (meta.get("collect") or {}).get("scene") for name, meta in (self.collections or {"": self.meta}).items()}
+        if len({json.dumps(v, sort_keys=True) for v in scenes.values()}) > 1:  # a scene setting may be a list of files
+            raise ValueError(f"the collections {', '.join(scenes)} were collected in different scenes ({scenes}); read them apart")
+        return next(iter(scenes.values()))
+
     def collection_of(self, episodes: np.ndarray) -> list[str]:
         """The collection name of each episode index in ``episodes``."""
         names = list(self.collections)

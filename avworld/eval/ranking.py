@@ -165,7 +165,7 @@ def evaluate_ranking(
         raise ValueError(f"no windows of {m} steps in split {split!r}: nothing to rank")
     picks = np.unique(np.linspace(0, len(dataset) - 1, min(windows, len(dataset))).round().astype(int))
     starts = np.asarray(data.episodes["obs_start"])
-    truth = TrueMoves(SimConfig.from_dict(data.meta["sim"]), depth, discount, data.meta.get("collect", {}).get("scene"))
+    truth = TrueMoves(SimConfig.from_dict(data.meta["sim"]), depth, discount, data.scene())
     generator = torch.Generator(world.device).manual_seed(seed)
     guess = imagine or (lambda state, g: imagined_moves(world, state, depth, discount, sampler_steps, g))
     rows: list[dict[str, Any]] = []
