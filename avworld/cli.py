@@ -22,6 +22,7 @@ instead of the split's procedural scenes. Overrides are Hydra's (``sim=avw4k``, 
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -101,7 +102,10 @@ def train_world_model_job(cfg: DictConfig) -> None:
     world = typed(WorldModelJob, OmegaConf.create(fields))
     result = train_world_model(world, job.out_dir)
     print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
-    print(f"checkpoint: {stage_dir(job.out_dir, world.stage) / 'checkpoint'}")
+    checkpoint = stage_dir(job.out_dir, world.stage) / "checkpoint"
+    read = json.loads((checkpoint / "meta.json").read_text())["data"].get("collections", [])
+    print("training windows: " + ", ".join(f"{c['name']} {c['windows']:,}" for c in read))
+    print(f"checkpoint: {checkpoint}")
 
 
 def train_agent_job(cfg: DictConfig) -> None:

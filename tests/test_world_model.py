@@ -225,6 +225,7 @@ def test_cli_trains_a_stage(collection: CollectConfig, tokenizer_checkpoints: di
     assert done.returncode == 0, done.stderr[-2000:]
     assert "checkpoint:" in done.stdout and (tmp_path / "joint" / "checkpoint" / "tokenizers" / "video" / "meta.json").exists()
     assert " steps=2 " in done.stdout  # the preset's steps for this stage
+    assert f"training windows: {collection.name} " in done.stdout  # each collection read, with its windows
     saved = OmegaConf.load(tmp_path / "joint" / "checkpoint" / "config.yaml")
     assert list(saved.flow.change) == ["video"]  # the preset's flow settings reach the model's config
     missing = subprocess.run([*cmd[:5], "stage=2", f"out_dir={tmp_path / 'new'}"], capture_output=True, text=True, timeout=300)
