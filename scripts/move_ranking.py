@@ -1,7 +1,7 @@
 """Which signal knows the best next move? The policy, the world model's imagined returns, or the value head.
 
     python scripts/move_ranking.py AGENT_CHECKPOINT WORLD_MODEL_CHECKPOINT [--episodes 20] [--split test]
-        [--sounds heard] [--latent] [--samples 1] [--out ranking.json]
+        [--sounds heard] [--latent] [--samples 1] [--out ranking.json] [--against earlier.json]
 
 An agent walks real episodes of ``split``, sampling its actions as it is evaluated: a PPO agent, or with ``--latent`` an
 agent trained in imagination (``agent=imagination``; its value signals are left out: a clone's critic is untrained).
@@ -18,7 +18,9 @@ The truth is ``real``: the moves whose best true 2-step return is the largest (g
 next move, or moves tied with it). States where all three tie are left out (:func:`avworld.eval.ranking.hit_rate`, shared
 with the tracked metric of ``avworld eval world_model``). Prints, per signal, how often its best move
 is a true best one (with a 95 % normal interval and the chance level), and the same for the planner's choice
-``log π + Q / τ`` with Q the imagined or true return, as JSON; ``--out`` keeps the per-state scores.
+``log π + Q / τ`` with Q the imagined or true return, as JSON; ``--out`` keeps the per-state scores, and ``--against
+FILE`` (such a file of the same walk: the same agent, split, sounds and episodes, e.g. with another world model) adds
+each signal's paired difference state by state.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -34,7 +38,7 @@ import torch
 
 import avworld.envs  # noqa: F401  (registers the envs)
 from avworld.eval.navigation import evaluate_navigation
-from avworld.eval.ranking import best_per_move, hit_rate, move_sequences
+from avworld.eval.ranking import best_per_move, hit_rate, move_sequences, state_hits
 from avworld.models.imagination import load_world
 from avworld.policies.imagination_agent import ImaginationAgent
 from avworld.policies.planner import MOVES
@@ -106,12 +110,37 @@ class LatentProbe(Probe):
         return agent.previous
 
 
-def summary(rows: list[dict[str, list[float]]]) -> dict[str, Any]:
+def scorers(rows: list[dict[str, list[float]]]) -> dict[str, Callable[[dict[str, Any]], np.ndarray]]:
+    """Each signal the rows hold, and the planner's choices log π + Q / τ, as a function of a row → (3,) move scores."""
     signals = [s for s in ("policy", "world_r1", "world", "world_value", "real_r1", "real_value") if rows and s in rows[0]]
-    out: dict[str, Any] = {s: hit_rate(rows, lambda r, s=s: np.asarray(r[s])) for s in signals}
+    out: dict[str, Callable[[dict[str, Any]], np.ndarray]] = {s: lambda r, s=s: np.asarray(r[s]) for s in signals}
     for q in [q for q in ("world", "world_value", "real") if rows and q in rows[0]]:
         for tau in TAUS:
-            out[f"policy + {q} / {tau}"] = hit_rate(rows, lambda r, q=q, tau=tau: np.asarray(r["policy"]) + np.asarray(r[q]) / tau)
+            out[f"policy + {q} / {tau}"] = lambda r, q=q, tau=tau: np.asarray(r["policy"]) + np.asarray(r[q]) / tau
+    return out
+
+
+def summary(rows: list[dict[str, list[float]]]) -> dict[str, Any]:
+    return {name: hit_rate(rows, score) for name, score in scorers(rows).items()}
+
+
+def paired(rows: list[dict[str, Any]], earlier: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per signal both runs hold, this run's hit rate minus ``earlier``'s on the same states (e.g. two world models probed
+    along one walk: the same agent, split and sounds; a run of fewer episodes pairs with the first states of a longer
+    one): ``difference`` and ``half_width`` (95 % normal interval of the per-state differences), ``states``. ValueError
+    where the states are not the same (their true returns differ)."""
+    n = min(len(rows), len(earlier))
+    rows, earlier = rows[:n], earlier[:n]
+    if not n or any(not np.allclose(a["real"], b["real"], atol=1e-6) for a, b in zip(rows, earlier, strict=True)):
+        raise ValueError("--against: not the same states (their true returns differ): probe the same agent on the same split "
+                         "and sounds")
+    theirs = scorers(earlier)
+    out: dict[str, Any] = {}
+    for name, score in scorers(rows).items():
+        if name in theirs:
+            d = state_hits(rows, score) - state_hits(earlier, theirs[name])
+            d = d[~np.isnan(d)]
+            out[name] = {"difference": float(d.mean()), "half_width": float(1.96 * d.std(ddof=1) / np.sqrt(len(d))), "states": len(d)}
     return out
 
 
@@ -127,8 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latent", action="store_true", help="AGENT is an agent trained in imagination (agent=imagination)")
     parser.add_argument("--samples", type=int, default=1, help="imagined rollouts per move sequence, their returns averaged")
     parser.add_argument("--out", default=None, help="JSON file for the per-state scores and the episodes' metrics")
+    parser.add_argument("--against", default=None, help="an earlier --out file of the same walk: paired differences per signal")
     args = parser.parse_args(argv)
 
+    earlier = None
+    if args.against:  # read first: a bad file is refused before the walk, not after it
+        try:
+            with open(args.against) as f:
+                earlier = json.load(f)["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            parser.error(f"--against {args.against}: not a move_ranking --out file with per-state rows ({type(err).__name__}: {err})")
     torch.set_num_threads(1)
     world = ImaginedWorld(load_world(args.world_model, "cpu", amp=args.amp), name=args.world_model)
     if args.samples < 1:
@@ -154,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         "success_rate": float(np.mean([e["success"] for e in result.episodes])),
         "signals": summary(probe.rows),
     }
+    if earlier is not None:
+        try:
+            report["paired_against"] = {"file": args.against, "signals": paired(probe.rows, earlier)}
+        except ValueError as err:  # the walk's own results are still printed and written
+            print(f"move_ranking: {err}", file=sys.stderr)
     print(json.dumps(report, indent=1))
     if args.out:
         with open(args.out, "w") as f:

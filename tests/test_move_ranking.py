@@ -49,3 +49,17 @@ def test_expected_returns_average_each_sequences_own_samples():
     returns = np.where(repeated[:, 0] == sequences[1, 0], 1.0, 0.0) + np.tile([0.0, 0.5], 3)  # LEFT's draws 1.0 and 1.5
     assert move_ranking.expected(returns, 2).tolist() == [0.25, 1.25, 0.25]
     assert move_ranking.expected(returns, 1).tolist() == returns.tolist()
+
+
+def test_paired_differences_on_the_same_states_and_a_refusal_of_others():
+    real = [[0.5, 0.0, 0.0], [0.0, 0.2, 0.0], [0.1, 0.1, 0.1], [0.0, 0.0, 0.3]]  # the third ties: not counted
+    policy = [-0.1, -2.0, -3.0]
+    before = [row(t, policy, w) for t, w in zip(real, [[0, 1, 0], [0, 1, 0], [1, 0, 0], [1, 0, 0]], strict=True)]  # hits 0, 1, -, 0
+    after = [row(t, policy, w) for t, w in zip(real, [[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1]], strict=True)]  # hits 1, 1, -, 1
+    result = move_ranking.paired(after, before)
+    assert result["world"]["states"] == 3 and result["world"]["difference"] == pytest.approx(2 / 3)
+    assert result["world"]["half_width"] == pytest.approx(1.96 * np.std([1, 0, 1], ddof=1) / np.sqrt(3))
+    assert result["policy"]["difference"] == 0.0  # one policy, one walk: no difference
+    assert move_ranking.paired(after[:2], before)["world"]["states"] == 2  # a shorter walk pairs with the first states
+    with pytest.raises(ValueError, match="not the same states"):
+        move_ranking.paired(after[1:], before)

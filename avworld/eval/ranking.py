@@ -50,21 +50,28 @@ def best_per_move(returns: np.ndarray) -> np.ndarray:
     return returns.reshape(len(returns), len(MOVES), -1).max(axis=2)
 
 
-def hit_rate(rows: Sequence[dict[str, Any]], score: Callable[[dict[str, Any]], np.ndarray], truth: str = "real") -> dict[str, float]:
-    """How often the move ``score(row)`` (3,) ranks first is a true best one (``row[truth]`` (3,), ties within :data:`TIE`),
-    over the rows whose true returns differ: ``rate``, ``half_width`` (95 % normal interval), ``chance`` (the rate of a
-    random pick) and ``states`` (rows counted)."""
-    hits, chance = [], []
-    for row in rows:
+def state_hits(rows: Sequence[dict[str, Any]], score: Callable[[dict[str, Any]], np.ndarray], truth: str = "real") -> np.ndarray:
+    """Per row, whether the move ``score(row)`` (3,) ranks first is a true best one (``row[truth]`` (3,), ties within
+    :data:`TIE`) → (n,) float: 1 or 0, NaN where every move is a best one (a row that cannot tell)."""
+    out = np.full(len(rows), np.nan)
+    for i, row in enumerate(rows):
         true = np.asarray(row[truth], np.float64)
         best = np.flatnonzero(true >= true.max() - TIE)
-        if len(best) == len(true):
-            continue
-        hits.append(int(np.argmax(score(row))) in best)
-        chance.append(len(best) / len(true))
-    if not hits:
+        if len(best) < len(true):
+            out[i] = float(int(np.argmax(score(row))) in best)
+    return out
+
+
+def hit_rate(rows: Sequence[dict[str, Any]], score: Callable[[dict[str, Any]], np.ndarray], truth: str = "real") -> dict[str, float]:
+    """How often the move ``score(row)`` (3,) ranks first is a true best one (:func:`state_hits`), over the rows whose
+    true returns differ: ``rate``, ``half_width`` (95 % normal interval), ``chance`` (the rate of a random pick) and
+    ``states`` (rows counted)."""
+    hits = state_hits(rows, score, truth)
+    counted = ~np.isnan(hits)
+    if not counted.any():
         return {"rate": float("nan"), "half_width": float("nan"), "chance": float("nan"), "states": 0}
-    h = np.asarray(hits, float)
+    chance = [np.mean(np.asarray(r[truth], np.float64) >= np.max(r[truth]) - TIE) for r, c in zip(rows, counted, strict=True) if c]
+    h = hits[counted]
     return {"rate": float(h.mean()), "half_width": float(1.96 * h.std() / np.sqrt(len(h))), "chance": float(np.mean(chance)),
             "states": len(h)}
 
