@@ -96,7 +96,7 @@ def train_world_model_job(cfg: DictConfig) -> None:
     preset = job.preset["world_model"]
     train = dict(preset["train"], steps=stage_steps(preset, job.stage))
     fields = {"model": preset["model"], "train": train, "data": dataclasses.asdict(job.data)}
-    fields |= {k: getattr(job, k) for k in ("stage", "variant", "init", "stop_windows", "stop_near")}
+    fields |= {k: getattr(job, k) for k in ("stage", "variant", "init", "stop_windows", "stop_near", "loss_weights")}
     fields["tokenizers"] = dataclasses.asdict(job.tokenizers)
     fields["flow"] = preset.get("flow", {})  # stages 2 and 3 keep the previous stage's (its config.yaml)
     world = typed(WorldModelJob, OmegaConf.create(fields))

@@ -227,6 +227,7 @@ class TrainWorldModel:
     tokenizers: Tokenizers = field(default_factory=Tokenizers)
     stop_windows: float = 0.1
     stop_near: float = 0.0
+    loss_weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

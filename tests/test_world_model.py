@@ -31,6 +31,7 @@ from avworld.train.world_model import (
     stage_dir,
     stage_steps,
     train_world_model,
+    world_model_config,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -203,6 +204,23 @@ def test_a_world_model_trains_on_collections_read_together(
         [whole] = flat.path.glob(f"latents-{modality}-*.npy")
         pieces = [np.load(next(part.path.glob(f"latents-{modality}-*.npy"))) for part in flat.parts]
         assert len(pieces) == 2 and np.array_equal(np.load(whole), np.concatenate(pieces))
+
+
+def test_loss_weights_reach_every_stage_and_unknown_terms_are_refused(
+    world_checkpoint: str, collection: CollectConfig, tokenizer_checkpoints: dict[str, str]
+) -> None:
+    init = load_checkpoint(Path(world_checkpoint))
+    later = dataclasses.replace(job(collection, None, "3"), init=world_checkpoint, loss_weights={"reward": 4.0})
+    flow = world_model_config(later, init, {}).flow  # a later stage keeps its init's config, but not its loss weights
+    assert (flow.reward_weight, flow.termination_weight, flow.video_weight) == (4.0, 1.0, 1.0)
+    kept = world_model_config(dataclasses.replace(later, loss_weights={}), init, {}).flow
+    assert kept.reward_weight == init.config["flow"]["reward_weight"]
+    first = dataclasses.replace(job(collection, tokenizer_checkpoints, "joint"), loss_weights={"video": 0.5})
+    tokenizers = {m: load_model(p, kind) for m, p, kind in (("video", tokenizer_checkpoints["video"], "video_vae"),
+                                                              ("audio", tokenizer_checkpoints["audio"], "audio_codec"))}
+    assert world_model_config(first, None, tokenizers).flow.video_weight == 0.5
+    with pytest.raises(ValueError, match=r"loss_weights\.rewards: unknown loss term; known: video, audio, reward, termination"):
+        dataclasses.replace(later, loss_weights={"rewards": 4.0})
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "base"])

@@ -57,6 +57,10 @@ FROZEN = {"1": ("audio",), "2": ("shared", "video"), "3": (), "joint": ()}
 """Parameter groups (:meth:`AVCDiT.parameter_groups`) each stage freezes."""
 
 
+LOSS_TERMS = ("video", "audio", "reward", "termination")
+"""The loss terms of :class:`~avworld.models.flow.WorldModel` whose weights ``loss_weights`` sets (``FlowConfig.<term>_weight``)."""
+
+
 @dataclass
 class TokenizerRefs:
     video: str | None = None
@@ -81,8 +85,14 @@ class WorldModelJob:
     stop_near: float = 0.0
     """Share of the STOP windows drawn from windows within reach of the source (:class:`LatentWindows`). 0.5 made the
     tiny demo model's reward head tell near from far, but its planner STOPped early more often (docs/results.md)."""
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    """Weights of the loss terms ({video, audio, reward, termination}: w) over the model's ``flow`` settings, in any stage
+    (stages 2 and 3 otherwise keep their init's): training settings, not the model's shape; e.g. ``{reward: 4}``."""
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.loss_weights) - set(LOSS_TERMS))
+        if unknown:
+            raise ValueError(f"loss_weights.{unknown[0]}: unknown loss term; known: {', '.join(LOSS_TERMS)}")
         self.stage = str(self.stage)
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
@@ -247,7 +257,14 @@ def _tokenizer_paths(job: WorldModelJob, init: Any) -> dict[str, Path]:
 
 
 def world_model_config(job: WorldModelJob, init: Any, tokenizers: dict[str, tuple[nn.Module, Any]]) -> WorldModelConfig:
-    """The preset and variant sized to the tokenizers' latents; stages 2 and 3 keep the previous stage's config."""
+    """The preset and variant sized to the tokenizers' latents; stages 2 and 3 keep the previous stage's config; the
+    job's ``loss_weights`` over either."""
+    config = _sized_config(job, init, tokenizers)
+    weights = {f"{term}_weight": float(w) for term, w in job.loss_weights.items()}
+    return dataclasses.replace(config, flow=dataclasses.replace(config.flow, **weights)) if weights else config
+
+
+def _sized_config(job: WorldModelJob, init: Any, tokenizers: dict[str, tuple[nn.Module, Any]]) -> WorldModelConfig:
     if init is not None:
         return config_from_dict(WorldModelConfig, init.config, f"{job.init}/config.yaml")
     base = preset("world_model", job.model)
