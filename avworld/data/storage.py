@@ -226,21 +226,25 @@ def flatten(shards: list[Shard], cache_root: str | os.PathLike[str]) -> FlatData
     return FlatData(arrays, episodes, table["meta"], target, collections, parts)
 
 
+def _write_concatenated(path: Path, arrays: list[np.ndarray], chunk: int = 4096) -> None:
+    """``arrays`` (memory-mapped; one dtype and trailing shape) joined along axis 0 into the ``.npy`` file ``path``,
+    ``chunk`` rows at a time (bounded memory)."""
+    first = arrays[0]
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=first.dtype, shape=(sum(len(a) for a in arrays), *first.shape[1:]))
+    at = 0
+    for a in arrays:
+        for start in range(0, len(a), chunk):
+            rows = a[start : start + chunk]
+            out[at + start : at + start + len(rows)] = rows
+        at += len(a)
+    out.flush()
+    del out
+
+
 def _join_flat(parts: list[FlatData], out: Path) -> None:
     """The flat cache of several collections from theirs (:func:`flatten`): arrays concatenated, episode starts shifted."""
     for f in (*OBS_FIELDS, *INFO_FIELDS, *STEP_FIELDS):
-        first = parts[0].arrays[f]
-        shape = (sum(len(p.arrays[f]) for p in parts), *first.shape[1:])
-        joined = np.lib.format.open_memmap(out / f"{f}.npy", mode="w+", dtype=first.dtype, shape=shape)
-        at = 0
-        for p in parts:
-            a = p.arrays[f]
-            for start in range(0, len(a), 4096):  # in chunks: bounded memory
-                chunk = a[start : start + 4096]
-                joined[at + start : at + start + len(chunk)] = chunk
-            at += len(a)
-        joined.flush()
-        del joined
+        _write_concatenated(out / f"{f}.npy", [p.arrays[f] for p in parts])
     shifted: dict[str, list[int]] = {"obs_start": [], "step_start": [], "length": [], "scene_seed": []}
     n_obs = n_steps = 0
     for p in parts:
